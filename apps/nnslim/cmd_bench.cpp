@@ -1,0 +1,72 @@
+// nnslim bench: measured inference latency (or training throughput) of a model.
+#include "common.h"
+
+#include "nnslim/graph/serialize.h"
+#include "nnslim/models/zoo.h"
+#include "nnslim/report/latency.h"
+
+#include <iostream>
+
+namespace nnslim::cli {
+
+int cmd_bench(const std::vector<std::string>& args) {
+  std::string path, model, input = "1x32x32", device = "cpu";
+  int64_t classes = 10, batch = 1, threads = 0, warmup = 5, runs = 20;
+  double seconds = 2.0;
+  bool train = false, json = false;
+  ArgParser p("bench",
+              "nnslim bench (MODEL | --model NAME) [--batch-size B] [--threads T] [--train] [--json]",
+              "Measures inference latency (median and p90 over repeated runs after warm-up) and\n"
+              "images/s on random input. With --train, measures full training steps (forward,\n"
+              "backward, SGD momentum) instead.");
+  p.positional("MODEL", &path, "a *.nnslim model file", /*required=*/false);
+  p.option("model", &model, "NAME", "a zoo model instead of a file");
+  p.option("input", &input, "CxHxW", "input shape for --model");
+  p.option("classes", &classes, "K", "classes for --model");
+  p.option("batch-size", &batch, "B", "batch size");
+  p.option("threads", &threads, "N", "CPU threads (0 = all cores)");
+  p.option("device", &device, "DEV", "cpu, cuda or auto");
+  p.option("warmup", &warmup, "N", "untimed runs before timing");
+  p.option("runs", &runs, "N", "minimum timed runs");
+  p.option("seconds", &seconds, "S", "minimum total timed seconds");
+  p.flag("train", &train, "time training steps instead of inference");
+  p.flag("json", &json, "print JSON");
+  if (!p.parse(args)) return 0;
+  if (path.empty() == model.empty()) throw UsageError("give either a MODEL file or --model NAME");
+  if (batch < 1) throw UsageError("--batch-size must be >= 1");
+  if (warmup < 0 || runs < 1 || seconds < 0) throw UsageError("--warmup >= 0, --runs >= 1, --seconds >= 0");
+  set_threads(threads);
+  Graph g = path.empty() ? build_model(model, parse_shape(input, "input"), classes)
+                         : load_graph(path);
+  LatencyOptions o;
+  o.batch_size = batch;
+  o.warmup = warmup;
+  o.min_runs = runs;
+  o.min_seconds = seconds;
+  o.device = parse_device(device);
+  LatencyResult r = train ? measure_train_step(g, o) : measure_latency(g, o);
+  std::string name = path.empty() ? model : path;
+  if (json) {
+    Json j = Json::object();
+    j.set("model", name);
+    j.set("mode", train ? "train" : "inference");
+    j.set("batch_size", batch);
+    j.set("threads", static_cast<int64_t>(torch::get_num_threads()));
+    j.set("device", device);
+    j.set("median_ms", r.median_ms);
+    j.set("p90_ms", r.p90_ms);
+    j.set("mean_ms", r.mean_ms);
+    j.set("images_per_second", r.images_per_second);
+    j.set("runs", r.runs);
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::printf("%s %s, batch %lld, %d threads: median %.3f ms, p90 %.3f ms, %.1f images/s "
+                "(%lld runs)\n",
+                name.c_str(), train ? "training step" : "inference", (long long)batch,
+                torch::get_num_threads(), r.median_ms, r.p90_ms, r.images_per_second,
+                (long long)r.runs);
+  }
+  return 0;
+}
+
+}  // namespace nnslim::cli

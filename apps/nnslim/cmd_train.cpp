@@ -1,0 +1,96 @@
+// nnslim train: build a zoo model and train it (or resume an interrupted run).
+#include "common.h"
+
+#include "nnslim/graph/serialize.h"
+#include "nnslim/models/zoo.h"
+
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <iostream>
+
+namespace nnslim::cli {
+
+int cmd_train(const std::vector<std::string>& args) {
+  std::string model = "resnet20", out, resume;
+  bool force = false;
+  DataFlags data;
+  TrainFlags train;
+  std::string names;
+  for (const auto& n : model_names()) names += (names.empty() ? "" : ", ") + n;
+  ArgParser p("train", "nnslim train --model NAME [--dataset NAME] [options] --out DIR",
+              "Trains a model from the zoo and writes DIR/model.nnslim, DIR/summary.json,\n"
+              "DIR/metrics.jsonl (one record per epoch) and DIR/checkpoint.nnslim-ckpt (after\n"
+              "every epoch). An interrupted run continues with 'nnslim train --resume DIR' and ends\n"
+              "with the same weights as an uninterrupted one. --epochs 0 writes the initialised model.");
+  p.option("model", &model, "NAME", "model: " + names);
+  p.option("out", &out, "DIR", "output directory (must be new or empty unless --force)");
+  p.flag("force", &force, "write into an existing non-empty --out directory");
+  p.option("resume", &resume, "DIR",
+           "continue the run in DIR with its recorded options (--epochs may be raised)");
+  add_data_flags(p, data);
+  add_train_flags(p, train);
+  if (!p.parse(args)) return 0;
+
+  Checkpoint ckpt;
+  bool resuming = !resume.empty();
+  if (resuming) {
+    if (!out.empty() && out != resume) throw UsageError("--resume DIR writes into DIR; drop --out");
+    ckpt = load_checkpoint(checkpoint_path(resume));
+    p.apply(ckpt.options);  // the run's own options, except those given now
+    out = resume;
+  } else {
+    prepare_out_dir(out, force);
+  }
+  set_threads(train.threads);
+  TrainOptions opt = to_train_options(train, out);
+  auto d = load_data(data);
+  const Dataset& monitor = data.val_split > 0 ? d.val : d.test;
+
+  torch::manual_seed(static_cast<uint64_t>(train.seed));
+  Graph g = resuming ? ckpt.graph : build_model(model, d.train.image_shape(), d.train.classes);
+  if (!train.quiet) {
+    auto cost = count_cost(g);
+    std::cout << "nnslim train: " << model << " on " << data.dataset << " (" << d.train.size()
+              << " train / " << monitor.size() << (data.val_split > 0 ? " val" : " test")
+              << " images, " << shape_str(d.train.image_shape()) << ", " << d.train.classes
+              << " classes), " << human(cost.params) << " params, " << human(cost.macs)
+              << " MACs, " << torch::get_num_threads() << " threads, device "
+              << parse_device(opt.device) << "\n";
+    if (resuming) std::cout << "resuming after epoch " << ckpt.epochs_done << "\n";
+  }
+  Trainer trainer(g, opt);
+  trainer.checkpoint_options = p.values();
+  trainer.checkpoint_options.erase("resume");
+  trainer.checkpoint_options.erase("force");
+  TrainResult r = trainer.fit(d.train, &monitor, resuming ? &ckpt : nullptr);
+
+  g.to(torch::kCPU);
+  save_graph(g, out + "/model.nnslim");
+  EvalResult test = evaluate(g, d.test);
+  auto cost = count_cost(g);
+  Json s = Json::object();
+  s.set("model", model);
+  s.set("dataset", data.dataset);
+  s.set("input_shape", Json::array_of(g.input_shape));
+  s.set("classes", g.classes());
+  s.set("params", cost.params);
+  s.set("macs", cost.macs);
+  s.set("top1", test.top1);
+  s.set("top5", test.top5);
+  s.set("test_loss", test.loss);
+  s.set("epochs", train.epochs);
+  s.set("train_images", d.train.size());
+  s.set("wall_seconds", r.wall_seconds);
+  s.set("train_images_per_second", r.train_images_per_second);
+  s.set("seed", train.seed);
+  write_text(out + "/summary.json", s.dump(2) + "\n");
+  if (!train.quiet)
+    std::printf("done: test top-1 %.2f%%, top-5 %.2f%% on %lld images; %s params, %s MACs; "
+                "%.0fs; wrote %s/model.nnslim\n",
+                test.top1, test.top5, (long long)test.examples, human(cost.params).c_str(),
+                human(cost.macs).c_str(), r.wall_seconds, out.c_str());
+  return 0;
+}
+
+}  // namespace nnslim::cli

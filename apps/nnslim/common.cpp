@@ -1,0 +1,157 @@
+#include "common.h"
+
+#include "nnslim/graph/serialize.h"
+
+#include <torch/torch.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <sstream>
+#include <thread>
+#include <unistd.h>
+
+namespace nnslim::cli {
+
+namespace fs = std::filesystem;
+
+void add_data_flags(ArgParser& p, DataFlags& f) {
+  p.section("data");
+  std::string names;
+  for (const auto& n : dataset_names()) names += (names.empty() ? "" : ", ") + n;
+  p.option("dataset", &f.dataset, "NAME", "dataset: " + names);
+  p.option("data-dir", &f.data_dir, "DIR",
+           "where the dataset files are (default: the dataset's standard place, e.g. "
+           "/usr/share/datasets/fashion-mnist)");
+  p.option("limit-train", &f.limit_train, "N", "use only the first N training images (0 = all)");
+  p.option("limit-test", &f.limit_test, "N", "evaluate on the first N test images (0 = all)");
+  p.option("val-split", &f.val_split, "N",
+           "hold out the last N training images as a validation set for per-epoch evaluation");
+}
+
+LoadedData load_data(const DataFlags& f) {
+  if (f.limit_train < 0) throw UsageError("--limit-train must be >= 0");
+  if (f.limit_test < 0) throw UsageError("--limit-test must be >= 0");
+  if (f.val_split < 0) throw UsageError("--val-split must be >= 0");
+  DataSplits s = load_dataset(f.dataset, f.data_dir);
+  LoadedData d;
+  d.train = take_first(s.train, f.limit_train);
+  d.test = take_first(s.test, f.limit_test);
+  if (f.val_split > 0) {
+    if (f.val_split >= d.train.size())
+      throw UsageError("--val-split " + std::to_string(f.val_split) + " leaves no training images");
+    std::tie(d.train, d.val) = split_validation(d.train, f.val_split);
+  }
+  return d;
+}
+
+void add_train_flags(ArgParser& p, TrainFlags& f) {
+  p.section("training");
+  p.option("epochs", &f.epochs, "N", "epochs to train");
+  p.option("batch-size", &f.batch_size, "B", "mini-batch size");
+  p.option("lr", &f.lr, "X", "initial learning rate");
+  p.option("momentum", &f.momentum, "X", "SGD momentum");
+  p.flag("nesterov", &f.nesterov, "use Nesterov momentum");
+  p.option("weight-decay", &f.weight_decay, "X", "L2 weight decay");
+  p.option("schedule", &f.schedule, "KIND", "lr schedule: constant, step, multistep, cosine");
+  p.option("milestones", &f.milestones, "E1,E2", "multistep: epochs where lr is multiplied by gamma");
+  p.option("gamma", &f.gamma, "X", "step/multistep: lr factor");
+  p.option("step-size", &f.step_size, "N", "step: epochs between lr drops");
+  p.option("warmup-epochs", &f.warmup_epochs, "X", "linear lr warm-up length in epochs");
+  p.option("seed", &f.seed, "S", "seed for weights, shuffling and augmentation");
+  p.flag("no-augment", &f.no_augment, "no random crop / flip");
+  p.flag("no-flip", &f.no_flip, "random crop only, no horizontal flip");
+  p.section("runtime");
+  p.option("device", &f.device, "DEV", "cpu, cuda or auto (cuda when available)");
+  p.option("threads", &f.threads, "N", "CPU threads (0 = all cores)");
+  p.flag("quiet", &f.quiet, "print nothing while training");
+}
+
+TrainOptions to_train_options(const TrainFlags& f, const std::string& out_dir) {
+  TrainOptions o;
+  o.epochs = f.epochs;
+  o.batch_size = f.batch_size;
+  o.momentum = f.momentum;
+  o.nesterov = f.nesterov;
+  o.weight_decay = f.weight_decay;
+  o.schedule.kind = f.schedule;
+  o.schedule.base_lr = f.lr;
+  o.schedule.milestones = parse_int_list(f.milestones, "milestones");
+  o.schedule.gamma = f.gamma;
+  o.schedule.step_size = f.step_size;
+  o.schedule.warmup_epochs = f.warmup_epochs;
+  o.seed = static_cast<uint64_t>(f.seed);
+  o.augment = !f.no_augment;
+  o.hflip = !f.no_flip;
+  o.device = f.device;
+  o.out_dir = out_dir;
+  o.progress = f.quiet ? nullptr : &std::cout;
+  o.progress_bar = !f.quiet && ::isatty(STDOUT_FILENO);
+  // Options a user can get wrong are usage errors (exit 2), named by their flag.
+  try {
+    o.validate();
+  } catch (const c10::Error& e) {
+    throw UsageError(e.what_without_backtrace());
+  }
+  return o;
+}
+
+void set_threads(int64_t threads) {
+  if (threads < 0) throw UsageError("--threads must be >= 0");
+  int n = threads > 0 ? static_cast<int>(threads)
+                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  torch::set_num_threads(n);
+}
+
+void prepare_out_dir(const std::string& dir, bool force) {
+  if (dir.empty()) throw UsageError("--out DIR is required");
+  if (fs::exists(dir)) {
+    if (!fs::is_directory(dir)) throw UsageError("--out " + dir + " exists and is not a directory");
+    if (!fs::is_empty(dir) && !force)
+      throw UsageError("--out " + dir +
+                       " exists and is not empty; choose another directory or pass --force");
+  }
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  TORCH_CHECK(!ec, dir, ": cannot create directory: ", ec.message());
+}
+
+void write_text(const std::string& path, const std::string& text) { write_file_atomic(path, text); }
+
+std::string human(double v) {
+  char buf[32];
+  if (v >= 1e9) std::snprintf(buf, sizeof buf, "%.2fG", v / 1e9);
+  else if (v >= 1e6) std::snprintf(buf, sizeof buf, "%.2fM", v / 1e6);
+  else if (v >= 1e3) std::snprintf(buf, sizeof buf, "%.1fK", v / 1e3);
+  else std::snprintf(buf, sizeof buf, "%.0f", v);
+  return buf;
+}
+
+std::string cost_table(const CostReport& r) {
+  std::ostringstream os;
+  size_t w = 4;
+  for (const auto& n : r.nodes) w = std::max(w, n.name.size());
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "%-*s  %-13s  %-12s  %10s  %12s\n", (int)w, "name", "op",
+                "output", "params", "MACs");
+  os << buf << std::string(w + 57, '-') << "\n";
+  for (const auto& n : r.nodes) {
+    std::snprintf(buf, sizeof buf, "%-*s  %-13s  %-12s  %10lld  %12lld\n", (int)w, n.name.c_str(),
+                  op_name(n.op), shape_str(n.out_shape).c_str(), (long long)n.params,
+                  (long long)n.macs);
+    os << buf;
+  }
+  os << std::string(w + 57, '-') << "\n";
+  std::snprintf(buf, sizeof buf, "%-*s  %-13s  %-12s  %10lld  %12lld\n", (int)w, "total", "", "",
+                (long long)r.params, (long long)r.macs);
+  os << buf;
+  std::snprintf(buf, sizeof buf,
+                "params %s (nonzero %s), MACs %s (nonzero %s); MACs count Conv2d and Linear "
+                "multiply-accumulates only\n",
+                human(r.params).c_str(), human(r.nonzero_params).c_str(), human(r.macs).c_str(),
+                human(r.nonzero_macs).c_str());
+  os << buf;
+  return os.str();
+}
+
+}  // namespace nnslim::cli

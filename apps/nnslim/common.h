@@ -1,0 +1,70 @@
+// Pieces shared by the verbs: option groups, data loading, output directories, tables.
+#pragma once
+
+#include "args.h"
+
+#include "nnslim/data/dataset.h"
+#include "nnslim/graph/cost.h"
+#include "nnslim/report/json.h"
+#include "nnslim/train/trainer.h"
+
+#include <string>
+
+namespace nnslim::cli {
+
+// Every verb: a verb's entry point takes its arguments (after the verb) and returns an exit code.
+using VerbFn = int (*)(const std::vector<std::string>& args);
+
+struct DataFlags {
+  std::string dataset = "fashion-mnist";
+  std::string data_dir;
+  int64_t limit_train = 0;
+  int64_t limit_test = 0;
+  int64_t val_split = 0;
+};
+void add_data_flags(ArgParser& p, DataFlags& f);
+
+// Train/test (and optional validation) data as the flags say.
+struct LoadedData {
+  Dataset train, test, val;  // val empty unless --val-split
+};
+LoadedData load_data(const DataFlags& f);
+
+struct TrainFlags {
+  int64_t epochs = 30;
+  int64_t batch_size = 128;
+  double lr = 0.1;
+  double momentum = 0.9;
+  bool nesterov = false;
+  double weight_decay = 5e-4;
+  std::string schedule = "cosine";
+  std::string milestones;
+  double gamma = 0.1;
+  int64_t step_size = 30;
+  double warmup_epochs = 0;
+  int64_t seed = 0;
+  bool no_augment = false;
+  bool no_flip = false;
+  std::string device = "auto";
+  int64_t threads = 0;
+  bool quiet = false;
+};
+void add_train_flags(ArgParser& p, TrainFlags& f);
+TrainOptions to_train_options(const TrainFlags& f, const std::string& out_dir);
+
+// Sets LibTorch's intra-op threads (0 = all cores); Debian's LibTorch starts with one.
+void set_threads(int64_t threads);
+
+// Refuses an existing non-empty directory unless force; creates it.
+void prepare_out_dir(const std::string& dir, bool force);
+
+// Writes text atomically.
+void write_text(const std::string& path, const std::string& text);
+
+// "1.23M", "40.8M" style numbers for tables.
+std::string human(double v);
+
+// Per-layer table of a cost report.
+std::string cost_table(const CostReport& r);
+
+}  // namespace nnslim::cli

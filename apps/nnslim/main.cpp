@@ -1,0 +1,70 @@
+// nnslim: train, compress, evaluate and benchmark neural networks.
+// main maps library exceptions to "error: ..." with exit 1 and usage errors to exit 2.
+#include "common.h"
+
+#include <c10/util/Exception.h>
+
+#include <cstring>
+#include <iostream>
+
+namespace nnslim::cli {
+int cmd_train(const std::vector<std::string>& args);
+int cmd_eval(const std::vector<std::string>& args);
+int cmd_info(const std::vector<std::string>& args);
+int cmd_bench(const std::vector<std::string>& args);
+}  // namespace nnslim::cli
+
+namespace {
+
+struct Verb {
+  const char* name;
+  nnslim::cli::VerbFn fn;
+  const char* summary;
+};
+
+const Verb kVerbs[] = {
+    {"train", nnslim::cli::cmd_train, "train a zoo model on a dataset"},
+    {"eval", nnslim::cli::cmd_eval, "top-1/top-5 accuracy of a saved model"},
+    {"info", nnslim::cli::cmd_info, "per-layer shapes, params and MACs"},
+    {"bench", nnslim::cli::cmd_bench, "measured inference latency or training throughput"},
+};
+
+void usage(std::ostream& os) {
+  os << "usage: nnslim <verb> [options]   (nnslim <verb> --help for details)\n\n"
+        "nnslim trains neural networks while compressing them, and turns the result into a\n"
+        "network that is really smaller and faster.\n\nverbs:\n";
+  for (const auto& v : kVerbs) os << "  " << v.name << std::string(10 - std::strlen(v.name), ' ') << v.summary << "\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    usage(std::cerr);
+    return 2;
+  }
+  std::string verb = argv[1];
+  if (verb == "--help" || verb == "-h" || verb == "help") {
+    usage(std::cout);
+    return 0;
+  }
+  std::vector<std::string> args(argv + 2, argv + argc);
+  for (const auto& v : kVerbs) {
+    if (verb != v.name) continue;
+    try {
+      return v.fn(args);
+    } catch (const nnslim::cli::UsageError& e) {
+      std::cerr << "nnslim " << verb << ": " << e.what() << "\n";
+      return 2;
+    } catch (const c10::Error& e) {
+      std::cerr << "error: " << e.what_without_backtrace() << "\n";
+      return 1;
+    } catch (const std::exception& e) {
+      std::cerr << "error: " << e.what() << "\n";
+      return 1;
+    }
+  }
+  std::cerr << "nnslim: unknown verb '" << verb << "'\n\n";
+  usage(std::cerr);
+  return 2;
+}

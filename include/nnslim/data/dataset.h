@@ -1,0 +1,68 @@
+// Datasets held in memory as raw uint8 images, decoded once. Normalisation and augmentation
+// happen when batches are made (loader.h).
+#pragma once
+
+#include <torch/types.h>
+
+#include <string>
+#include <vector>
+
+namespace nnslim {
+
+struct Dataset {
+  std::string name;          // "fashion-mnist", "mnist", "cifar10", "cifar100", "synthetic"
+  torch::Tensor images;      // uint8 [N, C, H, W]
+  torch::Tensor labels;      // int64 [N], each in [0, classes)
+  int64_t classes = 0;
+  std::vector<float> mean;   // per channel, in [0,1] units (statistics of the training split)
+  std::vector<float> std;
+
+  int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
+  std::vector<int64_t> image_shape() const;  // [C, H, W]
+};
+
+struct DataSplits {
+  Dataset train;
+  Dataset test;
+};
+
+// Default directory for a dataset name (Fashion-MNIST: /usr/share/datasets/fashion-mnist, where
+// Debian's dataset-fashion-mnist installs it; others: ./data/<name>).
+std::string default_data_dir(const std::string& dataset);
+
+// The known dataset names, for help texts and errors.
+std::vector<std::string> dataset_names();
+
+// Loads train and test splits by name from `dir` ("" = default_data_dir). Fashion-MNIST/MNIST come
+// from the four IDX files (gzipped or not) and are zero-padded from 28x28 to 32x32; CIFAR-10/100
+// from their binary-format files. "synthetic" is generated (see make_synthetic). Every error names
+// the file and the problem (missing, bad magic, truncated, label count != image count, label out of
+// range).
+DataSplits load_dataset(const std::string& name, const std::string& dir = "");
+
+// IDX readers (gz or raw; detected by the gzip magic). Images: uint8 [N, 1, rows, cols].
+torch::Tensor load_idx_images(const std::string& path);
+torch::Tensor load_idx_labels(const std::string& path);  // int64 [N]
+
+// CIFAR binary: records of <1 or 2 label bytes><3072 pixel bytes>. For CIFAR-100 the fine label
+// (second byte) is used.
+void load_cifar_file(const std::string& path, bool cifar100, std::vector<torch::Tensor>& images,
+                     std::vector<torch::Tensor>& labels);
+
+// A seeded synthetic classification set that a small network can learn: each class has a fixed
+// random prototype image; samples are the prototype plus noise. Deterministic in `seed`.
+DataSplits make_synthetic(int64_t train_size, int64_t test_size, std::vector<int64_t> image_shape,
+                          int64_t classes, uint64_t seed);
+
+// Zero-pads images [N,C,H,W] symmetrically to [N,C,size,size].
+torch::Tensor pad_to(const torch::Tensor& images, int64_t size);
+
+// Keeps the first n examples (n <= 0 or n >= size: unchanged).
+Dataset take_first(const Dataset& d, int64_t n);
+// Splits off the last `n` examples as a validation set: returns {rest, last n}.
+std::pair<Dataset, Dataset> split_validation(const Dataset& d, int64_t n);
+
+// Reads a whole file (decompressing gzip if it starts with the gzip magic). Throws naming path.
+std::string read_file_maybe_gz(const std::string& path);
+
+}  // namespace nnslim

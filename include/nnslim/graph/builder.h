@@ -1,0 +1,50 @@
+// A small API to build graphs (used by the model zoo and by tests). It tracks the channel count
+// and spatial size of every value so that layers can be declared by their output width alone,
+// and initialises parameters like torchvision (Kaiming-normal fan_out for convs, BN γ=1 β=0,
+// PyTorch's default uniform for Linear). Seed torch (torch::manual_seed) before building for
+// reproducible weights.
+#pragma once
+
+#include "nnslim/graph/graph.h"
+
+namespace nnslim {
+
+class GraphBuilder {
+ public:
+  // input_shape = [C, H, W].
+  explicit GraphBuilder(std::vector<int64_t> input_shape);
+
+  int input() const { return kGraphInput; }
+  int conv(int x, int64_t out_channels, int64_t kernel, int64_t stride, int64_t padding,
+           const std::string& name, bool bias = false, int64_t groups = 1, int64_t dilation = 1);
+  // Rectangular kernels/strides/paddings ({h, w}).
+  int conv2(int x, int64_t out_channels, std::vector<int64_t> kernel, std::vector<int64_t> stride,
+            std::vector<int64_t> padding, const std::string& name, bool bias = false,
+            int64_t groups = 1);
+  int bn(int x, const std::string& name);
+  int relu(int x, const std::string& name);
+  int relu6(int x, const std::string& name);
+  int maxpool(int x, int64_t kernel, int64_t stride, int64_t padding, const std::string& name);
+  int avgpool(int x, int64_t kernel, int64_t stride, int64_t padding, const std::string& name);
+  int global_avgpool(int x, const std::string& name);
+  int flatten(int x, const std::string& name);
+  int linear(int x, int64_t out_features, const std::string& name, bool bias = true);
+  int add(std::vector<int> xs, const std::string& name);
+  int concat(std::vector<int> xs, const std::string& name);
+  int dropout(int x, double p, const std::string& name);
+  int identity(int x, const std::string& name);
+
+  // Shape [C, H, W] (or [F] after flatten) of a value built so far.
+  const std::vector<int64_t>& shape(int value) const;
+  int64_t channels(int value) const { return shape(value)[0]; }
+
+  // Finishes the graph with `output` as its output value. Validates it (shape inference).
+  Graph build(int output, std::map<std::string, std::string> meta = {});
+
+ private:
+  int push(Node node);
+  Graph graph_;
+  std::map<int, std::vector<int64_t>> shapes_;
+};
+
+}  // namespace nnslim

@@ -1,0 +1,95 @@
+// The graph IR: every network in nnslim -- zoo models, loaded files, compressed models -- is a
+// Graph of Nodes. Surgery edits this data; execution, shape inference, cost counting and
+// serialisation are plain loops over it (DESIGN.md §1).
+#pragma once
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace nnslim {
+
+enum class Op {
+  kConv2d,         // params: weight [out, in/groups, kh, kw], bias? [out]
+  kBatchNorm2d,    // params: weight [C], bias [C]; buffers: running_mean [C], running_var [C]
+  kReLU,
+  kReLU6,
+  kMaxPool2d,      // attrs: kernel, stride, padding
+  kAvgPool2d,      // attrs: kernel, stride, padding (count_include_pad = true, as torch default)
+  kGlobalAvgPool,  // [N,C,H,W] -> [N,C,1,1]
+  kFlatten,        // [N, ...] -> [N, prod(...)]
+  kLinear,         // params: weight [out, in], bias? [out]
+  kAdd,            // elementwise sum of >= 2 inputs of equal shape
+  kConcat,         // along the channel dimension (dim 1)
+  kDropout,        // attrs: p
+  kIdentity,
+};
+
+// Stable lower-case name ("conv2d", "batchnorm2d", ...) used in files, tables and errors.
+const char* op_name(Op op);
+// Inverse of op_name; throws c10::Error listing the known names.
+Op op_from_name(const std::string& name);
+
+// Attributes; each op reads only the fields it needs (documented on Op).
+struct Attrs {
+  std::vector<int64_t> kernel{1, 1};
+  std::vector<int64_t> stride{1, 1};
+  std::vector<int64_t> padding{0, 0};
+  std::vector<int64_t> dilation{1, 1};
+  int64_t groups = 1;
+  double eps = 1e-5;       // BatchNorm
+  double momentum = 0.1;   // BatchNorm (torch convention)
+  double p = 0.5;          // Dropout
+};
+
+// Value ids: kGraphInput is the network input; every other value is the output of the node with
+// that id. Ids are stable across surgery (new nodes get fresh ids).
+constexpr int kGraphInput = 0;
+
+struct Node {
+  int id = -1;
+  Op op = Op::kIdentity;
+  std::string name;                 // e.g. "layer1.0.conv1"; unique in a graph
+  std::vector<int> inputs;          // value ids
+  Attrs attrs;
+  std::map<std::string, torch::Tensor> params;   // trainable ("weight", "bias")
+  std::map<std::string, torch::Tensor> buffers;  // not trainable ("running_mean", ...)
+};
+
+struct Graph {
+  std::vector<Node> nodes;            // topological order
+  int output = -1;                    // value id of the network output
+  std::vector<int64_t> input_shape;   // [C, H, W] (no batch dimension)
+  std::map<std::string, std::string> meta;  // model, dataset, classes, mean, std, ...
+  int next_id = 1;
+
+  // Appends a node, giving it a fresh id; returns that id.
+  int add(Node node);
+  // Position of node `id` in `nodes`; throws if absent.
+  size_t index_of(int id) const;
+  const Node& node(int id) const { return nodes[index_of(id)]; }
+  Node& node(int id) { return nodes[index_of(id)]; }
+  const Node* find(const std::string& name) const;
+  Node* find(const std::string& name);
+  // Ids of the nodes that read value `id`.
+  std::vector<int> consumers(int id) const;
+
+  // All trainable tensors in a fixed order (node order, then parameter name). These are the
+  // tensors given to torch::optim; their identity survives until surgery replaces them.
+  std::vector<torch::Tensor> parameters() const;
+  // Same order, with "node.param" names.
+  std::vector<std::pair<std::string, torch::Tensor>> named_parameters() const;
+
+  // Moves/casts every parameter and buffer in place (keeps requires_grad on parameters).
+  void to(torch::Device device);
+  void to(torch::Dtype dtype);
+  // A deep copy (tensors cloned, detached, requires_grad restored).
+  Graph clone() const;
+  // Convenience accessors for meta.
+  int64_t classes() const;
+};
+
+}  // namespace nnslim

@@ -1,0 +1,53 @@
+// The interface every compression method implements (DESIGN.md §3). The Trainer calls the hooks
+// in this order for each step:
+//   before_step -> forward -> loss + penalty -> backward -> after_backward -> optimizer.step
+//   -> after_step
+// and end_epoch after each epoch. A method with no overrides changes nothing (a tested property).
+#pragma once
+
+#include "nnslim/graph/graph.h"
+#include "nnslim/graph/serialize.h"
+
+#include <torch/optim/optimizer.h>
+
+#include <map>
+#include <memory>
+#include <string>
+
+namespace nnslim {
+
+struct TrainOptions;
+
+// What a method may see and change during training; owned by the Trainer.
+struct Context {
+  Graph& graph;
+  torch::optim::Optimizer& optimizer;
+  int64_t step = 0;             // global step, counted from 0 over the whole run
+  int64_t batch = 0;            // batch index within the epoch
+  int64_t epoch = 0;            // 0-based
+  int64_t steps_per_epoch = 0;
+  int64_t epochs = 0;
+  double lr = 0;
+  std::map<std::string, double>* log = nullptr;  // values a method wants in this epoch's metrics
+};
+
+class Method {
+ public:
+  virtual ~Method() = default;
+  virtual std::string name() const = 0;
+  // Methods that are optimizers (gRDA, HSPG) return one here; nullptr means "use plain SGD".
+  virtual std::unique_ptr<torch::optim::Optimizer> make_optimizer(Graph&, const TrainOptions&) {
+    return nullptr;
+  }
+  virtual void begin(Context&) {}                          // pick layers/groups, init state
+  virtual void before_step(Context&) {}                    // e.g. periodic projections (TRP)
+  virtual torch::Tensor penalty(Context&) { return {}; }   // added to the loss (undefined = none)
+  virtual void after_backward(Context&) {}                 // edit gradients (sub-gradients, masks)
+  virtual void after_step(Context&) {}                     // projections, proximal steps
+  virtual void end_epoch(Context&) {}
+  virtual void finalize(Context&) {}                       // surgery: make the compression structural
+  virtual void save(Writer&) const {}                      // resumable state
+  virtual void load(Reader&) {}
+};
+
+}  // namespace nnslim

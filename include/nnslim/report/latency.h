@@ -1,0 +1,35 @@
+// Measured speed: inference latency and training throughput of a graph on random input.
+// Used by `nnslim bench` and by every compressed-model summary (latency_ms).
+#pragma once
+
+#include "nnslim/graph/graph.h"
+
+#include <torch/types.h>
+
+namespace nnslim {
+
+struct LatencyOptions {
+  int64_t batch_size = 1;
+  int64_t warmup = 5;          // untimed runs first
+  int64_t min_runs = 20;       // at least this many timed runs...
+  double min_seconds = 1.0;    // ...and at least this long in total
+  int64_t max_runs = 10000;
+  torch::Device device = torch::kCPU;
+};
+
+struct LatencyResult {
+  double median_ms = 0;
+  double p90_ms = 0;
+  double mean_ms = 0;
+  double images_per_second = 0;  // batch_size / median
+  int64_t runs = 0;
+};
+
+// Eval-mode forward passes without autograd.
+LatencyResult measure_latency(const Graph& graph, const LatencyOptions& options);
+
+// Full training steps (forward, cross-entropy, backward, SGD momentum step) on a copy of the
+// graph; one "run" is one step. images_per_second = batch_size / median step time.
+LatencyResult measure_train_step(const Graph& graph, const LatencyOptions& options);
+
+}  // namespace nnslim

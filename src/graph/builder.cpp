@@ -1,0 +1,165 @@
+#include "nnslim/graph/builder.h"
+
+#include "nnslim/graph/shape.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+namespace nnslim {
+
+GraphBuilder::GraphBuilder(std::vector<int64_t> input_shape) {
+  graph_.input_shape = input_shape;
+  shapes_[kGraphInput] = std::move(input_shape);
+}
+
+const std::vector<int64_t>& GraphBuilder::shape(int value) const {
+  auto it = shapes_.find(value);
+  TORCH_CHECK(it != shapes_.end(), "builder: unknown value ", value);
+  return it->second;
+}
+
+int GraphBuilder::push(Node node) {
+  // Infer the shape right away so errors point at the layer being declared. Re-inferring the
+  // whole graph is quadratic, but zoo graphs have at most a few hundred nodes.
+  int id = graph_.add(std::move(node));
+  graph_.output = id;
+  auto shapes = infer_shapes(graph_);
+  shapes_[id] = shapes.at(id);
+  return id;
+}
+
+namespace {
+torch::Tensor kaiming_fan_out(int64_t out, int64_t in_per_group, int64_t kh, int64_t kw) {
+  // torchvision: kaiming_normal_(mode="fan_out", nonlinearity="relu"): std = sqrt(2 / fan_out).
+  double std = std::sqrt(2.0 / static_cast<double>(out * kh * kw));
+  return torch::randn({out, in_per_group, kh, kw}) * std;
+}
+}  // namespace
+
+int GraphBuilder::conv2(int x, int64_t out, std::vector<int64_t> kernel,
+                        std::vector<int64_t> stride, std::vector<int64_t> padding,
+                        const std::string& name, bool bias, int64_t groups) {
+  int64_t in = channels(x);
+  TORCH_CHECK(groups >= 1 && in % groups == 0, "builder: node '", name, "': groups ", groups,
+              " must divide ", in, " input channels");
+  Node n;
+  n.op = Op::kConv2d;
+  n.name = name;
+  n.inputs = {x};
+  n.attrs.kernel = kernel;
+  n.attrs.stride = stride;
+  n.attrs.padding = padding;
+  n.attrs.groups = groups;
+  n.params["weight"] =
+      kaiming_fan_out(out, in / groups, kernel[0], kernel[1]).requires_grad_(true);
+  if (bias) n.params["bias"] = torch::zeros({out}).requires_grad_(true);
+  return push(std::move(n));
+}
+
+int GraphBuilder::conv(int x, int64_t out, int64_t k, int64_t s, int64_t p,
+                       const std::string& name, bool bias, int64_t groups, int64_t dilation) {
+  int id = conv2(x, out, {k, k}, {s, s}, {p, p}, name, bias, groups);
+  if (dilation != 1) {
+    graph_.node(id).attrs.dilation = {dilation, dilation};
+    shapes_[id] = infer_shapes(graph_).at(id);
+  }
+  return id;
+}
+
+int GraphBuilder::bn(int x, const std::string& name) {
+  int64_t c = channels(x);
+  Node n;
+  n.op = Op::kBatchNorm2d;
+  n.name = name;
+  n.inputs = {x};
+  n.params["weight"] = torch::ones({c}).requires_grad_(true);
+  n.params["bias"] = torch::zeros({c}).requires_grad_(true);
+  n.buffers["running_mean"] = torch::zeros({c});
+  n.buffers["running_var"] = torch::ones({c});
+  return push(std::move(n));
+}
+
+namespace {
+Node simple(Op op, int x, const std::string& name) {
+  Node n;
+  n.op = op;
+  n.name = name;
+  n.inputs = {x};
+  return n;
+}
+}  // namespace
+
+int GraphBuilder::relu(int x, const std::string& name) { return push(simple(Op::kReLU, x, name)); }
+int GraphBuilder::relu6(int x, const std::string& name) {
+  return push(simple(Op::kReLU6, x, name));
+}
+int GraphBuilder::global_avgpool(int x, const std::string& name) {
+  return push(simple(Op::kGlobalAvgPool, x, name));
+}
+int GraphBuilder::flatten(int x, const std::string& name) {
+  return push(simple(Op::kFlatten, x, name));
+}
+int GraphBuilder::identity(int x, const std::string& name) {
+  return push(simple(Op::kIdentity, x, name));
+}
+
+int GraphBuilder::maxpool(int x, int64_t k, int64_t s, int64_t p, const std::string& name) {
+  Node n = simple(Op::kMaxPool2d, x, name);
+  n.attrs.kernel = {k, k};
+  n.attrs.stride = {s, s};
+  n.attrs.padding = {p, p};
+  return push(std::move(n));
+}
+
+int GraphBuilder::avgpool(int x, int64_t k, int64_t s, int64_t p, const std::string& name) {
+  Node n = simple(Op::kAvgPool2d, x, name);
+  n.attrs.kernel = {k, k};
+  n.attrs.stride = {s, s};
+  n.attrs.padding = {p, p};
+  return push(std::move(n));
+}
+
+int GraphBuilder::dropout(int x, double p, const std::string& name) {
+  Node n = simple(Op::kDropout, x, name);
+  n.attrs.p = p;
+  return push(std::move(n));
+}
+
+int GraphBuilder::linear(int x, int64_t out, const std::string& name, bool bias) {
+  const auto& s = shape(x);
+  TORCH_CHECK(s.size() == 1, "builder: node '", name, "': linear needs a flat input, got ",
+              shape_str(s));
+  int64_t in = s[0];
+  // PyTorch's nn.Linear default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias.
+  double bound = 1.0 / std::sqrt(static_cast<double>(in));
+  Node n = simple(Op::kLinear, x, name);
+  n.params["weight"] = (torch::rand({out, in}) * 2 - 1).mul_(bound).requires_grad_(true);
+  if (bias) n.params["bias"] = (torch::rand({out}) * 2 - 1).mul_(bound).requires_grad_(true);
+  return push(std::move(n));
+}
+
+int GraphBuilder::add(std::vector<int> xs, const std::string& name) {
+  Node n;
+  n.op = Op::kAdd;
+  n.name = name;
+  n.inputs = std::move(xs);
+  return push(std::move(n));
+}
+
+int GraphBuilder::concat(std::vector<int> xs, const std::string& name) {
+  Node n;
+  n.op = Op::kConcat;
+  n.name = name;
+  n.inputs = std::move(xs);
+  return push(std::move(n));
+}
+
+Graph GraphBuilder::build(int output, std::map<std::string, std::string> meta) {
+  graph_.output = output;
+  for (auto& kv : meta) graph_.meta[kv.first] = kv.second;
+  validate(graph_);
+  return graph_;
+}
+
+}  // namespace nnslim

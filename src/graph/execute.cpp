@@ -1,0 +1,95 @@
+#include "nnslim/graph/execute.h"
+
+#include <torch/torch.h>
+
+namespace nnslim {
+
+namespace {
+const torch::Tensor* opt_param(const Node& n, const char* key) {
+  auto it = n.params.find(key);
+  return it == n.params.end() ? nullptr : &it->second;
+}
+}  // namespace
+
+torch::Tensor run_node(const Node& n, const std::vector<torch::Tensor>& in, Mode mode) {
+  const bool train = mode == Mode::kTrain;
+  const auto& a = n.attrs;
+  switch (n.op) {
+    case Op::kConv2d: {
+      const auto* b = opt_param(n, "bias");
+      return torch::conv2d(in[0], n.params.at("weight"), b ? *b : torch::Tensor(), a.stride,
+                           a.padding, a.dilation, a.groups);
+    }
+    case Op::kBatchNorm2d:
+      return torch::batch_norm(in[0], n.params.at("weight"), n.params.at("bias"),
+                               n.buffers.at("running_mean"), n.buffers.at("running_var"), train,
+                               a.momentum, a.eps, /*cudnn_enabled=*/true);
+    case Op::kReLU:
+      return torch::relu(in[0]);
+    case Op::kReLU6:
+      return torch::hardtanh(in[0], 0.0, 6.0);
+    case Op::kMaxPool2d:
+      return torch::max_pool2d(in[0], a.kernel, a.stride, a.padding);
+    case Op::kAvgPool2d:
+      return torch::avg_pool2d(in[0], a.kernel, a.stride, a.padding);
+    case Op::kGlobalAvgPool:
+      return in[0].mean({2, 3}, /*keepdim=*/true);
+    case Op::kFlatten:
+      return in[0].flatten(1);
+    case Op::kLinear: {
+      const auto* b = opt_param(n, "bias");
+      return torch::linear(in[0], n.params.at("weight"), b ? *b : torch::Tensor());
+    }
+    case Op::kAdd: {
+      torch::Tensor out = in[0] + in[1];
+      for (size_t i = 2; i < in.size(); ++i) out = out + in[i];
+      return out;
+    }
+    case Op::kConcat:
+      return in.size() == 1 ? in[0] : torch::cat(in, 1);
+    case Op::kDropout:
+      return torch::dropout(in[0], a.p, train);
+    case Op::kIdentity:
+      return in[0];
+  }
+  TORCH_INTERNAL_ASSERT(false, "unhandled op");
+}
+
+torch::Tensor forward(const Graph& graph, const torch::Tensor& x, Mode mode) {
+  TORCH_CHECK(x.dim() == static_cast<int64_t>(graph.input_shape.size()) + 1,
+              "input must be [N, ", graph.input_shape, "], got ", x.sizes());
+  for (size_t i = 0; i < graph.input_shape.size(); ++i)
+    TORCH_CHECK(x.size(i + 1) == graph.input_shape[i], "input must be [N, ", graph.input_shape,
+                "], got ", x.sizes());
+  // Values live in a slot per id; each is released after its last reader so inference at large
+  // batch sizes keeps only the live activations.
+  std::vector<torch::Tensor> values(graph.next_id);
+  std::vector<int> uses(graph.next_id, 0);
+  for (const auto& n : graph.nodes)
+    for (int in : n.inputs) ++uses[in];
+  ++uses[graph.output];
+  // Only outputs of these ops are freshly allocated; others (identity, flatten, eval dropout,
+  // single-input concat) may alias their input and must never be modified in place.
+  std::vector<char> fresh(graph.next_id, 0);
+  for (const auto& n : graph.nodes)
+    fresh[n.id] = n.op == Op::kConv2d || n.op == Op::kBatchNorm2d || n.op == Op::kAdd ||
+                  n.op == Op::kLinear;
+  values[kGraphInput] = x;
+  std::vector<torch::Tensor> ins;
+  for (const auto& n : graph.nodes) {
+    ins.clear();
+    for (int id : n.inputs) ins.push_back(values[id]);
+    // A ReLU whose fresh input nobody else reads may work in place (as torchvision's inplace=True):
+    // saves one activation-sized allocation per block. Never on the caller's tensor.
+    bool sole_reader = n.inputs.size() == 1 && fresh[n.inputs[0]] && uses[n.inputs[0]] == 1;
+    for (int id : n.inputs)
+      if (--uses[id] == 0) values[id] = torch::Tensor();
+    if (n.op == Op::kReLU && sole_reader)
+      values[n.id] = torch::relu_(ins[0]);
+    else
+      values[n.id] = run_node(n, ins, mode);
+  }
+  return values[graph.output];
+}
+
+}  // namespace nnslim

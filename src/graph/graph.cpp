@@ -1,0 +1,126 @@
+#include "nnslim/graph/graph.h"
+
+#include <c10/util/Exception.h>
+#include <torch/torch.h>
+
+namespace nnslim {
+
+namespace {
+struct OpInfo {
+  Op op;
+  const char* name;
+};
+constexpr OpInfo kOps[] = {
+    {Op::kConv2d, "conv2d"},       {Op::kBatchNorm2d, "batchnorm2d"},
+    {Op::kReLU, "relu"},           {Op::kReLU6, "relu6"},
+    {Op::kMaxPool2d, "maxpool2d"}, {Op::kAvgPool2d, "avgpool2d"},
+    {Op::kGlobalAvgPool, "globalavgpool"}, {Op::kFlatten, "flatten"},
+    {Op::kLinear, "linear"},       {Op::kAdd, "add"},
+    {Op::kConcat, "concat"},       {Op::kDropout, "dropout"},
+    {Op::kIdentity, "identity"},
+};
+}  // namespace
+
+const char* op_name(Op op) {
+  for (const auto& o : kOps)
+    if (o.op == op) return o.name;
+  TORCH_INTERNAL_ASSERT(false, "op without a name");
+}
+
+Op op_from_name(const std::string& name) {
+  std::string known;
+  for (const auto& o : kOps) {
+    if (name == o.name) return o.op;
+    known += known.empty() ? o.name : std::string(", ") + o.name;
+  }
+  TORCH_CHECK(false, "unknown op '", name, "' (known: ", known, ")");
+}
+
+int Graph::add(Node node) {
+  node.id = next_id++;
+  nodes.push_back(std::move(node));
+  return nodes.back().id;
+}
+
+size_t Graph::index_of(int id) const {
+  // Graphs are small (hundreds of nodes); a scan keeps ids stable without a side index.
+  for (size_t i = 0; i < nodes.size(); ++i)
+    if (nodes[i].id == id) return i;
+  TORCH_CHECK(false, "graph has no node with id ", id);
+}
+
+const Node* Graph::find(const std::string& name) const {
+  for (const auto& n : nodes)
+    if (n.name == name) return &n;
+  return nullptr;
+}
+
+Node* Graph::find(const std::string& name) {
+  for (auto& n : nodes)
+    if (n.name == name) return &n;
+  return nullptr;
+}
+
+std::vector<int> Graph::consumers(int id) const {
+  std::vector<int> out;
+  for (const auto& n : nodes)
+    for (int in : n.inputs)
+      if (in == id) {
+        out.push_back(n.id);
+        break;
+      }
+  return out;
+}
+
+std::vector<torch::Tensor> Graph::parameters() const {
+  std::vector<torch::Tensor> out;
+  for (const auto& n : nodes)
+    for (const auto& kv : n.params) out.push_back(kv.second);
+  return out;
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> Graph::named_parameters() const {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& n : nodes)
+    for (const auto& kv : n.params) out.emplace_back(n.name + "." + kv.first, kv.second);
+  return out;
+}
+
+namespace {
+template <typename F>
+void remap(Graph& g, F f) {
+  torch::NoGradGuard no_grad;
+  for (auto& n : g.nodes) {
+    for (auto& kv : n.params) {
+      bool rg = kv.second.requires_grad();
+      kv.second = f(kv.second).detach().requires_grad_(rg);
+    }
+    for (auto& kv : n.buffers) kv.second = f(kv.second).detach();
+  }
+}
+}  // namespace
+
+void Graph::to(torch::Device device) {
+  remap(*this, [&](const torch::Tensor& t) { return t.to(device); });
+}
+
+void Graph::to(torch::Dtype dtype) {
+  // Integer buffers (e.g. counters) keep their type.
+  remap(*this, [&](const torch::Tensor& t) {
+    return t.is_floating_point() ? t.to(dtype) : t;
+  });
+}
+
+Graph Graph::clone() const {
+  Graph g = *this;
+  remap(g, [](const torch::Tensor& t) { return t.clone(); });
+  return g;
+}
+
+int64_t Graph::classes() const {
+  auto it = meta.find("classes");
+  TORCH_CHECK(it != meta.end(), "graph has no 'classes' metadata");
+  return std::stoll(it->second);
+}
+
+}  // namespace nnslim

@@ -1,0 +1,176 @@
+#include "nnslim/graph/shape.h"
+
+#include <c10/util/Exception.h>
+
+#include <set>
+#include <sstream>
+
+namespace nnslim {
+
+std::string shape_str(const Shape& s) {
+  std::ostringstream os;
+  for (size_t i = 0; i < s.size(); ++i) os << (i ? "x" : "") << s[i];
+  return os.str();
+}
+
+namespace {
+
+// Output size of a sliding window (conv or pool, floor mode).
+int64_t window_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) {
+  return (in + 2 * p - d * (k - 1) - 1) / s + 1;
+}
+
+struct Checker {
+  const Node& n;
+  template <typename... Args>
+  void check(bool ok, const Args&... args) const {
+    TORCH_CHECK(ok, "node '", n.name, "' (", op_name(n.op), "): ", args...);
+  }
+  const torch::Tensor& param(const char* key) const {
+    auto it = n.params.find(key);
+    check(it != n.params.end() && it->second.defined(), "missing parameter '", key, "'");
+    return it->second;
+  }
+  const torch::Tensor& buffer(const char* key) const {
+    auto it = n.buffers.find(key);
+    check(it != n.buffers.end() && it->second.defined(), "missing buffer '", key, "'");
+    return it->second;
+  }
+  void check_vec(const torch::Tensor& t, int64_t len, const char* what) const {
+    check(t.dim() == 1 && t.size(0) == len, what, " must have shape [", len, "], got ",
+          t.sizes());
+  }
+  void check_pair(const std::vector<int64_t>& v, const char* what, int64_t min) const {
+    check(v.size() == 2 && v[0] >= min && v[1] >= min, what, " must be two integers >= ", min);
+  }
+};
+
+Shape infer_conv(const Checker& c, const Shape& in) {
+  const Node& n = c.n;
+  c.check(in.size() == 3, "expects a CxHxW input, got ", shape_str(in));
+  const auto& w = c.param("weight");
+  c.check(w.dim() == 4, "weight must be 4-D [out, in/groups, kh, kw], got ", w.sizes());
+  const auto& a = n.attrs;
+  c.check(a.groups >= 1, "groups must be >= 1");
+  c.check_pair(a.stride, "stride", 1);
+  c.check_pair(a.padding, "padding", 0);
+  c.check_pair(a.dilation, "dilation", 1);
+  c.check(in[0] % a.groups == 0 && w.size(0) % a.groups == 0, "groups=", a.groups,
+          " must divide input channels ", in[0], " and output channels ", w.size(0));
+  c.check(w.size(1) * a.groups == in[0], "weight expects ", w.size(1) * a.groups,
+          " input channels, input has ", in[0]);
+  if (n.params.count("bias")) c.check_vec(n.params.at("bias"), w.size(0), "bias");
+  int64_t h = window_out(in[1], w.size(2), a.stride[0], a.padding[0], a.dilation[0]);
+  int64_t wd = window_out(in[2], w.size(3), a.stride[1], a.padding[1], a.dilation[1]);
+  c.check(h >= 1 && wd >= 1, "output would be empty for input ", shape_str(in));
+  return {w.size(0), h, wd};
+}
+
+Shape infer_pool(const Checker& c, const Shape& in) {
+  const auto& a = c.n.attrs;
+  c.check(in.size() == 3, "expects a CxHxW input, got ", shape_str(in));
+  c.check_pair(a.kernel, "kernel", 1);
+  c.check_pair(a.stride, "stride", 1);
+  c.check_pair(a.padding, "padding", 0);
+  c.check(a.padding[0] * 2 <= a.kernel[0] && a.padding[1] * 2 <= a.kernel[1],
+          "padding must be at most half the kernel");
+  int64_t h = window_out(in[1], a.kernel[0], a.stride[0], a.padding[0], 1);
+  int64_t w = window_out(in[2], a.kernel[1], a.stride[1], a.padding[1], 1);
+  c.check(h >= 1 && w >= 1, "output would be empty for input ", shape_str(in));
+  return {in[0], h, w};
+}
+
+Shape infer_node(const Node& n, const std::vector<Shape>& ins) {
+  Checker c{n};
+  bool multi = n.op == Op::kAdd || n.op == Op::kConcat;
+  if (multi)
+    c.check(ins.size() >= (n.op == Op::kAdd ? 2u : 1u), "needs more inputs, got ", ins.size());
+  else
+    c.check(ins.size() == 1, "takes exactly one input, got ", ins.size());
+  const Shape& in = ins[0];
+  switch (n.op) {
+    case Op::kConv2d:
+      return infer_conv(c, in);
+    case Op::kBatchNorm2d: {
+      c.check(in.size() == 3, "expects a CxHxW input, got ", shape_str(in));
+      c.check_vec(c.param("weight"), in[0], "weight");
+      c.check_vec(c.param("bias"), in[0], "bias");
+      c.check_vec(c.buffer("running_mean"), in[0], "running_mean");
+      c.check_vec(c.buffer("running_var"), in[0], "running_var");
+      c.check(n.attrs.eps > 0, "eps must be > 0");
+      return in;
+    }
+    case Op::kReLU:
+    case Op::kReLU6:
+    case Op::kIdentity:
+      return in;
+    case Op::kDropout:
+      c.check(n.attrs.p >= 0 && n.attrs.p < 1, "p must be in [0, 1), got ", n.attrs.p);
+      return in;
+    case Op::kMaxPool2d:
+    case Op::kAvgPool2d:
+      return infer_pool(c, in);
+    case Op::kGlobalAvgPool:
+      c.check(in.size() == 3, "expects a CxHxW input, got ", shape_str(in));
+      return {in[0], 1, 1};
+    case Op::kFlatten: {
+      int64_t f = 1;
+      for (auto d : in) f *= d;
+      return {f};
+    }
+    case Op::kLinear: {
+      c.check(in.size() == 1, "expects a flat input (add a flatten node), got ", shape_str(in));
+      const auto& w = c.param("weight");
+      c.check(w.dim() == 2, "weight must be 2-D [out, in], got ", w.sizes());
+      c.check(w.size(1) == in[0], "weight expects ", w.size(1), " inputs, input has ", in[0]);
+      if (n.params.count("bias")) c.check_vec(n.params.at("bias"), w.size(0), "bias");
+      return {w.size(0)};
+    }
+    case Op::kAdd:
+      for (const auto& s : ins)
+        c.check(s == in, "inputs must have equal shapes, got ", shape_str(in), " and ",
+                shape_str(s));
+      return in;
+    case Op::kConcat: {
+      Shape out = in;
+      c.check(in.size() == 3, "expects CxHxW inputs, got ", shape_str(in));
+      for (size_t i = 1; i < ins.size(); ++i) {
+        const auto& s = ins[i];
+        c.check(s.size() == 3 && s[1] == in[1] && s[2] == in[2],
+                "inputs must agree in HxW, got ", shape_str(in), " and ", shape_str(s));
+        out[0] += s[0];
+      }
+      return out;
+    }
+  }
+  TORCH_INTERNAL_ASSERT(false, "unhandled op");
+}
+
+}  // namespace
+
+std::map<int, Shape> infer_shapes(const Graph& graph) {
+  TORCH_CHECK(graph.input_shape.size() == 3 || graph.input_shape.size() == 1,
+              "graph input shape must be CxHxW, got ", shape_str(graph.input_shape));
+  for (auto d : graph.input_shape) TORCH_CHECK(d >= 1, "graph input shape has a zero dimension");
+  std::map<int, Shape> shapes{{kGraphInput, graph.input_shape}};
+  std::set<std::string> names;
+  for (const auto& n : graph.nodes) {
+    TORCH_CHECK(n.id > 0, "node '", n.name, "' has invalid id ", n.id);
+    TORCH_CHECK(!n.name.empty(), "node ", n.id, " (", op_name(n.op), ") has no name");
+    TORCH_CHECK(names.insert(n.name).second, "duplicate node name '", n.name, "'");
+    TORCH_CHECK(!shapes.count(n.id), "node '", n.name, "': duplicate id ", n.id);
+    std::vector<Shape> ins;
+    for (int in : n.inputs) {
+      auto it = shapes.find(in);
+      TORCH_CHECK(it != shapes.end(), "node '", n.name, "' (", op_name(n.op), "): input ", in,
+                  " is not defined before it");
+      ins.push_back(it->second);
+    }
+    shapes[n.id] = infer_node(n, ins);
+  }
+  TORCH_CHECK(shapes.count(graph.output) && graph.output != kGraphInput,
+              "graph output ", graph.output, " is not a node of the graph");
+  return shapes;
+}
+
+}  // namespace nnslim

@@ -1,0 +1,82 @@
+#include "nnslim/report/latency.h"
+
+#include "nnslim/graph/execute.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+
+namespace nnslim {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+void sync(torch::Device d) {
+  if (d.is_cuda()) torch::cuda::synchronize();
+}
+
+template <typename F>
+LatencyResult time_runs(const LatencyOptions& o, F run) {
+  TORCH_CHECK(o.batch_size >= 1, "bench: batch size must be >= 1");
+  for (int64_t i = 0; i < o.warmup; ++i) run();
+  sync(o.device);
+  std::vector<double> ms;
+  auto start = Clock::now();
+  while (static_cast<int64_t>(ms.size()) < o.max_runs &&
+         (static_cast<int64_t>(ms.size()) < o.min_runs ||
+          std::chrono::duration<double>(Clock::now() - start).count() < o.min_seconds)) {
+    auto t0 = Clock::now();
+    run();
+    sync(o.device);
+    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  LatencyResult r;
+  r.runs = static_cast<int64_t>(ms.size());
+  r.median_ms = ms[ms.size() / 2];
+  r.p90_ms = ms[std::min(ms.size() - 1, ms.size() * 9 / 10)];
+  double sum = 0;
+  for (double v : ms) sum += v;
+  r.mean_ms = sum / ms.size();
+  r.images_per_second = o.batch_size * 1000.0 / r.median_ms;
+  return r;
+}
+
+torch::Tensor random_input(const Graph& g, const LatencyOptions& o) {
+  std::vector<int64_t> shape{o.batch_size};
+  shape.insert(shape.end(), g.input_shape.begin(), g.input_shape.end());
+  auto params = g.parameters();
+  auto dtype = params.empty() ? torch::kFloat : params[0].scalar_type();
+  return torch::randn(shape, torch::TensorOptions().dtype(dtype).device(o.device));
+}
+
+}  // namespace
+
+LatencyResult measure_latency(const Graph& graph, const LatencyOptions& o) {
+  Graph g = graph.clone();
+  g.to(o.device);
+  auto x = random_input(g, o);
+  torch::NoGradGuard no_grad;
+  return time_runs(o, [&] { (void)forward(g, x, Mode::kEval); });
+}
+
+LatencyResult measure_train_step(const Graph& graph, const LatencyOptions& o) {
+  Graph g = graph.clone();
+  g.to(o.device);
+  auto x = random_input(g, o);
+  auto out_shape = forward(g, x, Mode::kEval).sizes();
+  TORCH_CHECK(out_shape.size() == 2, "bench --train needs a classifier (output [N, classes])");
+  auto y = torch::randint(out_shape[1], {o.batch_size},
+                          torch::TensorOptions().dtype(torch::kLong).device(o.device));
+  torch::optim::SGD opt(g.parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
+  return time_runs(o, [&] {
+    opt.zero_grad();
+    auto loss = torch::cross_entropy_loss(forward(g, x, Mode::kTrain), y);
+    loss.backward();
+    opt.step();
+  });
+}
+
+}  // namespace nnslim

@@ -1,0 +1,62 @@
+#include "nnslim/train/checkpoint.h"
+
+#include "nnslim/graph/serialize.h"
+
+#include <c10/util/Exception.h>
+
+namespace nnslim {
+
+namespace {
+constexpr char kCkptMagic[8] = {'N', 'N', 'S', 'L', 'I', 'M', 'C', '\0'};
+
+void write_map(Writer& w, const std::map<std::string, std::string>& m) {
+  w.u64(m.size());
+  for (const auto& kv : m) {
+    w.str(kv.first);
+    w.str(kv.second);
+  }
+}
+std::map<std::string, std::string> read_map(Reader& r) {
+  std::map<std::string, std::string> m;
+  uint64_t n = r.u64();
+  TORCH_CHECK(n < 100000, "checkpoint: implausible map size (corrupt file?)");
+  for (uint64_t i = 0; i < n; ++i) {
+    auto k = r.str();
+    m[k] = r.str();
+  }
+  return m;
+}
+}  // namespace
+
+std::string checkpoint_path(const std::string& run_dir) { return run_dir + "/checkpoint.nnslim-ckpt"; }
+
+void save_checkpoint(const Checkpoint& c, const std::string& path) {
+  Writer w;
+  w.str(graph_to_bytes(c.graph));
+  w.i64(c.epochs_done);
+  w.str(c.optimizer_state);
+  write_map(w, c.method_states);
+  w.u64(c.metrics_lines.size());
+  for (const auto& l : c.metrics_lines) w.str(l);
+  write_map(w, c.options);
+  write_framed_file(path, kCkptMagic, kCheckpointVersion, w.bytes());
+}
+
+Checkpoint load_checkpoint(const std::string& path) {
+  std::string payload = read_framed_file(path, kCkptMagic, kCheckpointVersion, "nnslim checkpoint");
+  Reader r(payload, path);
+  Checkpoint c;
+  c.graph = graph_from_bytes(r.str(), path);
+  c.epochs_done = r.i64();
+  TORCH_CHECK(c.epochs_done >= 0, path, ": negative epoch count (corrupt file?)");
+  c.optimizer_state = r.str();
+  c.method_states = read_map(r);
+  uint64_t n = r.u64();
+  TORCH_CHECK(n < 1000000, path, ": implausible metrics count (corrupt file?)");
+  for (uint64_t i = 0; i < n; ++i) c.metrics_lines.push_back(r.str());
+  c.options = read_map(r);
+  TORCH_CHECK(r.done(), path, ": trailing bytes (corrupt file?)");
+  return c;
+}
+
+}  // namespace nnslim

@@ -1,0 +1,86 @@
+#include "nnslim/train/metrics.h"
+
+#include "nnslim/graph/execute.h"
+
+#include <torch/torch.h>
+
+#include <sstream>
+
+namespace nnslim {
+
+int64_t count_topk_correct(const torch::Tensor& logits, const torch::Tensor& labels, int64_t k) {
+  k = std::min<int64_t>(k, logits.size(1));
+  auto top = std::get<1>(logits.topk(k, 1));
+  return top.eq(labels.view({-1, 1})).any(1).sum().item<int64_t>();
+}
+
+namespace {
+std::string join_floats(const std::vector<float>& v) {
+  std::ostringstream os;
+  os.precision(9);
+  for (size_t i = 0; i < v.size(); ++i) os << (i ? "," : "") << v[i];
+  return os.str();
+}
+std::vector<float> split_floats(const std::string& s) {
+  std::vector<float> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) out.push_back(std::stof(item));
+  return out;
+}
+}  // namespace
+
+void stamp_dataset(Graph& graph, const Dataset& data) {
+  graph.meta["dataset"] = data.name;
+  graph.meta["classes"] = std::to_string(data.classes);
+  graph.meta["mean"] = join_floats(data.mean);
+  graph.meta["std"] = join_floats(data.std);
+}
+
+void graph_normalisation(const Graph& graph, std::vector<float>& mean, std::vector<float>& std) {
+  mean.clear();
+  std.clear();
+  auto m = graph.meta.find("mean"), s = graph.meta.find("std");
+  if (m == graph.meta.end() || s == graph.meta.end()) return;
+  mean = split_floats(m->second);
+  std = split_floats(s->second);
+}
+
+EvalResult evaluate(const Graph& graph, const Dataset& data, int64_t batch_size,
+                    torch::Device device) {
+  TORCH_CHECK(batch_size >= 1, "eval batch size must be >= 1");
+  TORCH_CHECK(data.size() > 0, "cannot evaluate on an empty dataset");
+  auto shape = data.image_shape();
+  TORCH_CHECK(shape == graph.input_shape, "dataset images are ", shape, " but the model expects ",
+              graph.input_shape);
+  std::vector<float> mean, std;
+  graph_normalisation(graph, mean, std);
+  if (mean.size() != static_cast<size_t>(shape[0]) || std.size() != mean.size()) {
+    mean = data.mean;
+    std = data.std;
+  }
+  auto m = torch::tensor(mean).view({1, -1, 1, 1}).to(device);
+  auto s = torch::tensor(std).view({1, -1, 1, 1}).to(device);
+  auto params = graph.parameters();
+  auto dtype = params.empty() ? torch::kFloat : params[0].scalar_type();
+  torch::NoGradGuard no_grad;
+  EvalResult r;
+  double loss_sum = 0;
+  int64_t c1 = 0, c5 = 0;
+  for (int64_t i = 0; i < data.size(); i += batch_size) {
+    int64_t n = std::min(batch_size, data.size() - i);
+    auto x = data.images.narrow(0, i, n).to(device).to(torch::kFloat).div_(255.0).sub_(m).div_(s);
+    auto y = data.labels.narrow(0, i, n).to(device);
+    auto logits = forward(graph, x.to(dtype), Mode::kEval);
+    loss_sum += torch::cross_entropy_loss(logits, y, {}, at::Reduction::Sum).item<double>();
+    c1 += count_topk_correct(logits, y, 1);
+    c5 += count_topk_correct(logits, y, 5);
+  }
+  r.examples = data.size();
+  r.loss = loss_sum / r.examples;
+  r.top1 = 100.0 * c1 / r.examples;
+  r.top5 = 100.0 * c5 / r.examples;
+  return r;
+}
+
+}  // namespace nnslim

@@ -1,0 +1,309 @@
+#include "nnslim/train/trainer.h"
+
+#include "nnslim/data/loader.h"
+#include "nnslim/graph/execute.h"
+#include "nnslim/report/json.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <ostream>
+#include <sstream>
+
+namespace nnslim {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::string format_duration(double s) {
+  char buf[32];
+  int64_t t = static_cast<int64_t>(s + 0.5);
+  if (t >= 3600)
+    std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", (long long)(t / 3600),
+                  (long long)(t / 60 % 60), (long long)(t % 60));
+  else
+    std::snprintf(buf, sizeof buf, "%lld:%02lld", (long long)(t / 60), (long long)(t % 60));
+  return buf;
+}
+
+// One live line on a terminal, redrawn at most 5 times a second.
+class ProgressBar {
+ public:
+  ProgressBar(std::ostream* out, bool live, int64_t epoch, int64_t epochs, int64_t total)
+      : out_(out), live_(live), epoch_(epoch), epochs_(epochs), total_(total) {}
+  void update(int64_t done, double loss, double acc, double ips) {
+    if (!out_ || !live_) return;
+    auto now = Clock::now();
+    if (done < total_ && std::chrono::duration<double>(now - last_).count() < 0.2) return;
+    last_ = now;
+    const int width = 24;
+    int filled = static_cast<int>(width * done / std::max<int64_t>(1, total_));
+    std::string bar(filled, '=');
+    if (filled < width) bar += '>' + std::string(width - filled - 1, ' ');
+    double eta = ips > 0 ? (total_ - done) * (images_per_batch_ / ips) : 0;
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "\repoch %3lld/%lld [%s] %5lld/%lld  loss %.4f  acc %6.2f%%  %6.0f img/s  ETA %s ",
+                  (long long)epoch_, (long long)epochs_, bar.c_str(), (long long)done,
+                  (long long)total_, loss, acc, ips, format_duration(eta).c_str());
+    *out_ << buf << std::flush;
+  }
+  void set_batch(int64_t b) { images_per_batch_ = static_cast<double>(b); }
+  void clear() {
+    if (out_ && live_) *out_ << "\r" << std::string(110, ' ') << "\r" << std::flush;
+  }
+
+ private:
+  std::ostream* out_;
+  bool live_;
+  int64_t epoch_, epochs_, total_;
+  double images_per_batch_ = 1;
+  Clock::time_point last_{};
+};
+
+std::string save_optimizer(torch::optim::Optimizer& o) {
+  torch::serialize::OutputArchive a;
+  o.save(a);
+  std::ostringstream os;
+  a.save_to(os);
+  return os.str();
+}
+
+void load_optimizer(torch::optim::Optimizer& o, const std::string& bytes, torch::Device device) {
+  torch::serialize::InputArchive a;
+  std::istringstream is(bytes);
+  a.load_from(is, device);
+  o.load(a);
+}
+
+void write_lines(const std::string& path, const std::vector<std::string>& lines) {
+  std::string all;
+  for (const auto& l : lines) all += l + "\n";
+  write_file_atomic(path, all);
+}
+
+}  // namespace
+
+torch::Device parse_device(const std::string& name) {
+  if (name == "auto") return torch::cuda::is_available() ? torch::kCUDA : torch::kCPU;
+  if (name == "cpu") return torch::kCPU;
+  if (name == "cuda") {
+    TORCH_CHECK(torch::cuda::is_available(),
+                "--device cuda: no CUDA device is available to this LibTorch (use --device cpu)");
+    return torch::kCUDA;
+  }
+  TORCH_CHECK(false, "unknown device '", name, "' (use cpu, cuda or auto)");
+}
+
+void TrainOptions::validate() const {
+  TORCH_CHECK(epochs >= 0, "epochs must be >= 0, got ", epochs);
+  TORCH_CHECK(batch_size >= 1, "batch size must be >= 1, got ", batch_size);
+  TORCH_CHECK(eval_batch_size >= 1, "eval batch size must be >= 1, got ", eval_batch_size);
+  TORCH_CHECK(momentum >= 0 && momentum < 1, "momentum must be in [0, 1), got ", momentum);
+  TORCH_CHECK(!nesterov || momentum > 0, "nesterov needs momentum > 0");
+  TORCH_CHECK(weight_decay >= 0, "weight decay must be >= 0, got ", weight_decay);
+  TORCH_CHECK(crop_padding >= 0, "crop padding must be >= 0, got ", crop_padding);
+  schedule.validate();
+  (void)parse_device(device);
+}
+
+std::string EpochRecord::to_json() const {
+  Json j = Json::object();
+  j.set("epoch", epoch);
+  j.set("lr", lr);
+  j.set("train_loss", train_loss);
+  j.set("train_top1", train_top1);
+  if (eval.examples > 0) {
+    j.set("test_loss", eval.loss);
+    j.set("test_top1", eval.top1);
+    j.set("test_top5", eval.top5);
+  }
+  j.set("seconds", seconds);
+  j.set("images_per_second", images_per_second);
+  for (const auto& kv : extra) j.set(kv.first, kv.second);
+  return j.dump();
+}
+
+Trainer::Trainer(Graph& graph, TrainOptions options, std::vector<std::shared_ptr<Method>> methods)
+    : graph_(graph), opt_(std::move(options)), methods_(std::move(methods)) {
+  opt_.validate();
+}
+
+TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const Checkpoint* resume) {
+  TORCH_CHECK(train_data.size() > 0, "the training set is empty");
+  TORCH_CHECK(train_data.image_shape() == graph_.input_shape, "dataset images are ",
+              train_data.image_shape(), " but the model expects ", graph_.input_shape);
+  auto t_start = Clock::now();
+  torch::Device device = parse_device(opt_.device);
+  int64_t start_epoch = 0;
+  std::vector<std::string> metrics_lines;
+  if (resume) {
+    graph_ = resume->graph.clone();
+    start_epoch = resume->epochs_done;
+    metrics_lines = resume->metrics_lines;
+  }
+  graph_.to(device);
+
+  // Batches are normalised as the model was first trained (its metadata), so fine-tuning on a
+  // subset of the data does not shift the input statistics.
+  Dataset train = train_data;
+  {
+    std::vector<float> mean, std;
+    graph_normalisation(graph_, mean, std);
+    if (mean.size() == train.mean.size() && std.size() == train.std.size()) {
+      train.mean = mean;
+      train.std = std;
+    }
+  }
+  stamp_dataset(graph_, train);
+
+  auto params = graph_.parameters();
+  auto dtype = params.empty() ? torch::kFloat : params[0].scalar_type();
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
+  for (auto& m : methods_)
+    if (!optimizer) optimizer = m->make_optimizer(graph_, opt_);
+  if (!optimizer)
+    optimizer = std::make_unique<torch::optim::SGD>(
+        params, torch::optim::SGDOptions(opt_.schedule.base_lr)
+                    .momentum(opt_.momentum)
+                    .nesterov(opt_.nesterov)
+                    .weight_decay(opt_.weight_decay));
+  if (resume && !resume->optimizer_state.empty())
+    load_optimizer(*optimizer, resume->optimizer_state, device);
+
+  LoaderOptions lo;
+  lo.batch_size = opt_.batch_size;
+  lo.shuffle = true;
+  lo.augment = opt_.augment;
+  lo.crop_padding = opt_.crop_padding;
+  lo.hflip = opt_.hflip;
+  lo.seed = opt_.seed;
+  const int64_t steps = BatchMaker(train, lo).batches_per_epoch();
+
+  Context ctx{graph_, *optimizer};
+  ctx.steps_per_epoch = steps;
+  ctx.epochs = opt_.epochs;
+  for (auto& m : methods_) m->begin(ctx);
+  if (resume)
+    for (auto& m : methods_) {
+      auto it = resume->method_states.find(m->name());
+      if (it == resume->method_states.end()) continue;
+      Reader r(it->second, "checkpoint state of method " + m->name());
+      m->load(r);
+    }
+
+  TrainResult result;
+  int64_t images_total = 0;
+  double train_seconds_total = 0;
+  for (int64_t epoch = start_epoch; epoch < opt_.epochs; ++epoch) {
+    // Dropout (the only randomness inside the graph) is reseeded per epoch: a resumed run draws
+    // the same masks as an uninterrupted one.
+    torch::manual_seed(opt_.seed * 1000003ull + static_cast<uint64_t>(epoch));
+    EpochRecord rec;
+    rec.epoch = epoch + 1;
+    ctx.log = &rec.extra;
+    ctx.epoch = epoch;
+    ProgressBar bar(opt_.progress, opt_.progress_bar, epoch + 1, opt_.epochs, steps);
+    bar.set_batch(opt_.batch_size);
+    EpochLoader loader(train, lo, epoch);
+    auto t0 = Clock::now();
+    double loss_sum = 0;
+    int64_t correct = 0, seen = 0, batch = 0;
+    while (auto b = loader.next()) {
+      ctx.batch = batch;
+      ctx.step = epoch * steps + batch;
+      ctx.lr = opt_.schedule.at(epoch, static_cast<double>(batch) / steps, opt_.epochs);
+      for (auto& g : optimizer->param_groups()) g.options().set_lr(ctx.lr);
+      if (batch == 0) rec.lr = ctx.lr;
+      for (auto& m : methods_) m->before_step(ctx);
+
+      auto x = b->x.to(device, dtype, /*non_blocking=*/true);
+      auto y = b->y.to(device, /*non_blocking=*/true);
+      auto logits = forward(graph_, x, Mode::kTrain);
+      auto loss = torch::cross_entropy_loss(logits, y);
+      torch::Tensor total = loss;
+      for (auto& m : methods_) {
+        auto p = m->penalty(ctx);
+        if (p.defined()) total = total + p;
+      }
+      double loss_value = loss.item<double>();
+      if (!std::isfinite(loss_value) || !std::isfinite(total.item<double>())) {
+        bar.clear();
+        std::ostringstream msg;
+        msg << "training diverged: loss is " << loss_value << " at epoch " << epoch + 1
+            << ", batch " << batch + 1 << " (lr " << ctx.lr << ")";
+        if (!opt_.out_dir.empty() && epoch > 0)
+          msg << "; the last good checkpoint (epoch " << epoch << ") is kept in " << opt_.out_dir;
+        msg << ". Try a lower --lr.";
+        throw DivergedError(msg.str());
+      }
+      optimizer->zero_grad();
+      total.backward();
+      for (auto& m : methods_) m->after_backward(ctx);
+      optimizer->step();
+      for (auto& m : methods_) m->after_step(ctx);
+
+      int64_t n = y.size(0);
+      loss_sum += loss_value * n;
+      correct += count_topk_correct(logits.detach(), y, 1);
+      seen += n;
+      ++batch;
+      bar.update(batch, loss_sum / seen, 100.0 * correct / seen, seen / seconds_since(t0));
+    }
+    double train_seconds = seconds_since(t0);
+    bar.clear();
+    for (auto& m : methods_) m->end_epoch(ctx);
+    rec.train_loss = loss_sum / seen;
+    rec.train_top1 = 100.0 * correct / seen;
+    rec.images_per_second = seen / train_seconds;
+    images_total += seen;
+    train_seconds_total += train_seconds;
+    if (eval) rec.eval = evaluate(graph_, *eval, opt_.eval_batch_size, device);
+    rec.seconds = seconds_since(t0);
+
+    if (opt_.progress) {
+      char buf[256];
+      int k = std::snprintf(buf, sizeof buf,
+                            "epoch %3lld/%lld  lr %.4g  loss %.4f  train %6.2f%%",
+                            (long long)rec.epoch, (long long)opt_.epochs, rec.lr, rec.train_loss,
+                            rec.train_top1);
+      if (eval)
+        k += std::snprintf(buf + k, sizeof buf - k, "  test %6.2f%% (top-5 %6.2f%%)",
+                           rec.eval.top1, rec.eval.top5);
+      std::snprintf(buf + k, sizeof buf - k, "  %.1fs  %.0f img/s", rec.seconds,
+                    rec.images_per_second);
+      *opt_.progress << buf << std::endl;
+    }
+    metrics_lines.push_back(rec.to_json());
+    result.history.push_back(rec);
+    if (!opt_.out_dir.empty()) {
+      write_lines(opt_.out_dir + "/metrics.jsonl", metrics_lines);
+      Checkpoint ck;
+      ck.graph = graph_;
+      ck.epochs_done = epoch + 1;
+      ck.optimizer_state = save_optimizer(*optimizer);
+      for (auto& m : methods_) {
+        Writer w;
+        m->save(w);
+        ck.method_states[m->name()] = w.bytes();
+      }
+      ck.metrics_lines = metrics_lines;
+      ck.options = checkpoint_options;
+      save_checkpoint(ck, checkpoint_path(opt_.out_dir));
+    }
+  }
+  ctx.log = nullptr;
+  result.wall_seconds = seconds_since(t_start);
+  result.train_images_per_second = train_seconds_total > 0 ? images_total / train_seconds_total : 0;
+  return result;
+}
+
+}  // namespace nnslim

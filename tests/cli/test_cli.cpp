@@ -1,0 +1,122 @@
+// Smoke tests of the nnslim command line on synthetic data.
+#include "nnslim/report/json.h"
+#include "support/fixtures.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace nnslim {
+namespace {
+
+using testing::run_cli;
+
+std::string slurp(const std::string& p) {
+  std::ifstream f(p);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+bool contains(const std::string& s, const std::string& sub) { return s.find(sub) != std::string::npos; }
+
+TEST(Cli, HelpForEveryVerb) {
+  std::string out;
+  EXPECT_EQ(run_cli("--help", &out), 0);
+  for (const char* verb : {"train", "eval", "info", "bench"}) {
+    EXPECT_EQ(run_cli(std::string(verb) + " --help", &out), 0) << verb;
+    EXPECT_TRUE(contains(out, "usage: nnslim " + std::string(verb))) << out;
+  }
+  EXPECT_EQ(run_cli("", &out), 2);
+  EXPECT_EQ(run_cli("frobnicate", &out), 2);
+  EXPECT_TRUE(contains(out, "unknown verb 'frobnicate'"));
+}
+
+TEST(Cli, TrainEvalInfoBenchOnSyntheticData) {
+  testing::TempDir dir;
+  std::string run = dir.file("run"), out;
+  ASSERT_EQ(run_cli("train --model lenet5 --dataset synthetic --epochs 2 --batch-size 64 --lr 0.05 "
+                    "--quiet --out " + run, &out), 0) << out;
+  for (const char* f : {"model.nnslim", "summary.json", "metrics.jsonl", "checkpoint.nnslim-ckpt"})
+    EXPECT_TRUE(std::filesystem::exists(run + "/" + f)) << f;
+  Json s = Json::parse(slurp(run + "/summary.json"));
+  for (const char* k : {"model", "dataset", "input_shape", "classes", "params", "macs", "top1",
+                        "top5", "epochs", "wall_seconds", "train_images_per_second"})
+    EXPECT_TRUE(s.has(k)) << k;
+  EXPECT_EQ(s.get("model").str(), "lenet5");
+  EXPECT_EQ(s.get("epochs").integer(), 2);
+  EXPECT_GT(s.get("top1").num(), 30.0);  // 10 classes: chance is 10%
+
+  ASSERT_EQ(run_cli("eval " + run + "/model.nnslim --json", &out), 0) << out;
+  Json e = Json::parse(out);
+  EXPECT_DOUBLE_EQ(e.get("top1").num(), s.get("top1").num());  // dataset taken from the model
+
+  ASSERT_EQ(run_cli("info " + run + "/model.nnslim --json", &out), 0) << out;
+  Json i = Json::parse(out);
+  EXPECT_EQ(i.get("params").integer(), s.get("params").integer());
+  EXPECT_EQ(i.get("macs").integer(), s.get("macs").integer());
+
+  ASSERT_EQ(run_cli("bench " + run + "/model.nnslim --batch-size 4 --runs 3 --seconds 0 --json", &out), 0)
+      << out;
+  EXPECT_GT(Json::parse(out).get("images_per_second").num(), 0);
+}
+
+TEST(Cli, ResumeContinuesARun) {
+  testing::TempDir dir;
+  std::string run = dir.file("run"), out;
+  ASSERT_EQ(run_cli("train --model lenet5 --dataset synthetic --epochs 1 --quiet --out " + run, &out), 0)
+      << out;
+  ASSERT_EQ(run_cli("train --resume " + run + " --epochs 2 --quiet", &out), 0) << out;
+  std::istringstream m(slurp(run + "/metrics.jsonl"));
+  int lines = 0;
+  for (std::string l; std::getline(m, l);) ++lines;
+  EXPECT_EQ(lines, 2);
+  EXPECT_EQ(Json::parse(slurp(run + "/summary.json")).get("epochs").integer(), 2);
+}
+
+TEST(Cli, EpochsZeroWritesTheInitialisedModel) {
+  testing::TempDir dir;
+  std::string out;
+  ASSERT_EQ(run_cli("train --model resnet20 --dataset synthetic --epochs 0 --quiet --out " +
+                    dir.file("r"), &out), 0) << out;
+  EXPECT_TRUE(std::filesystem::exists(dir.file("r/model.nnslim")));
+}
+
+TEST(Cli, UsageErrorsExitTwoAndNameTheFlag) {
+  testing::TempDir dir;
+  std::string out;
+  EXPECT_EQ(run_cli("train --modle lenet5 --out " + dir.file("x"), &out), 2);
+  EXPECT_TRUE(contains(out, "unknown option --modle")) << out;
+  EXPECT_EQ(run_cli("train --epochs many --out " + dir.file("x"), &out), 2);
+  EXPECT_TRUE(contains(out, "--epochs expects an integer, got 'many'")) << out;
+  EXPECT_EQ(run_cli("train --dataset synthetic --lr -1 --out " + dir.file("x"), &out), 2);
+  EXPECT_TRUE(contains(out, "lr must be > 0")) << out;
+  EXPECT_EQ(run_cli("train --dataset synthetic", &out), 2);
+  EXPECT_TRUE(contains(out, "--out DIR is required")) << out;
+  EXPECT_EQ(run_cli("info --model resnet20 --input 32x32", &out), 2);
+  EXPECT_TRUE(contains(out, "--input expects CxHxW")) << out;
+  // An existing non-empty --out is refused unless --force.
+  std::filesystem::create_directories(dir.file("full"));
+  std::ofstream(dir.file("full/keep.txt")) << "user data";
+  EXPECT_EQ(run_cli("train --model lenet5 --dataset synthetic --epochs 0 --quiet --out " + dir.file("full"), &out), 2);
+  EXPECT_TRUE(contains(out, "--force")) << out;
+  EXPECT_EQ(slurp(dir.file("full/keep.txt")), "user data");
+}
+
+TEST(Cli, BadFilesExitOneWithAnError) {
+  testing::TempDir dir;
+  std::string out;
+  std::ofstream(dir.file("bad.nnslim")) << "garbage";
+  EXPECT_EQ(run_cli("info " + dir.file("bad.nnslim"), &out), 1);
+  EXPECT_TRUE(contains(out, "error: ")) << out;
+  EXPECT_TRUE(contains(out, "bad.nnslim")) << out;
+  EXPECT_EQ(run_cli("eval " + dir.file("missing.nnslim"), &out), 1);
+  EXPECT_TRUE(contains(out, "cannot open")) << out;
+  EXPECT_EQ(run_cli("train --model lenet5 --dataset fashion-mnist --data-dir " + dir.file("nowhere") +
+                    " --out " + dir.file("o"), &out), 1);
+  EXPECT_TRUE(contains(out, "nowhere")) << out;
+}
+
+}  // namespace
+}  // namespace nnslim

@@ -1,0 +1,76 @@
+#include "support/fixtures.h"
+
+#include <array>
+#include <atomic>
+#include <cstdio>
+#include <unistd.h>
+
+namespace nnslim::testing {
+
+Graph tiny_convnet(uint64_t seed) {
+  torch::manual_seed(seed);
+  GraphBuilder b({1, 8, 8});
+  int x = b.relu(b.bn(b.conv(b.input(), 4, 3, 1, 1, "conv1"), "bn1"), "relu1");
+  x = b.maxpool(x, 2, 2, 0, "pool");
+  x = b.relu(b.bn(b.conv(x, 6, 3, 1, 1, "conv2", true), "bn2"), "relu2");
+  x = b.flatten(b.global_avgpool(x, "gap"), "flatten");
+  Graph g = b.build(b.linear(x, 3, "fc"), {{"classes", "3"}, {"model", "tiny"}});
+  return g;
+}
+
+Graph fixture_all_ops(uint64_t seed) {
+  torch::manual_seed(seed);
+  GraphBuilder b({2, 8, 8});
+  int x = b.relu6(b.bn(b.conv(b.input(), 8, 3, 1, 1, "stem"), "stem_bn"), "stem_relu");
+  // Residual block.
+  int y = b.relu(b.bn(b.conv(x, 8, 3, 1, 1, "res.conv1"), "res.bn1"), "res.relu");
+  y = b.bn(b.conv(y, 8, 3, 1, 1, "res.conv2"), "res.bn2");
+  x = b.relu(b.add({y, x}, "res.add"), "res.out");
+  // Two branches concatenated.
+  int a = b.relu(b.bn(b.conv(x, 4, 1, 1, 0, "br_a"), "br_a_bn"), "br_a_relu");
+  int c = b.avgpool(b.conv(x, 6, 3, 1, 1, "br_b", true), 3, 1, 1, "br_b_pool");
+  x = b.concat({a, c}, "cat");
+  // Depthwise + pointwise.
+  x = b.relu(b.bn(b.conv(x, 10, 3, 2, 1, "dw", false, 10), "dw_bn"), "dw_relu");
+  x = b.identity(b.dropout(x, 0.25, "drop"), "id");
+  x = b.maxpool(x, 2, 2, 0, "pool");
+  x = b.flatten(x, "flatten");
+  return b.build(b.linear(x, 5, "fc"), {{"classes", "5"}, {"model", "fixture"}});
+}
+
+TempDir::TempDir() {
+  static std::atomic<int> counter{0};
+  path = (std::filesystem::temp_directory_path() /
+          ("nnslim_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++)))
+             .string();
+  std::filesystem::remove_all(path);
+  std::filesystem::create_directories(path);
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
+}
+
+double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max().item<double>();
+}
+
+DataSplits tiny_data(std::vector<int64_t> shape, int64_t classes, int64_t train, int64_t test) {
+  return make_synthetic(train, test, shape, classes, 7);
+}
+
+int run_cli(const std::string& args, std::string* output) {
+  std::string cmd = std::string(NNSLIM_BINARY) + " " + args + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return -1;
+  std::array<char, 4096> buf;
+  std::string out;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  int status = ::pclose(p);
+  if (output) *output = out;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+}  // namespace nnslim::testing

@@ -1,0 +1,33 @@
+// Tiny deterministic graphs and helpers shared by the tests.
+#pragma once
+
+#include "nnslim/data/dataset.h"
+#include "nnslim/graph/builder.h"
+
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <string>
+
+namespace nnslim::testing {
+
+// conv-bn-relu-pool-conv-bn-relu-gap-flatten-linear, input 1x8x8, 3 classes.
+Graph tiny_convnet(uint64_t seed = 0);
+// A residual block (Add), a Concat of two branches, a depthwise conv and Flatten->Linear.
+Graph fixture_all_ops(uint64_t seed = 0);
+// Unique empty temp directory, removed by the destructor.
+struct TempDir {
+  TempDir();
+  ~TempDir();
+  std::string path;
+  std::string file(const std::string& name) const { return path + "/" + name; }
+};
+// Max |a - b| as a double.
+double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b);
+// A small learnable dataset of the given image shape.
+DataSplits tiny_data(std::vector<int64_t> shape = {1, 8, 8}, int64_t classes = 3,
+                     int64_t train = 96, int64_t test = 48);
+// Runs the nnslim binary with arguments; returns the exit code, captures stdout+stderr.
+int run_cli(const std::string& args, std::string* output = nullptr);
+
+}  // namespace nnslim::testing

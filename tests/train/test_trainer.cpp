@@ -1,0 +1,199 @@
+// The training loop: exact resume, method hooks that change nothing, NaN guard, schedules,
+// convergence on a tiny learnable set, checkpoint files.
+#include "nnslim/graph/serialize.h"
+#include "nnslim/train/trainer.h"
+#include "support/fixtures.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+namespace nnslim {
+namespace {
+
+TrainOptions small_options(int64_t epochs) {
+  TrainOptions o;
+  o.epochs = epochs;
+  o.batch_size = 16;
+  o.schedule.base_lr = 0.05;
+  o.seed = 3;
+  o.eval_batch_size = 32;
+  return o;
+}
+
+bool same_weights(const Graph& a, const Graph& b) {
+  for (size_t i = 0; i < a.nodes.size(); ++i) {
+    for (const auto& [k, t] : a.nodes[i].params)
+      if (!t.equal(b.nodes[i].params.at(k))) return false;
+    for (const auto& [k, t] : a.nodes[i].buffers)
+      if (!t.equal(b.nodes[i].buffers.at(k))) return false;
+  }
+  return true;
+}
+
+// Simulates a crash: throws when the given epoch starts (its predecessor's checkpoint is on disk).
+struct CrashAtEpoch : Method {
+  explicit CrashAtEpoch(int64_t e) : epoch(e) {}
+  int64_t epoch;
+  std::string name() const override { return "crash"; }
+  void before_step(Context& c) override {
+    if (c.epoch == epoch) throw std::runtime_error("simulated crash");
+  }
+};
+
+// Overrides every hook without changing anything.
+struct Noop : Method {
+  std::string name() const override { return "noop"; }
+  int calls = 0;
+  void begin(Context&) override { ++calls; }
+  void before_step(Context&) override { ++calls; }
+  torch::Tensor penalty(Context&) override { ++calls; return {}; }
+  void after_backward(Context&) override { ++calls; }
+  void after_step(Context&) override { ++calls; }
+  void end_epoch(Context&) override { ++calls; }
+};
+
+TEST(Trainer, ResumeEqualsUninterruptedRun) {
+  Graph full = testing::fixture_all_ops(1);  // has dropout: exercises the RNG reseeding
+  auto d2 = testing::tiny_data({2, 8, 8}, 5);
+  Trainer(full, small_options(3)).fit(d2.train, &d2.test);
+
+  testing::TempDir dir;
+  Graph interrupted = testing::fixture_all_ops(1);
+  auto opt = small_options(3);
+  opt.out_dir = dir.path;
+  EXPECT_THROW(Trainer(interrupted, opt, {std::make_shared<CrashAtEpoch>(2)}).fit(d2.train, &d2.test),
+               std::runtime_error);
+  Checkpoint ck = load_checkpoint(checkpoint_path(dir.path));
+  EXPECT_EQ(ck.epochs_done, 2);
+  EXPECT_EQ(ck.metrics_lines.size(), 2u);
+  Graph resumed = testing::fixture_all_ops(99);  // different init: everything must come from ck
+  auto r = Trainer(resumed, opt).fit(d2.train, &d2.test, &ck);
+  EXPECT_EQ(r.history.size(), 1u);
+  EXPECT_TRUE(same_weights(full, resumed));
+  // metrics.jsonl holds all three epochs.
+  std::ifstream f(dir.file("metrics.jsonl"));
+  int lines = 0;
+  for (std::string l; std::getline(f, l);) ++lines;
+  EXPECT_EQ(lines, 3);
+}
+
+TEST(Trainer, MethodWithNoEffectEqualsPlainTraining) {
+  auto d = testing::tiny_data();
+  Graph a = testing::tiny_convnet(2), b = testing::tiny_convnet(2);
+  Trainer(a, small_options(2)).fit(d.train, nullptr);
+  auto noop = std::make_shared<Noop>();
+  Trainer(b, small_options(2), {noop}).fit(d.train, nullptr);
+  EXPECT_GT(noop->calls, 10);
+  EXPECT_TRUE(same_weights(a, b));
+}
+
+TEST(Trainer, ConvergesOnTinyLearnableData) {
+  auto d = testing::tiny_data({1, 8, 8}, 3, 192, 96);
+  Graph g = testing::tiny_convnet(4);
+  auto opt = small_options(6);
+  opt.augment = false;
+  auto r = Trainer(g, opt).fit(d.train, &d.test);
+  EXPECT_GT(r.history.back().eval.top1, 90.0);
+  EXPECT_LT(r.history.back().train_loss, r.history.front().train_loss);
+}
+
+TEST(Trainer, NanLossStopsWithClearMessageAndKeepsCheckpoint) {
+  auto d = testing::tiny_data();
+  testing::TempDir dir;
+  Graph g = testing::tiny_convnet(5);
+  auto opt = small_options(3);
+  opt.out_dir = dir.path;
+  struct PoisonAtEpoch : Method {
+    std::string name() const override { return "poison"; }
+    void before_step(Context& c) override {
+      if (c.epoch == 1) {
+        torch::NoGradGuard ng;
+        c.graph.find("fc")->params.at("weight").fill_(std::nan(""));
+      }
+    }
+  };
+  try {
+    Trainer(g, opt, {std::make_shared<PoisonAtEpoch>()}).fit(d.train, &d.test);
+    FAIL() << "expected DivergedError";
+  } catch (const DivergedError& e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("loss is nan at epoch 2, batch 1"), std::string::npos) << m;
+    EXPECT_NE(m.find("checkpoint (epoch 1)"), std::string::npos) << m;
+  }
+  auto ck = load_checkpoint(checkpoint_path(dir.path));
+  EXPECT_EQ(ck.epochs_done, 1);
+  EXPECT_FALSE(ck.graph.find("fc")->params.at("weight").isnan().any().item<bool>());
+}
+
+TEST(Trainer, OptionsAreValidated) {
+  Graph g = testing::tiny_convnet();
+  auto o = small_options(1);
+  o.batch_size = 0;
+  EXPECT_THROW(Trainer(g, o), c10::Error);
+  o = small_options(1);
+  o.schedule.kind = "exponential";
+  EXPECT_THROW(Trainer(g, o), c10::Error);
+  o = small_options(1);
+  o.momentum = 1.5;
+  EXPECT_THROW(Trainer(g, o), c10::Error);
+}
+
+TEST(Trainer, WrongImageShapeIsAnError) {
+  Graph g = testing::tiny_convnet();
+  auto d = testing::tiny_data({1, 16, 16});
+  EXPECT_THROW(Trainer(g, small_options(1)).fit(d.train, nullptr), c10::Error);
+}
+
+TEST(Schedule, Shapes) {
+  LrSchedule s;
+  s.base_lr = 0.1;
+  s.kind = "cosine";
+  EXPECT_DOUBLE_EQ(s.at(0, 0, 10), 0.1);
+  EXPECT_NEAR(s.at(5, 0, 10), 0.05, 1e-12);
+  EXPECT_NEAR(s.at(10, 0, 10), 0.0, 1e-12);
+  s.kind = "multistep";
+  s.milestones = {3, 6};
+  EXPECT_DOUBLE_EQ(s.at(2, 0.9, 10), 0.1);
+  EXPECT_NEAR(s.at(3, 0, 10), 0.01, 1e-12);
+  EXPECT_NEAR(s.at(7, 0, 10), 0.001, 1e-12);
+  s.kind = "step";
+  s.step_size = 4;
+  EXPECT_NEAR(s.at(8, 0.5, 10), 0.001, 1e-12);
+  s.kind = "constant";
+  s.warmup_epochs = 2;
+  EXPECT_NEAR(s.at(0, 0.5, 10), 0.025, 1e-12);
+  EXPECT_NEAR(s.at(3, 0, 10), 0.1, 1e-12);
+  s.milestones = {5, 3};
+  EXPECT_THROW(s.validate(), c10::Error);
+}
+
+TEST(Checkpoint, CorruptCheckpointIsAClearError) {
+  testing::TempDir dir;
+  Checkpoint ck;
+  ck.graph = testing::tiny_convnet();
+  ck.epochs_done = 4;
+  ck.options["lr"] = "0.1";
+  save_checkpoint(ck, dir.file("c"));
+  auto back = load_checkpoint(dir.file("c"));
+  EXPECT_EQ(back.epochs_done, 4);
+  EXPECT_EQ(back.options, ck.options);
+  {
+    std::fstream f(dir.file("c"), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(40);
+    f.put('\x7f');
+  }
+  try {
+    load_checkpoint(dir.file("c"));
+    FAIL();
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("checksum mismatch (corrupt nnslim checkpoint"),
+              std::string::npos);
+  }
+  // A model file is not a checkpoint.
+  save_graph(ck.graph, dir.file("m"));
+  EXPECT_THROW(load_checkpoint(dir.file("m")), c10::Error);
+}
+
+}  // namespace
+}  // namespace nnslim
