@@ -190,6 +190,7 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
 
   Context ctx{graph_, *optimizer};
   ctx.steps_per_epoch = steps;
+  ctx.train = &train;
   ctx.epochs = opt_.epochs;
   for (auto& m : methods_) m->begin(ctx);
   if (resume)

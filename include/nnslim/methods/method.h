@@ -5,8 +5,10 @@
 // and end_epoch after each epoch. A method with no overrides changes nothing (a tested property).
 #pragma once
 
+#include "nnslim/data/dataset.h"
 #include "nnslim/graph/graph.h"
 #include "nnslim/graph/serialize.h"
+#include "nnslim/report/json.h"
 
 #include <torch/optim/optimizer.h>
 
@@ -29,6 +31,7 @@ struct Context {
   int64_t epochs = 0;
   double lr = 0;
   std::map<std::string, double>* log = nullptr;  // values a method wants in this epoch's metrics
+  const Dataset* train = nullptr;  // the training data (data-driven criteria, BN recalibration)
 };
 
 class Method {
@@ -45,7 +48,14 @@ class Method {
   virtual void after_backward(Context&) {}                 // edit gradients (sub-gradients, masks)
   virtual void after_step(Context&) {}                     // projections, proximal steps
   virtual void end_epoch(Context&) {}
-  virtual void finalize(Context&) {}                       // surgery: make the compression structural
+  // Surgery: make the compression structural. May replace ctx.graph with a new, valid graph
+  // (the optimizer in ctx is stale afterwards and must not be used).
+  virtual void finalize(Context&) {}
+  // Hooks to keep active while fine-tuning the finalized graph (e.g. masks that must stay
+  // applied); nullptr = plain fine-tuning.
+  virtual std::shared_ptr<Method> finetune_method() { return nullptr; }
+  // Method-specific results for summary.json (per-layer ranks, sparsity, ...).
+  virtual void describe(Json& out) const {}
   virtual void save(Writer&) const {}                      // resumable state
   virtual void load(Reader&) {}
 };

@@ -1,0 +1,92 @@
+#include "nnslim/methods/registry.h"
+
+#include <c10/util/Exception.h>
+
+#include <cmath>
+#include <cstdlib>
+
+namespace nnslim {
+
+// ---- the table: one line per method, in the order `nnslim compress --help` lists them ------
+const std::vector<MethodInfo>& method_registry() {
+  static const std::vector<MethodInfo> table = {
+  };
+  return table;
+}
+
+// ---- lookup and configuration ------------------------------------------------------------------
+
+namespace {
+std::string known_methods() {
+  std::string s;
+  for (const auto& m : method_registry()) s += (s.empty() ? "" : ", ") + m.name;
+  return s.empty() ? "none yet" : s;
+}
+}  // namespace
+
+const MethodInfo& find_method(const std::string& name) {
+  for (const auto& m : method_registry())
+    if (m.name == name) return m;
+  TORCH_CHECK(false, "unknown method '", name, "' (known: ", known_methods(), ")");
+}
+
+MethodConfig::MethodConfig(std::string method, const std::vector<MethodOption>& options,
+                           const std::map<std::string, std::string>& values)
+    : method_(std::move(method)) {
+  for (const auto& o : options) values_[o.key] = o.default_value;
+  for (const auto& kv : values) {
+    bool known = false;
+    for (const auto& o : options) known |= o.key == kv.first;
+    if (!known) {
+      std::string keys;
+      for (const auto& o : options) keys += (keys.empty() ? "" : ", ") + o.key;
+      TORCH_CHECK(false, method_, ": unknown option '", kv.first, "' (options: ",
+                  keys.empty() ? "none" : keys, ")");
+    }
+    values_[kv.first] = kv.second;
+  }
+}
+
+std::string MethodConfig::str(const std::string& key) const {
+  auto it = values_.find(key);
+  TORCH_INTERNAL_ASSERT(it != values_.end(), method_, ": option '", key, "' is not declared");
+  return it->second;
+}
+
+bool MethodConfig::has(const std::string& key) const {
+  auto it = values_.find(key);
+  return it != values_.end() && !it->second.empty();
+}
+
+double MethodConfig::number(const std::string& key) const {
+  std::string v = str(key);
+  char* end = nullptr;
+  double x = std::strtod(v.c_str(), &end);
+  TORCH_CHECK(!v.empty() && *end == '\0' && std::isfinite(x), method_, ": option '", key,
+              "' expects a number, got '", v, "'");
+  return x;
+}
+
+int64_t MethodConfig::integer(const std::string& key) const {
+  std::string v = str(key);
+  char* end = nullptr;
+  long long x = std::strtoll(v.c_str(), &end, 10);
+  TORCH_CHECK(!v.empty() && *end == '\0', method_, ": option '", key,
+              "' expects an integer, got '", v, "'");
+  return x;
+}
+
+bool MethodConfig::flag(const std::string& key) const {
+  std::string v = str(key);
+  if (v == "true" || v == "1") return true;
+  if (v == "false" || v == "0" || v.empty()) return false;
+  TORCH_CHECK(false, method_, ": option '", key, "' expects true or false, got '", v, "'");
+}
+
+std::shared_ptr<Method> create_method(const std::string& name,
+                                      const std::map<std::string, std::string>& values) {
+  const MethodInfo& info = find_method(name);
+  return info.create(MethodConfig(name, info.options, values));
+}
+
+}  // namespace nnslim

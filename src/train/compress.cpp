@@ -1,0 +1,114 @@
+#include "nnslim/train/compress.h"
+
+#include "nnslim/graph/cost.h"
+#include "nnslim/graph/serialize.h"
+#include "nnslim/report/latency.h"
+
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <ostream>
+
+namespace nnslim {
+
+Json ModelStats::to_json() const {
+  Json j = Json::object();
+  j.set("params", params);
+  j.set("macs", macs);
+  j.set("nonzero_params", nonzero_params);
+  j.set("nonzero_macs", nonzero_macs);
+  j.set("top1", top1);
+  j.set("top5", top5);
+  j.set("latency_ms", latency_ms);
+  j.set("latency_ms_batch64", latency_ms_batch64);
+  j.set("file_bytes", file_bytes);
+  return j;
+}
+
+ModelStats measure_model(const Graph& graph, const Dataset& test, bool latency,
+                         double latency_seconds, torch::Device device) {
+  ModelStats s;
+  auto cost = count_cost(graph);
+  s.params = cost.params;
+  s.macs = cost.macs;
+  s.nonzero_params = cost.nonzero_params;
+  s.nonzero_macs = cost.nonzero_macs;
+  s.file_bytes = static_cast<int64_t>(graph_to_bytes(graph).size()) + 28;  // + file framing
+  if (test.size() > 0) {
+    Graph g = graph.clone();
+    g.to(device);
+    auto r = evaluate(g, test, 256, device);
+    s.top1 = r.top1;
+    s.top5 = r.top5;
+  }
+  if (latency) {
+    LatencyOptions o;
+    o.device = device;
+    o.min_seconds = latency_seconds;
+    o.batch_size = 1;
+    s.latency_ms = measure_latency(graph, o).median_ms;
+    o.batch_size = 64;
+    o.min_runs = 5;
+    s.latency_ms_batch64 = measure_latency(graph, o).median_ms;
+  }
+  return s;
+}
+
+namespace {
+std::string phase_dir(const std::string& out, const std::string& phase) {
+  if (out.empty()) return "";
+  std::string d = out + "/" + phase;
+  std::filesystem::create_directories(d);
+  return d;
+}
+}  // namespace
+
+CompressResult compress(Graph& graph, Method& method, const Dataset& train, const Dataset& test,
+                        const CompressOptions& o) {
+  CompressResult r;
+  torch::Device device = parse_device(o.train.device);
+  r.before = measure_model(graph, test, o.measure_latency, o.latency_seconds, device);
+  std::ostream* log = o.train.progress;
+
+  // Train with the method (its hooks shape the weights); with 0 epochs the method still gets
+  // begin() through a zero-epoch fit so it can set up state that finalize() reads.
+  auto shared = std::shared_ptr<Method>(&method, [](Method*) {});
+  TrainOptions t = o.train;
+  t.out_dir = phase_dir(o.train.out_dir, "train");
+  if (log && t.epochs > 0) *log << "== training with " << method.name() << " for " << t.epochs << " epochs\n";
+  Trainer trainer(graph, t, {shared});
+  trainer.fit(train, &test);
+
+  // Surgery.
+  if (log) *log << "== finalizing " << method.name() << "\n";
+  graph.to(device);
+  torch::optim::SGD dummy(graph.parameters(), torch::optim::SGDOptions(1e-3));
+  Context ctx{graph, dummy};
+  ctx.train = &train;
+  ctx.epochs = t.epochs;
+  method.finalize(ctx);
+  validate(graph);
+  graph.to(torch::kCPU);
+  r.after_surgery = measure_model(graph, test, false, 0, device);
+
+  // Fine-tune.
+  if (o.finetune_epochs > 0) {
+    if (log) *log << "== fine-tuning for " << o.finetune_epochs << " epochs\n";
+    TrainOptions f = o.train;
+    f.epochs = o.finetune_epochs;
+    f.schedule = LrSchedule();
+    f.schedule.kind = "cosine";
+    f.schedule.base_lr = o.finetune_lr;
+    f.out_dir = phase_dir(o.train.out_dir, "finetune");
+    std::vector<std::shared_ptr<Method>> hooks;
+    if (auto m = method.finetune_method()) hooks.push_back(m);
+    Trainer(graph, f, hooks).fit(train, &test);
+    graph.to(torch::kCPU);
+  }
+  r.after = measure_model(graph, test, o.measure_latency, o.latency_seconds, device);
+  r.method = Json::object();
+  method.describe(r.method);
+  return r;
+}
+
+}  // namespace nnslim
