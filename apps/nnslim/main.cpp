@@ -12,6 +12,7 @@ int cmd_train(const std::vector<std::string>& args);
 int cmd_eval(const std::vector<std::string>& args);
 int cmd_info(const std::vector<std::string>& args);
 int cmd_bench(const std::vector<std::string>& args);
+int cmd_compress(const std::vector<std::string>& args);
 }  // namespace nnslim::cli
 
 namespace {
@@ -26,6 +27,7 @@ const Verb kVerbs[] = {
     {"train", nnslim::cli::cmd_train, "train a zoo model on a dataset"},
     {"eval", nnslim::cli::cmd_eval, "top-1/top-5 accuracy of a saved model"},
     {"info", nnslim::cli::cmd_info, "per-layer shapes, params and MACs"},
+    {"compress", nnslim::cli::cmd_compress, "compress a saved model with one of the methods"},
     {"bench", nnslim::cli::cmd_bench, "measured inference latency or training throughput"},
 };
 

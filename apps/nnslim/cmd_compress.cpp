@@ -1,0 +1,151 @@
+// nnslim compress: run one compression method on a saved model (the pipeline in
+// train/compress.h) and write the compressed, physically smaller model.
+#include "common.h"
+
+#include "nnslim/graph/serialize.h"
+#include "nnslim/methods/registry.h"
+#include "nnslim/train/compress.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <fstream>
+#include <iostream>
+
+namespace nnslim::cli {
+
+namespace {
+// The method is needed before parsing: its options become flags.
+std::string find_method_arg(const std::vector<std::string>& args) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--method" && i + 1 < args.size()) return args[i + 1];
+    if (args[i].rfind("--method=", 0) == 0) return args[i].substr(9);
+  }
+  return "";
+}
+
+std::string methods_help() {
+  std::string s = "methods:\n";
+  for (const auto& m : method_registry())
+    s += "  " + m.name + std::string(m.name.size() < 12 ? 12 - m.name.size() : 1, ' ') +
+         m.summary + "\n";
+  return s + "'nnslim compress --method NAME --help' lists a method's own options.";
+}
+}  // namespace
+
+int cmd_compress(const std::vector<std::string>& args) {
+  std::string method = find_method_arg(args), model_path, out;
+  bool force = false, no_latency = false;
+  int64_t finetune_epochs = 0;
+  double finetune_lr = 0.01;
+  DataFlags data;
+  TrainFlags train;
+  train.epochs = 0;
+  ArgParser p("compress",
+              "nnslim compress --method NAME --model IN.nnslim [--dataset NAME] [--epochs N]\n"
+              "                [--finetune-epochs N] [method options] --out DIR",
+              "Compresses a saved model: measures it, trains it with the method for --epochs\n"
+              "(0 = none), makes the compression structural (surgery), fine-tunes for\n"
+              "--finetune-epochs, and measures again. Writes DIR/model.nnslim (the compressed,\n"
+              "physically smaller model), DIR/summary.json (method, options, before/after params,\n"
+              "MACs, top-1, latency) and DIR/metrics.jsonl.\n\n" + methods_help());
+  p.option("method", &method, "NAME", "compression method (see above)");
+  p.option("model", &model_path, "IN", "input model (*.nnslim), e.g. from 'nnslim train'");
+  p.option("out", &out, "DIR", "output directory (must be new or empty unless --force)");
+  p.flag("force", &force, "write into an existing non-empty --out directory");
+  p.option("finetune-epochs", &finetune_epochs, "N", "fine-tuning epochs after the surgery");
+  p.option("finetune-lr", &finetune_lr, "X", "fine-tuning learning rate (cosine decay)");
+  p.flag("no-latency", &no_latency, "skip latency measurements (faster)");
+  add_data_flags(p, data);
+  add_train_flags(p, train);
+  std::map<std::string, std::string> method_values;
+  const MethodInfo* info = nullptr;
+  if (!method.empty()) {
+    info = &find_method(method);
+    p.section(method + " options");
+    for (const auto& o : info->options) {
+      method_values[o.key] = o.default_value;
+      p.option(o.key, &method_values[o.key], "V", o.help);
+    }
+  }
+  if (!p.parse(args)) return 0;
+  if (!info) throw UsageError("--method NAME is required\n" + methods_help());
+  if (model_path.empty()) throw UsageError("--model IN.nnslim is required");
+  if (finetune_epochs < 0) throw UsageError("--finetune-epochs must be >= 0");
+  if (!(finetune_lr > 0)) throw UsageError("--finetune-lr must be > 0");
+  std::shared_ptr<Method> m;
+  try {
+    m = create_method(method, method_values);  // validates the method's options
+  } catch (const c10::Error& e) {
+    throw UsageError(e.what_without_backtrace());
+  }
+  prepare_out_dir(out, force);
+  set_threads(train.threads);
+  TrainOptions topt = to_train_options(train, out);
+
+  Graph g = load_graph(model_path);
+  auto it = g.meta.find("dataset");
+  if (!p.given("dataset") && it != g.meta.end()) data.dataset = it->second;
+  auto d = load_data(data);
+  CompressOptions co;
+  co.train = topt;
+  co.finetune_epochs = finetune_epochs;
+  co.finetune_lr = finetune_lr;
+  co.measure_latency = !no_latency;
+  auto t0 = std::chrono::steady_clock::now();
+  CompressResult r = compress(g, *m, d.train, d.test, co);
+  double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  save_graph(g, out + "/model.nnslim");
+
+  Json s = Json::object();
+  s.set("method", method);
+  Json opts = Json::object();
+  for (const auto& kv : method_values) opts.set(kv.first, kv.second);
+  s.set("options", opts);
+  s.set("input_model", model_path);
+  s.set("model", g.meta.count("model") ? g.meta.at("model") : "");
+  s.set("dataset", data.dataset);
+  s.set("epochs", train.epochs);
+  s.set("finetune_epochs", finetune_epochs);
+  s.set("before", r.before.to_json());
+  s.set("after_surgery", r.after_surgery.to_json());
+  s.set("after", r.after.to_json());
+  s.set("macs_ratio", r.after.macs > 0 ? double(r.before.macs) / r.after.macs : 0.0);
+  s.set("params_ratio", r.after.params > 0 ? double(r.before.params) / r.after.params : 0.0);
+  if (r.after.latency_ms > 0) {
+    s.set("latency_ratio", r.before.latency_ms / r.after.latency_ms);
+    s.set("latency_ratio_batch64", r.before.latency_ms_batch64 / r.after.latency_ms_batch64);
+  }
+  s.set("method_details", r.method);
+  s.set("wall_seconds", wall);
+  write_text(out + "/summary.json", s.dump(2) + "\n");
+  // Concatenate the phases' metrics into DIR/metrics.jsonl, each record tagged with its phase.
+  std::string all;
+  for (const char* phase : {"train", "finetune"}) {
+    std::ifstream f(out + "/" + phase + "/metrics.jsonl");
+    for (std::string line; std::getline(f, line);) {
+      Json j = Json::parse(line);
+      j.set("phase", phase);
+      all += j.dump() + "\n";
+    }
+  }
+  write_text(out + "/metrics.jsonl", all);
+  if (!train.quiet) {
+    std::printf("\n%-14s %10s %12s %8s %12s %14s\n", "", "params", "MACs", "top-1", "latency b1",
+                "latency b64");
+    auto row = [](const char* name, const ModelStats& st, bool lat) {
+      std::printf("%-14s %10s %12s %7.2f%% %10.3fms %12.3fms\n", name, human(st.params).c_str(),
+                  human(st.macs).c_str(), st.top1, lat ? st.latency_ms : 0.0,
+                  lat ? st.latency_ms_batch64 : 0.0);
+    };
+    row("before", r.before, true);
+    row("after surgery", r.after_surgery, false);
+    row("after", r.after, true);
+    std::printf("MACs %.2fx smaller, params %.2fx smaller; wrote %s/model.nnslim\n",
+                double(r.before.macs) / std::max<int64_t>(1, r.after.macs),
+                double(r.before.params) / std::max<int64_t>(1, r.after.params), out.c_str());
+  }
+  return 0;
+}
+
+}  // namespace nnslim::cli
