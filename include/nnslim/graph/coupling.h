@@ -1,0 +1,74 @@
+// Channel coupling ("dependency groups", DESIGN.md §1): which channel dimensions must be cut
+// together. Every channel dimension in the graph belongs to one *group*; pruning channel k of a
+// group removes, everywhere at once:
+//   - output filter k of every Conv2d/Linear that produces the group (weight dim 0, bias),
+//   - entry k of every BatchNorm on it (weight, bias, running stats),
+//   - filter k of every depthwise conv on it (its input and output are the same group),
+//   - input slice k of every Conv2d/Linear that reads it (weight dim 1; through a Flatten, the
+//     k-th block of H*W columns; through a Concat, at the group's offset in the concatenation).
+// Add ties all its inputs into one group (a residual stage is one group). The graph input and
+// the graph output (classifier logits) are never prunable; nor are groups touching a grouped
+// (non-depthwise) conv, or any node the user excludes by name.
+#pragma once
+
+#include "nnslim/graph/graph.h"
+
+#include <set>
+#include <string>
+#include <vector>
+
+namespace nnslim {
+
+// A run of channels of one group inside a value's channel (or feature) dimension: channel
+// `offset + i` of the group is at positions [pos + i*mult, pos + (i+1)*mult) of the dimension,
+// where pos is the sum of len*mult of the segments before it. mult > 1 after a Flatten (H*W).
+struct Segment {
+  int group = -1;
+  int64_t offset = 0;
+  int64_t len = 0;
+  int64_t mult = 1;
+};
+using Layout = std::vector<Segment>;
+
+// One parameter dimension indexed by a layout: tensor `param` (or buffer) of node `node`,
+// dimension `dim`, laid out as `layout`.
+struct ParamDim {
+  int node = -1;
+  std::string param;   // "weight", "bias", "running_mean", ...
+  bool buffer = false;
+  int64_t dim = 0;
+  bool out_side = true;  // part of the channel's own output (zeroing it zeroes the channel)
+};
+
+struct ChannelGroup {
+  int id = -1;
+  int64_t channels = 0;
+  bool prunable = true;
+  std::string why_not;            // reason when not prunable
+  std::vector<ParamDim> params;   // every tensor dimension that this group indexes
+  std::vector<int> producers;     // Conv2d/Linear nodes whose outputs form this group
+  std::vector<int> norms;         // BatchNorm nodes on it
+  std::string name;               // a readable name (first producer's name)
+};
+
+struct Coupling {
+  std::vector<ChannelGroup> groups;
+  std::map<int, Layout> layouts;  // value id -> layout of its channel / feature dimension
+  std::vector<int> prunable() const;  // ids of prunable groups
+};
+
+// Analyses a valid graph. Nodes named in `exclude` make their groups unprunable.
+Coupling analyze_coupling(const Graph& graph, const std::set<std::string>& exclude = {});
+
+// Positions along a dimension with this layout that belong to channels of `group` listed in
+// `channels` (sorted, unique), or -- if `keep_others` -- all positions except those of the group's
+// channels that are *not* listed. Used for slicing.
+std::vector<int64_t> layout_positions(const Layout& layout, int group,
+                                      const std::vector<int64_t>& channels, bool keep_others);
+
+// Rows = the group's channels: [channels, entries] with every entry of `pd` that belongs to the
+// channel (e.g. a producer's filter, or a consumer's input slice).
+torch::Tensor channel_rows(const Graph& graph, const Coupling& c, const ChannelGroup& g,
+                           const ParamDim& pd);
+
+}  // namespace nnslim

@@ -1,0 +1,240 @@
+#include "nnslim/graph/coupling.h"
+
+#include "nnslim/graph/shape.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <numeric>
+
+namespace nnslim {
+
+namespace {
+
+// Union-find over provisional group ids.
+struct Dsu {
+  std::vector<int> parent;
+  int make() {
+    parent.push_back(static_cast<int>(parent.size()));
+    return parent.back();
+  }
+  int find(int x) {
+    while (parent[x] != x) x = parent[x] = parent[parent[x]];
+    return x;
+  }
+  void unite(int a, int b) { parent[find(a)] = find(b); }
+};
+
+bool is_depthwise(const Node& n) {
+  if (n.op != Op::kConv2d || n.attrs.groups == 1) return false;
+  const auto& w = n.params.at("weight");
+  return w.size(1) == 1 && w.size(0) == n.attrs.groups;
+}
+
+// Layouts that an Add can tie together segment by segment.
+bool same_shape(const Layout& a, const Layout& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (a[i].len != b[i].len || a[i].mult != b[i].mult || a[i].offset != b[i].offset) return false;
+  return true;
+}
+
+}  // namespace
+
+std::vector<int> Coupling::prunable() const {
+  std::vector<int> out;
+  for (const auto& g : groups)
+    if (g.prunable) out.push_back(g.id);
+  return out;
+}
+
+Coupling analyze_coupling(const Graph& graph, const std::set<std::string>& exclude) {
+  auto shapes = infer_shapes(graph);
+  Dsu dsu;
+  std::map<int, int64_t> size;       // provisional group -> channels
+  std::map<int, std::string> block;  // provisional group -> reason
+  std::map<int, Layout> layouts;
+  auto fresh = [&](int64_t channels) {
+    int g = dsu.make();
+    size[g] = channels;
+    return g;
+  };
+  auto whole = [](int g, int64_t n) { return Layout{Segment{g, 0, n, 1}}; };
+  auto block_layout = [&](const Layout& l, const std::string& why) {
+    for (const auto& s : l) block.emplace(s.group, why);
+  };
+
+  const Shape& in_shape = graph.input_shape;
+  int gin = fresh(in_shape[0]);
+  layouts[kGraphInput] = whole(gin, in_shape[0]);
+  block[gin] = "the network input";
+
+  for (const auto& n : graph.nodes) {
+    const Layout& in = layouts.at(n.inputs[0]);
+    switch (n.op) {
+      case Op::kConv2d: {
+        int64_t out = n.params.at("weight").size(0);
+        if (n.attrs.groups == 1) {
+          layouts[n.id] = whole(fresh(out), out);
+        } else if (is_depthwise(n)) {
+          layouts[n.id] = in;  // channel k in -> channel k out
+        } else {
+          int g = fresh(out);
+          layouts[n.id] = whole(g, out);
+          block[g] = "a grouped convolution ('" + n.name + "')";
+          block_layout(in, block[g]);
+        }
+        break;
+      }
+      case Op::kLinear: {
+        int64_t out = n.params.at("weight").size(0);
+        layouts[n.id] = whole(fresh(out), out);
+        break;
+      }
+      case Op::kFlatten: {
+        const Shape& s = shapes.at(n.inputs[0]);
+        int64_t spatial = 1;
+        for (size_t i = 1; i < s.size(); ++i) spatial *= s[i];
+        Layout l = in;
+        for (auto& seg : l) seg.mult *= spatial;
+        layouts[n.id] = l;
+        break;
+      }
+      case Op::kAdd: {
+        for (size_t i = 1; i < n.inputs.size(); ++i) {
+          const Layout& other = layouts.at(n.inputs[i]);
+          if (same_shape(in, other)) {
+            for (size_t k = 0; k < in.size(); ++k) dsu.unite(other[k].group, in[k].group);
+          } else {
+            block_layout(in, "an add of differently concatenated inputs ('" + n.name + "')");
+            block_layout(other, "an add of differently concatenated inputs ('" + n.name + "')");
+          }
+        }
+        layouts[n.id] = in;
+        break;
+      }
+      case Op::kConcat: {
+        Layout l;
+        for (int v : n.inputs) {
+          const Layout& part = layouts.at(v);
+          l.insert(l.end(), part.begin(), part.end());
+        }
+        layouts[n.id] = l;
+        break;
+      }
+      default:  // BN, activations, pools, dropout, identity: channel k in -> channel k out
+        layouts[n.id] = in;
+    }
+    if (exclude.count(n.name)) block_layout(layouts[n.id], "excluded ('" + n.name + "')");
+  }
+  block_layout(layouts.at(graph.output), "the network output");
+
+  // Renumber union-find roots as 0..G-1.
+  std::map<int, int> final_id;
+  Coupling c;
+  auto resolve = [&](int g) {
+    int root = dsu.find(g);
+    auto it = final_id.find(root);
+    if (it != final_id.end()) return it->second;
+    int id = static_cast<int>(c.groups.size());
+    final_id[root] = id;
+    ChannelGroup cg;
+    cg.id = id;
+    cg.channels = size.at(root);
+    c.groups.push_back(cg);
+    return id;
+  };
+  for (auto& [v, l] : layouts)
+    for (auto& s : l) s.group = resolve(s.group);
+  for (const auto& [g, why] : block) {
+    auto& cg = c.groups[resolve(g)];
+    if (cg.prunable) {
+      cg.prunable = false;
+      cg.why_not = why;
+    }
+  }
+  c.layouts = std::move(layouts);
+
+  // Attach every channel-indexed tensor dimension to the groups of its layout.
+  auto attach = [&](int node, int value, const std::string& key, bool buffer, int64_t dim,
+                    bool out_side) {
+    std::set<int> seen;
+    for (const auto& s : c.layouts.at(value))
+      if (seen.insert(s.group).second)
+        c.groups[s.group].params.push_back(ParamDim{node, key, buffer, dim, out_side});
+  };
+  for (const auto& n : graph.nodes) {
+    bool has_bias = n.params.count("bias") > 0;
+    if (n.op == Op::kConv2d && (n.attrs.groups == 1 || is_depthwise(n))) {
+      attach(n.id, n.id, "weight", false, 0, true);
+      if (has_bias) attach(n.id, n.id, "bias", false, 0, true);
+      if (n.attrs.groups == 1) attach(n.id, n.inputs[0], "weight", false, 1, false);
+      if (n.attrs.groups == 1) c.groups[c.layouts.at(n.id)[0].group].producers.push_back(n.id);
+    } else if (n.op == Op::kLinear) {
+      attach(n.id, n.id, "weight", false, 0, true);
+      if (has_bias) attach(n.id, n.id, "bias", false, 0, true);
+      attach(n.id, n.inputs[0], "weight", false, 1, false);
+      c.groups[c.layouts.at(n.id)[0].group].producers.push_back(n.id);
+    } else if (n.op == Op::kBatchNorm2d) {
+      for (const char* k : {"weight", "bias"}) attach(n.id, n.id, k, false, 0, true);
+      for (const char* k : {"running_mean", "running_var"}) attach(n.id, n.id, k, true, 0, true);
+      for (const auto& s : c.layouts.at(n.id)) {
+        auto& norms = c.groups[s.group].norms;
+        if (std::find(norms.begin(), norms.end(), n.id) == norms.end()) norms.push_back(n.id);
+      }
+    }
+  }
+  for (auto& g : c.groups) {
+    if (g.prunable && g.producers.empty()) {
+      g.prunable = false;
+      g.why_not = "no convolution or linear layer produces it";
+    }
+    g.name = g.producers.empty() ? "group" + std::to_string(g.id)
+                                 : graph.node(g.producers.front()).name;
+  }
+  return c;
+}
+
+// Value id whose layout indexes a ParamDim: the node's output (out side) or its input.
+static int layout_value(const Graph& graph, const ParamDim& pd) {
+  return pd.out_side ? pd.node : graph.node(pd.node).inputs[0];
+}
+
+std::vector<int64_t> layout_positions(const Layout& layout, int group,
+                                      const std::vector<int64_t>& channels, bool keep_others) {
+  std::vector<int64_t> out;
+  int64_t pos = 0;
+  for (const auto& s : layout) {
+    for (int64_t i = 0; i < s.len; ++i) {
+      bool sel = s.group == group
+                     ? std::binary_search(channels.begin(), channels.end(), s.offset + i)
+                     : keep_others;
+      if (sel)
+        for (int64_t m = 0; m < s.mult; ++m) out.push_back(pos + i * s.mult + m);
+    }
+    pos += s.len * s.mult;
+  }
+  return out;
+}
+
+torch::Tensor channel_rows(const Graph& graph, const Coupling& c, const ChannelGroup& g,
+                           const ParamDim& pd) {
+  const Node& n = graph.node(pd.node);
+  const torch::Tensor& t = pd.buffer ? n.buffers.at(pd.param) : n.params.at(pd.param);
+  const Layout& layout = c.layouts.at(layout_value(graph, pd));
+  // positions[k] = all positions of channel k along the dimension.
+  std::vector<std::vector<int64_t>> positions(g.channels);
+  int64_t pos = 0;
+  for (const auto& s : layout) {
+    if (s.group == g.id)
+      for (int64_t i = 0; i < s.len; ++i)
+        for (int64_t m = 0; m < s.mult; ++m) positions[s.offset + i].push_back(pos + i * s.mult + m);
+    pos += s.len * s.mult;
+  }
+  std::vector<int64_t> flat;
+  for (const auto& p : positions) flat.insert(flat.end(), p.begin(), p.end());
+  auto idx = torch::tensor(flat, torch::kLong).to(t.device());
+  return t.detach().movedim(pd.dim, 0).index_select(0, idx).reshape({g.channels, -1});
+}
+
+}  // namespace nnslim

@@ -1,0 +1,78 @@
+#include "nnslim/graph/surgery.h"
+
+#include "nnslim/graph/shape.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+
+namespace nnslim {
+
+namespace {
+
+const ChannelGroup& group_of(const Coupling& c, int id) {
+  TORCH_CHECK(id >= 0 && id < static_cast<int>(c.groups.size()), "no channel group ", id);
+  return c.groups[id];
+}
+
+int layout_value(const Graph& graph, const ParamDim& pd) {
+  return pd.out_side ? pd.node : graph.node(pd.node).inputs[0];
+}
+
+torch::Tensor& tensor_of(Node& n, const ParamDim& pd) {
+  return pd.buffer ? n.buffers.at(pd.param) : n.params.at(pd.param);
+}
+
+}  // namespace
+
+Graph prune_channels(const Graph& graph, const Coupling& coupling, int group_id,
+                     const std::vector<int64_t>& keep) {
+  const ChannelGroup& g = group_of(coupling, group_id);
+  TORCH_CHECK(g.prunable, "channel group '", g.name, "' cannot be pruned: it touches ", g.why_not);
+  TORCH_CHECK(!keep.empty(), "prune_channels: group '", g.name, "' must keep at least one channel");
+  TORCH_CHECK(std::is_sorted(keep.begin(), keep.end()) &&
+                  std::adjacent_find(keep.begin(), keep.end()) == keep.end(),
+              "prune_channels: keep indices must be sorted and unique");
+  TORCH_CHECK(keep.front() >= 0 && keep.back() < g.channels, "prune_channels: keep index out of "
+              "range [0, ", g.channels, ") for group '", g.name, "'");
+  Graph out = graph.clone();
+  torch::NoGradGuard no_grad;
+  for (const auto& pd : g.params) {
+    Node& n = out.node(pd.node);
+    torch::Tensor& t = tensor_of(n, pd);
+    auto pos = layout_positions(coupling.layouts.at(layout_value(graph, pd)), group_id, keep, true);
+    auto idx = torch::tensor(pos, torch::kLong).to(t.device());
+    auto sliced = t.index_select(pd.dim, idx).contiguous();
+    t = pd.buffer ? sliced : sliced.requires_grad_(true);
+  }
+  // A depthwise conv has one group per channel.
+  for (auto& n : out.nodes)
+    if (n.op == Op::kConv2d && n.attrs.groups > 1 && n.params.at("weight").size(1) == 1)
+      n.attrs.groups = n.params.at("weight").size(0);
+  validate(out);
+  return out;
+}
+
+void zero_channels(Graph& graph, const Coupling& coupling, int group_id,
+                   const std::vector<int64_t>& channels) {
+  const ChannelGroup& g = group_of(coupling, group_id);
+  std::vector<int64_t> sorted = channels;
+  std::sort(sorted.begin(), sorted.end());
+  torch::NoGradGuard no_grad;
+  for (const auto& pd : g.params) {
+    if (!pd.out_side || pd.buffer) continue;
+    torch::Tensor& t = tensor_of(graph.node(pd.node), pd);
+    auto pos = layout_positions(coupling.layouts.at(layout_value(graph, pd)), group_id, sorted,
+                                false);
+    t.index_fill_(pd.dim, torch::tensor(pos, torch::kLong).to(t.device()), 0.0);
+  }
+}
+
+int64_t round_channels(int64_t count, int64_t multiple, int64_t total) {
+  count = std::max<int64_t>(1, std::min(count, total));
+  if (multiple <= 1) return count;
+  int64_t r = (count + multiple - 1) / multiple * multiple;
+  return std::min(r, total);
+}
+
+}  // namespace nnslim

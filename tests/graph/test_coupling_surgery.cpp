@@ -1,0 +1,154 @@
+// Channel coupling and channel surgery: removing channels that output exact zeros leaves the
+// network function unchanged, on every zoo family and on fixtures with Concat, Flatten->Linear
+// and depthwise convs.
+#include "nnslim/graph/cost.h"
+#include "nnslim/graph/execute.h"
+#include "nnslim/graph/serialize.h"
+#include "nnslim/graph/surgery.h"
+#include "nnslim/models/zoo.h"
+#include "support/fixtures.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+namespace nnslim {
+namespace {
+
+int count_prunable(const Coupling& c) { return static_cast<int>(c.prunable().size()); }
+
+// Zeroes a random ~half of every prunable group, records the output, then removes exactly those
+// channels group by group and checks the output again.
+void check_zero_channel_removal(Graph g, const std::string& label, uint64_t seed = 0) {
+  g.to(torch::kDouble);
+  // Non-trivial BN statistics, so that BN beta/mean really matter.
+  {
+    torch::manual_seed(seed);
+    auto warm = torch::randn({8, g.input_shape[0], g.input_shape[1], g.input_shape[2]},
+                             torch::kDouble);
+    torch::NoGradGuard ng;
+    for (int i = 0; i < 3; ++i) forward(g, warm, Mode::kTrain);
+  }
+  Coupling c = analyze_coupling(g);
+  std::mt19937_64 rng(seed);
+  std::map<int, std::vector<int64_t>> keep;
+  for (int id : c.prunable()) {
+    std::vector<int64_t> drop, kept;
+    for (int64_t k = 0; k < c.groups[id].channels; ++k)
+      ((rng() % 2 == 0 && k > 0) ? drop : kept).push_back(k);
+    zero_channels(g, c, id, drop);
+    keep[id] = kept;
+  }
+  torch::manual_seed(seed + 1);
+  auto x = torch::randn({3, g.input_shape[0], g.input_shape[1], g.input_shape[2]}, torch::kDouble);
+  auto y_masked = forward(g, x, Mode::kEval);
+  auto before = count_cost(g);
+  Graph p = g;
+  for (const auto& [id, kept] : keep) {
+    Coupling now = analyze_coupling(p);
+    ASSERT_EQ(now.groups.size(), c.groups.size()) << label;
+    ASSERT_EQ(now.groups[id].name, c.groups[id].name) << label;
+    p = prune_channels(p, now, id, kept);
+  }
+  auto y_pruned = forward(p, x, Mode::kEval);
+  EXPECT_LT(testing::max_abs_diff(y_masked, y_pruned), 1e-9) << label;
+  auto after = count_cost(p);
+  EXPECT_LT(after.macs, before.macs) << label;
+  EXPECT_LT(after.params, before.params) << label;
+  // The pruned graph saves and loads like any other.
+  testing::TempDir dir;
+  save_graph(p, dir.file("p.nnslim"));
+  EXPECT_TRUE(forward(load_graph(dir.file("p.nnslim")), x, Mode::kEval).equal(y_pruned)) << label;
+}
+
+TEST(Coupling, ResNet20Groups) {
+  Coupling c = analyze_coupling(build_model("resnet20", {1, 32, 32}, 10));
+  // 9 block-internal groups + 3 residual stage groups; input and logits are fixed.
+  EXPECT_EQ(count_prunable(c), 12);
+  int stage_groups = 0;
+  for (const auto& g : c.groups) {
+    if (!g.prunable) continue;
+    if (g.producers.size() > 1) {
+      ++stage_groups;
+      EXPECT_GE(g.producers.size(), 3u);  // conv(s) of the stem / shortcut + every block's conv2
+    }
+  }
+  EXPECT_EQ(stage_groups, 3);
+  for (const auto& g : c.groups)
+    if (!g.prunable) EXPECT_FALSE(g.why_not.empty());
+}
+
+TEST(Coupling, DepthwiseTiesExpandAndDwChannels) {
+  Graph g = build_model("mobilenetv2", {3, 32, 32}, 10);
+  Coupling c = analyze_coupling(g);
+  const Node* dw = g.find("features.2.dw");
+  const Node* expand = g.find("features.2.expand");
+  ASSERT_TRUE(dw && expand);
+  EXPECT_EQ(c.layouts.at(dw->id)[0].group, c.layouts.at(expand->id)[0].group);
+}
+
+TEST(Coupling, ExcludedNodesAndOutputAreFixed) {
+  Graph g = testing::tiny_convnet();
+  Coupling all = analyze_coupling(g);
+  Coupling some = analyze_coupling(g, {"conv1"});
+  EXPECT_EQ(count_prunable(all), 2);
+  EXPECT_EQ(count_prunable(some), 1);
+  int fc_group = all.layouts.at(g.find("fc")->id)[0].group;
+  EXPECT_FALSE(all.groups[fc_group].prunable);
+  EXPECT_THROW(prune_channels(g, all, fc_group, {0}), c10::Error);
+}
+
+TEST(Surgery, ZeroChannelRemovalIsExact_Fixture) {
+  check_zero_channel_removal(testing::fixture_all_ops(1), "fixture");
+}
+TEST(Surgery, ZeroChannelRemovalIsExact_ResNet20) {
+  check_zero_channel_removal(build_model("resnet20", {1, 32, 32}, 10), "resnet20");
+}
+TEST(Surgery, ZeroChannelRemovalIsExact_Vgg16) {
+  check_zero_channel_removal(build_model("vgg16", {1, 32, 32}, 10), "vgg16");
+}
+TEST(Surgery, ZeroChannelRemovalIsExact_MobileNetV2) {
+  check_zero_channel_removal(build_model("mobilenetv2", {3, 32, 32}, 10), "mobilenetv2");
+}
+TEST(Surgery, ZeroChannelRemovalIsExact_LeNetFlattenLinear) {
+  // Flatten of a 16x5x5 map: each conv2 channel owns 25 columns of fc1.
+  check_zero_channel_removal(build_model("lenet5", {1, 32, 32}, 10), "lenet5");
+}
+
+TEST(Surgery, ConcatOffsetsAndFlattenColumns) {
+  Graph g = testing::fixture_all_ops(2);
+  Coupling c = analyze_coupling(g);
+  const Node* cat = g.find("cat");
+  const auto& l = c.layouts.at(cat->id);
+  ASSERT_EQ(l.size(), 2u);
+  EXPECT_EQ(l[0].len, 4);
+  EXPECT_EQ(l[1].len, 6);
+  const Node* fc = g.find("fc");
+  int64_t fc_in_before = fc->params.at("weight").size(1);
+  int br_b = c.layouts.at(g.find("br_b")->id)[0].group;
+  Graph p = prune_channels(g, c, br_b, {0, 2, 5});
+  // 3 of 6 br_b channels gone: the depthwise conv shrinks 10 -> 7 (groups too) and fc loses
+  // 3 channels x (2x2 spatial) columns.
+  EXPECT_EQ(p.find("dw")->attrs.groups, 7);
+  EXPECT_EQ(p.find("fc")->params.at("weight").size(1), fc_in_before - 3 * 4);
+}
+
+TEST(Surgery, KeepIndicesAreChecked) {
+  Graph g = testing::tiny_convnet();
+  Coupling c = analyze_coupling(g);
+  int id = c.prunable()[0];
+  EXPECT_THROW(prune_channels(g, c, id, {}), c10::Error);
+  EXPECT_THROW(prune_channels(g, c, id, {2, 1}), c10::Error);
+  EXPECT_THROW(prune_channels(g, c, id, {0, 99}), c10::Error);
+}
+
+TEST(Surgery, RoundChannels) {
+  EXPECT_EQ(round_channels(13, 8, 64), 16);
+  EXPECT_EQ(round_channels(60, 8, 64), 64);
+  EXPECT_EQ(round_channels(63, 8, 60), 60);
+  EXPECT_EQ(round_channels(0, 8, 64), 8);
+  EXPECT_EQ(round_channels(5, 1, 64), 5);
+}
+
+}  // namespace
+}  // namespace nnslim
