@@ -195,8 +195,7 @@ Coupling analyze_coupling(const Graph& graph, const std::set<std::string>& exclu
   return c;
 }
 
-// Value id whose layout indexes a ParamDim: the node's output (out side) or its input.
-static int layout_value(const Graph& graph, const ParamDim& pd) {
+int layout_value(const Graph& graph, const ParamDim& pd) {
   return pd.out_side ? pd.node : graph.node(pd.node).inputs[0];
 }
 
@@ -209,6 +208,23 @@ std::vector<int64_t> layout_positions(const Layout& layout, int group,
       bool sel = s.group == group
                      ? std::binary_search(channels.begin(), channels.end(), s.offset + i)
                      : keep_others;
+      if (sel)
+        for (int64_t m = 0; m < s.mult; ++m) out.push_back(pos + i * s.mult + m);
+    }
+    pos += s.len * s.mult;
+  }
+  return out;
+}
+
+std::vector<int64_t> layout_positions(const Layout& layout,
+                                      const std::map<int, std::vector<int64_t>>& keep) {
+  std::vector<int64_t> out;
+  int64_t pos = 0;
+  for (const auto& s : layout) {
+    auto it = keep.find(s.group);
+    for (int64_t i = 0; i < s.len; ++i) {
+      bool sel = it == keep.end() ||
+                 std::binary_search(it->second.begin(), it->second.end(), s.offset + i);
       if (sel)
         for (int64_t m = 0; m < s.mult; ++m) out.push_back(pos + i * s.mult + m);
     }

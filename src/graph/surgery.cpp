@@ -5,6 +5,8 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <set>
+#include <tuple>
 
 namespace nnslim {
 
@@ -15,35 +17,38 @@ const ChannelGroup& group_of(const Coupling& c, int id) {
   return c.groups[id];
 }
 
-int layout_value(const Graph& graph, const ParamDim& pd) {
-  return pd.out_side ? pd.node : graph.node(pd.node).inputs[0];
-}
-
 torch::Tensor& tensor_of(Node& n, const ParamDim& pd) {
   return pd.buffer ? n.buffers.at(pd.param) : n.params.at(pd.param);
 }
 
 }  // namespace
 
-Graph prune_channels(const Graph& graph, const Coupling& coupling, int group_id,
-                     const std::vector<int64_t>& keep) {
-  const ChannelGroup& g = group_of(coupling, group_id);
-  TORCH_CHECK(g.prunable, "channel group '", g.name, "' cannot be pruned: it touches ", g.why_not);
-  TORCH_CHECK(!keep.empty(), "prune_channels: group '", g.name, "' must keep at least one channel");
-  TORCH_CHECK(std::is_sorted(keep.begin(), keep.end()) &&
-                  std::adjacent_find(keep.begin(), keep.end()) == keep.end(),
-              "prune_channels: keep indices must be sorted and unique");
-  TORCH_CHECK(keep.front() >= 0 && keep.back() < g.channels, "prune_channels: keep index out of "
-              "range [0, ", g.channels, ") for group '", g.name, "'");
+Graph prune_groups(const Graph& graph, const Coupling& coupling,
+                   const std::map<int, std::vector<int64_t>>& keep) {
+  for (const auto& [id, k] : keep) {
+    const ChannelGroup& g = group_of(coupling, id);
+    TORCH_CHECK(g.prunable, "channel group '", g.name, "' cannot be pruned: it touches ",
+                g.why_not);
+    TORCH_CHECK(!k.empty(), "prune_channels: group '", g.name, "' must keep at least one channel");
+    TORCH_CHECK(std::is_sorted(k.begin(), k.end()) &&
+                    std::adjacent_find(k.begin(), k.end()) == k.end(),
+                "prune_channels: keep indices must be sorted and unique");
+    TORCH_CHECK(k.front() >= 0 && k.back() < g.channels, "prune_channels: keep index out of "
+                "range [0, ", g.channels, ") for group '", g.name, "'");
+  }
+  // Every tensor dimension touched by any of the groups, sliced once with the positions of all
+  // of them (a BatchNorm after a Concat is indexed by several groups along the same dimension).
+  std::set<std::tuple<int, std::string, bool, int64_t>> done;
   Graph out = graph.clone();
   torch::NoGradGuard no_grad;
-  for (const auto& pd : g.params) {
-    Node& n = out.node(pd.node);
-    torch::Tensor& t = tensor_of(n, pd);
-    auto pos = layout_positions(coupling.layouts.at(layout_value(graph, pd)), group_id, keep, true);
-    auto idx = torch::tensor(pos, torch::kLong).to(t.device());
-    auto sliced = t.index_select(pd.dim, idx).contiguous();
-    t = pd.buffer ? sliced : sliced.requires_grad_(true);
+  for (const auto& [id, k] : keep) {
+    for (const auto& pd : coupling.groups[id].params) {
+      if (!done.insert({pd.node, pd.param, pd.buffer, pd.dim}).second) continue;
+      torch::Tensor& t = tensor_of(out.node(pd.node), pd);
+      auto pos = layout_positions(coupling.layouts.at(layout_value(graph, pd)), keep);
+      auto sliced = t.index_select(pd.dim, torch::tensor(pos, torch::kLong).to(t.device()));
+      t = pd.buffer ? sliced.contiguous() : sliced.contiguous().requires_grad_(true);
+    }
   }
   // A depthwise conv has one group per channel.
   for (auto& n : out.nodes)
@@ -51,6 +56,11 @@ Graph prune_channels(const Graph& graph, const Coupling& coupling, int group_id,
       n.attrs.groups = n.params.at("weight").size(0);
   validate(out);
   return out;
+}
+
+Graph prune_channels(const Graph& graph, const Coupling& coupling, int group_id,
+                     const std::vector<int64_t>& keep) {
+  return prune_groups(graph, coupling, {{group_id, keep}});
 }
 
 void zero_channels(Graph& graph, const Coupling& coupling, int group_id,

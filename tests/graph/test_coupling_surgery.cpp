@@ -152,3 +152,26 @@ TEST(Surgery, RoundChannels) {
 
 }  // namespace
 }  // namespace nnslim
+
+namespace nnslim {
+namespace {
+
+TEST(Surgery, PruneGroupsAtOnceEqualsOneByOne) {
+  Graph g = testing::fixture_all_ops(4);
+  g.to(torch::kDouble);
+  Coupling c = analyze_coupling(g);
+  std::map<int, std::vector<int64_t>> keep;
+  for (int id : c.prunable()) {
+    std::vector<int64_t> k;
+    for (int64_t i = 0; i < c.groups[id].channels; i += 2) k.push_back(i);
+    keep[id] = k;
+  }
+  Graph at_once = prune_groups(g, c, keep);
+  Graph one_by_one = g;
+  for (const auto& [id, k] : keep) one_by_one = prune_channels(one_by_one, analyze_coupling(one_by_one), id, k);
+  auto x = torch::randn({2, 2, 8, 8}, torch::kDouble);
+  EXPECT_TRUE(forward(at_once, x, Mode::kEval).equal(forward(one_by_one, x, Mode::kEval)));
+}
+
+}  // namespace
+}  // namespace nnslim

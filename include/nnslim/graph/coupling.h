@@ -66,6 +66,14 @@ Coupling analyze_coupling(const Graph& graph, const std::set<std::string>& exclu
 std::vector<int64_t> layout_positions(const Layout& layout, int group,
                                       const std::vector<int64_t>& channels, bool keep_others);
 
+// Multi-group form for slicing several groups at once: positions whose channel is kept, where a
+// channel of a group in `keep` is kept iff listed, and channels of other groups always are.
+std::vector<int64_t> layout_positions(const Layout& layout,
+                                      const std::map<int, std::vector<int64_t>>& keep);
+
+// Value id whose layout indexes `pd` (the node's output for out-side dims, else its input).
+int layout_value(const Graph& graph, const ParamDim& pd);
+
 // Rows = the group's channels: [channels, entries] with every entry of `pd` that belongs to the
 // channel (e.g. a producer's filter, or a consumer's input slice).
 torch::Tensor channel_rows(const Graph& graph, const Coupling& c, const ChannelGroup& g,

@@ -12,6 +12,10 @@ namespace nnslim {
 Graph prune_channels(const Graph& graph, const Coupling& coupling, int group_id,
                      const std::vector<int64_t>& keep);
 
+// Several groups at once (one clone, one validation): keep[group id] = channels to keep.
+Graph prune_groups(const Graph& graph, const Coupling& coupling,
+                   const std::map<int, std::vector<int64_t>>& keep);
+
 // Sets every out-side entry of the given channels of a group to zero (producer filters and
 // biases, BN gamma and beta, depthwise filters): afterwards those channels output exact zeros,
 // which is what makes their removal exact.

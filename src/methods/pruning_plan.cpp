@@ -1,0 +1,158 @@
+#include "nnslim/methods/pruning_plan.h"
+
+#include "nnslim/graph/cost.h"
+#include "nnslim/graph/shape.h"
+#include "nnslim/graph/surgery.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <tuple>
+
+namespace nnslim {
+
+namespace {
+
+int64_t min_keep(int64_t channels, const PlanOptions& o) {
+  return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(channels * (1.0 - o.max_ratio))));
+}
+
+// The n highest-scoring channels, sorted by index.
+std::vector<int64_t> top_n(const torch::Tensor& score, int64_t n) {
+  auto s = score.to(torch::kCPU, torch::kDouble).contiguous();
+  std::vector<int64_t> idx(s.size(0));
+  std::iota(idx.begin(), idx.end(), 0);
+  const double* v = s.data_ptr<double>();
+  // Stable: ties keep the lower index, so plans are deterministic.
+  std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return v[a] > v[b]; });
+  idx.resize(n);
+  std::sort(idx.begin(), idx.end());
+  return idx;
+}
+
+}  // namespace
+
+KeepPlan plan_by_ratio(const Coupling& coupling, const std::map<int, torch::Tensor>& scores,
+                       double ratio, const PlanOptions& o) {
+  TORCH_CHECK(ratio >= 0 && ratio < 1, "pruning ratio must be in [0, 1), got ", ratio);
+  TORCH_CHECK(o.max_ratio > 0 && o.max_ratio < 1, "max ratio must be in (0, 1)");
+  std::map<int, int64_t> keep_n;
+  if (!o.global) {
+    for (const auto& [id, s] : scores) {
+      int64_t c = coupling.groups[id].channels;
+      keep_n[id] = std::max(min_keep(c, o), c - static_cast<int64_t>(std::floor(c * ratio)));
+    }
+  } else {
+    // Normalise by the group mean so that groups with different weight scales compete fairly.
+    std::vector<std::tuple<double, int, int64_t>> all;
+    for (const auto& [id, s] : scores) {
+      auto d = s.to(torch::kCPU, torch::kDouble);
+      double mean = d.mean().item<double>();
+      auto n = mean > 0 ? d / mean : torch::ones_like(d);
+      for (int64_t k = 0; k < n.size(0); ++k) all.emplace_back(n[k].item<double>(), id, k);
+      keep_n[id] = coupling.groups[id].channels;
+    }
+    std::stable_sort(all.begin(), all.end());
+    int64_t to_remove = static_cast<int64_t>(std::floor(all.size() * ratio));
+    for (const auto& [score, id, k] : all) {
+      if (to_remove == 0) break;
+      if (keep_n[id] > min_keep(coupling.groups[id].channels, o)) {
+        --keep_n[id];
+        --to_remove;
+      }
+    }
+  }
+  KeepPlan plan;
+  for (const auto& [id, n] : keep_n) {
+    int64_t c = coupling.groups[id].channels;
+    int64_t r = round_channels(n, o.round_to, c);
+    if (r < c) plan[id] = top_n(scores.at(id), r);
+  }
+  return plan;
+}
+
+int64_t macs_after(const Graph& graph, const Coupling& coupling, const KeepPlan& plan) {
+  // Analytic: pruning changes channel counts, never spatial sizes, so each conv/linear costs
+  // (kept output rows) x (kept input columns per group) x kernel x output positions.
+  auto shapes = infer_shapes(graph);
+  auto kept = [&](int value) {
+    return static_cast<int64_t>(layout_positions(coupling.layouts.at(value), plan).size());
+  };
+  int64_t total = 0;
+  for (const auto& n : graph.nodes) {
+    if (n.op != Op::kConv2d && n.op != Op::kLinear) continue;
+    const auto& w = n.params.at("weight");
+    int64_t out = kept(n.id);
+    if (n.op == Op::kLinear) {
+      total += out * kept(n.inputs[0]);
+      continue;
+    }
+    bool depthwise = n.attrs.groups > 1 && w.size(1) == 1 && w.size(0) == n.attrs.groups;
+    int64_t in_per_group = depthwise || n.attrs.groups > 1 ? w.size(1) : kept(n.inputs[0]);
+    const auto& s = shapes.at(n.id);
+    total += out * in_per_group * w.size(2) * w.size(3) * s[1] * s[2];
+  }
+  return total;
+}
+
+KeepPlan plan_for_macs(const Graph& graph, const Coupling& coupling,
+                       const std::map<int, torch::Tensor>& scores, double target,
+                       const PlanOptions& o, double tolerance, double* ratio_out) {
+  TORCH_CHECK(target > 0 && target <= 1, "target MACs must be a fraction in (0, 1], got ", target);
+  int64_t base = count_cost(graph).macs;
+  double goal = target * static_cast<double>(base);
+  if (ratio_out) *ratio_out = 0;
+  if (target >= 1) return {};
+  KeepPlan best = plan_by_ratio(coupling, scores, o.max_ratio - 1e-9, o);
+  int64_t floor_macs = macs_after(graph, coupling, best);
+  TORCH_CHECK(floor_macs <= goal, "cannot reach ", target, "x of the MACs: removing up to ",
+              o.max_ratio * 100, "% of every prunable group still leaves ", floor_macs, " of ",
+              base, " MACs (", static_cast<double>(floor_macs) / base,
+              "x); choose a larger target");
+  // MACs fall monotonically (in steps) as the ratio grows: find the smallest ratio that fits.
+  double lo = 0, hi = o.max_ratio - 1e-9;
+  int64_t best_macs = floor_macs;
+  for (int it = 0; it < 40 && hi - lo > 1e-6 && best_macs < goal * (1 - tolerance * 0.5); ++it) {
+    double mid = 0.5 * (lo + hi);
+    KeepPlan p = plan_by_ratio(coupling, scores, mid, o);
+    int64_t m = macs_after(graph, coupling, p);
+    if (m <= goal) {
+      hi = mid;
+      best = std::move(p);
+      best_macs = m;
+    } else {
+      lo = mid;
+    }
+  }
+  // Ratios move whole steps of channels at once; hand back single channels, best first, while
+  // the budget allows, so the plan lands as close under the target as the widths permit.
+  std::vector<std::tuple<double, int, int64_t>> candidates;  // (-normalised score, group, channel)
+  for (const auto& [id, k] : best) {
+    auto d = scores.at(id).to(torch::kCPU, torch::kDouble);
+    double mean = std::max(1e-30, d.mean().item<double>());
+    for (int64_t ch = 0; ch < d.size(0); ++ch)
+      if (!std::binary_search(k.begin(), k.end(), ch))
+        candidates.emplace_back(-d[ch].item<double>() / mean, id, ch);
+  }
+  std::sort(candidates.begin(), candidates.end());
+  if (o.round_to <= 1) {
+    for (const auto& [neg, id, ch] : candidates) {
+      if (best_macs >= goal * (1 - tolerance * 0.25)) break;
+      KeepPlan trial = best;
+      auto& k = trial[id];
+      k.insert(std::upper_bound(k.begin(), k.end(), ch), ch);
+      if (static_cast<int64_t>(k.size()) == coupling.groups[id].channels) trial.erase(id);
+      int64_t m = macs_after(graph, coupling, trial);
+      if (m <= goal) {
+        best = std::move(trial);
+        best_macs = m;
+      }
+    }
+  }
+  if (ratio_out) *ratio_out = hi;
+  return best;
+}
+
+}  // namespace nnslim
