@@ -58,6 +58,7 @@ int cmd_train(const std::vector<std::string>& args) {
               << " MACs, " << torch::get_num_threads() << " threads, device "
               << parse_device(opt.device) << "\n";
     if (resuming) std::cout << "resuming after epoch " << ckpt.epochs_done << "\n";
+    std::cout << std::flush;
   }
   Trainer trainer(g, opt);
   trainer.checkpoint_options = p.values();

@@ -53,7 +53,7 @@ void add_train_flags(ArgParser& p, TrainFlags& f) {
   p.option("momentum", &f.momentum, "X", "SGD momentum");
   p.flag("nesterov", &f.nesterov, "use Nesterov momentum");
   p.option("weight-decay", &f.weight_decay, "X", "L2 weight decay");
-  p.option("schedule", &f.schedule, "KIND", "lr schedule: constant, step, multistep, cosine");
+  p.option("schedule", &f.schedule, "KIND", "lr schedule: constant, step, multistep, cosine, grda");
   p.option("milestones", &f.milestones, "E1,E2", "multistep: epochs where lr is multiplied by gamma");
   p.option("gamma", &f.gamma, "X", "step/multistep: lr factor");
   p.option("step-size", &f.step_size, "N", "step: epochs between lr drops");
@@ -128,22 +128,31 @@ std::string human(double v) {
 }
 
 std::string cost_table(const CostReport& r) {
+  // "sparsity" = exact zeros / elements of the layer's trainable parameters ("-" without any).
+  auto sparsity = [](int64_t params, int64_t nonzero) -> std::string {
+    if (params <= 0) return "-";
+    char b[32];
+    std::snprintf(b, sizeof b, "%.2f%%", 100.0 * double(params - nonzero) / double(params));
+    return b;
+  };
   std::ostringstream os;
   size_t w = 4;
   for (const auto& n : r.nodes) w = std::max(w, n.name.size());
   char buf[512];
-  std::snprintf(buf, sizeof buf, "%-*s  %-13s  %-12s  %10s  %12s\n", (int)w, "name", "op",
-                "output", "params", "MACs");
-  os << buf << std::string(w + 57, '-') << "\n";
+  std::snprintf(buf, sizeof buf, "%-*s  %-13s  %-12s  %10s  %10s  %8s  %12s\n", (int)w, "name",
+                "op", "output", "params", "nonzero", "sparsity", "MACs");
+  os << buf << std::string(w + 79, '-') << "\n";
   for (const auto& n : r.nodes) {
-    std::snprintf(buf, sizeof buf, "%-*s  %-13s  %-12s  %10lld  %12lld\n", (int)w, n.name.c_str(),
-                  op_name(n.op), shape_str(n.out_shape).c_str(), (long long)n.params,
-                  (long long)n.macs);
+    std::snprintf(buf, sizeof buf, "%-*s  %-13s  %-12s  %10lld  %10lld  %8s  %12lld\n", (int)w,
+                  n.name.c_str(), op_name(n.op), shape_str(n.out_shape).c_str(),
+                  (long long)n.params, (long long)n.nonzero_params,
+                  sparsity(n.params, n.nonzero_params).c_str(), (long long)n.macs);
     os << buf;
   }
-  os << std::string(w + 57, '-') << "\n";
-  std::snprintf(buf, sizeof buf, "%-*s  %-13s  %-12s  %10lld  %12lld\n", (int)w, "total", "", "",
-                (long long)r.params, (long long)r.macs);
+  os << std::string(w + 79, '-') << "\n";
+  std::snprintf(buf, sizeof buf, "%-*s  %-13s  %-12s  %10lld  %10lld  %8s  %12lld\n", (int)w,
+                "total", "", "", (long long)r.params, (long long)r.nonzero_params,
+                sparsity(r.params, r.nonzero_params).c_str(), (long long)r.macs);
   os << buf;
   std::snprintf(buf, sizeof buf,
                 "params %s (nonzero %s), MACs %s (nonzero %s); MACs count Conv2d and Linear "

@@ -155,6 +155,32 @@ int GraphBuilder::concat(std::vector<int> xs, const std::string& name) {
   return push(std::move(n));
 }
 
+void reinitialize(Graph& graph) {
+  torch::NoGradGuard no_grad;
+  for (auto& n : graph.nodes) {
+    auto set = [&](const char* key, const torch::Tensor& v) {
+      auto it = n.params.find(key);
+      if (it != n.params.end()) it->second.copy_(v);
+    };
+    if (n.op == Op::kConv2d) {
+      const auto& w = n.params.at("weight");
+      set("weight", kaiming_fan_out(w.size(0), w.size(1), w.size(2), w.size(3)));
+      if (n.params.count("bias")) n.params.at("bias").zero_();
+    } else if (n.op == Op::kLinear) {
+      const auto& w = n.params.at("weight");
+      double bound = 1.0 / std::sqrt(static_cast<double>(w.size(1)));
+      set("weight", (torch::rand(w.sizes()) * 2 - 1) * bound);
+      if (n.params.count("bias"))
+        set("bias", (torch::rand(n.params.at("bias").sizes()) * 2 - 1) * bound);
+    } else if (n.op == Op::kBatchNorm2d) {
+      n.params.at("weight").fill_(1.0);
+      n.params.at("bias").zero_();
+      n.buffers.at("running_mean").zero_();
+      n.buffers.at("running_var").fill_(1.0);
+    }
+  }
+}
+
 Graph GraphBuilder::build(int output, std::map<std::string, std::string> meta) {
   graph_.output = output;
   for (auto& kv : meta) graph_.meta[kv.first] = kv.second;

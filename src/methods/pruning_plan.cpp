@@ -19,8 +19,9 @@ int64_t min_keep(int64_t channels, const PlanOptions& o) {
   return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(channels * (1.0 - o.max_ratio))));
 }
 
-// The n highest-scoring channels, sorted by index.
-std::vector<int64_t> top_n(const torch::Tensor& score, int64_t n) {
+}  // namespace
+
+std::vector<int64_t> top_channels(const torch::Tensor& score, int64_t n) {
   auto s = score.to(torch::kCPU, torch::kDouble).contiguous();
   std::vector<int64_t> idx(s.size(0));
   std::iota(idx.begin(), idx.end(), 0);
@@ -31,8 +32,6 @@ std::vector<int64_t> top_n(const torch::Tensor& score, int64_t n) {
   std::sort(idx.begin(), idx.end());
   return idx;
 }
-
-}  // namespace
 
 KeepPlan plan_by_ratio(const Coupling& coupling, const std::map<int, torch::Tensor>& scores,
                        double ratio, const PlanOptions& o) {
@@ -68,7 +67,7 @@ KeepPlan plan_by_ratio(const Coupling& coupling, const std::map<int, torch::Tens
   for (const auto& [id, n] : keep_n) {
     int64_t c = coupling.groups[id].channels;
     int64_t r = round_channels(n, o.round_to, c);
-    if (r < c) plan[id] = top_n(scores.at(id), r);
+    if (r < c) plan[id] = top_channels(scores.at(id), r);
   }
   return plan;
 }

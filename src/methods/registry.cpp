@@ -1,5 +1,12 @@
 #include "nnslim/methods/registry.h"
 
+#include "nnslim/methods/adapruner.h"
+#include "nnslim/methods/grda.h"
+#include "nnslim/methods/hspg.h"
+#include "nnslim/methods/magnitude.h"
+#include "nnslim/methods/trp.h"
+#include "nnslim/methods/unify.h"
+
 #include <c10/util/Exception.h>
 
 #include <cmath>
@@ -10,6 +17,15 @@ namespace nnslim {
 // ---- the table: one line per method, in the order `nnslim compress --help` lists them ------
 const std::vector<MethodInfo>& method_registry() {
   static const std::vector<MethodInfo> table = {
+      {"magnitude", "criterion-based channel pruning (l1, l2, bn, fpgm, taylor, random)",
+       MagnitudePruning::option_list(), MagnitudePruning::create},
+      {"adapruner", "BN-scale widths, bisection to a MAC budget, adaptive weight inheritance",
+       AdaPruner::option_list(), AdaPruner::create},
+      trp_method_info(),
+      grda_method_info(),
+      hspg_method_info(),
+      obproxsg_method_info(),
+      unify_method_info(),
   };
   return table;
 }

@@ -43,10 +43,14 @@ void save_checkpoint(const Checkpoint& c, const std::string& path) {
 }
 
 Checkpoint load_checkpoint(const std::string& path) {
-  std::string payload = read_framed_file(path, kCkptMagic, kCheckpointVersion, "nnslim checkpoint");
+  uint32_t version = 0;
+  std::string payload =
+      read_framed_file(path, kCkptMagic, kCheckpointVersion, "nnslim checkpoint", &version);
   Reader r(payload, path);
   Checkpoint c;
-  c.graph = graph_from_bytes(r.str(), path);
+  // The *.nnslim format of the embedded graph: checkpoint version 1 -> format 1 (dense tensors),
+  // version 2 -> format 2 (sparse encodings). Extend this when either version is bumped.
+  c.graph = graph_from_bytes(r.str(), path, version == 1 ? 1u : 2u);
   c.epochs_done = r.i64();
   TORCH_CHECK(c.epochs_done >= 0, path, ": negative epoch count (corrupt file?)");
   c.optimizer_state = r.str();

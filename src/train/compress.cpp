@@ -84,7 +84,8 @@ CompressResult compress(Graph& graph, Method& method, const Dataset& train, cons
   graph.to(device);
   torch::optim::SGD dummy(graph.parameters(), torch::optim::SGDOptions(1e-3));
   Context ctx{graph, dummy};
-  ctx.train = &train;
+  Dataset normalised = with_graph_normalisation(graph, train);
+  ctx.train = &normalised;
   ctx.epochs = t.epochs;
   method.finalize(ctx);
   validate(graph);

@@ -46,6 +46,17 @@ void graph_normalisation(const Graph& graph, std::vector<float>& mean, std::vect
   std = split_floats(s->second);
 }
 
+Dataset with_graph_normalisation(const Graph& graph, const Dataset& data) {
+  Dataset d = data;
+  std::vector<float> mean, std;
+  graph_normalisation(graph, mean, std);
+  if (mean.size() == d.mean.size() && std.size() == d.std.size()) {
+    d.mean = mean;
+    d.std = std;
+  }
+  return d;
+}
+
 EvalResult evaluate(const Graph& graph, const Dataset& data, int64_t batch_size,
                     torch::Device device) {
   TORCH_CHECK(batch_size >= 1, "eval batch size must be >= 1");

@@ -154,15 +154,7 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
 
   // Batches are normalised as the model was first trained (its metadata), so fine-tuning on a
   // subset of the data does not shift the input statistics.
-  Dataset train = train_data;
-  {
-    std::vector<float> mean, std;
-    graph_normalisation(graph_, mean, std);
-    if (mean.size() == train.mean.size() && std.size() == train.std.size()) {
-      train.mean = mean;
-      train.std = std;
-    }
-  }
+  Dataset train = with_graph_normalisation(graph_, train_data);
   stamp_dataset(graph_, train);
 
   auto params = graph_.parameters();

@@ -2,6 +2,8 @@
 // newer-version files.
 #include "nnslim/graph/execute.h"
 #include "nnslim/graph/serialize.h"
+#include "nnslim/models/zoo.h"
+#include "nnslim/train/checkpoint.h"
 #include "support/fixtures.h"
 
 #include <gtest/gtest.h>
@@ -106,6 +108,165 @@ TEST(Serialize, ReaderRejectsOverlongFields) {
   w.u64(1ull << 40);  // a string length far beyond the data
   Reader r(w.bytes(), "test");
   EXPECT_THROW(r.str(), c10::Error);
+}
+
+
+// ---- format version 2: sparse tensor encodings ------------------------------------------------
+
+// Bytes of a contiguous CPU tensor, for bitwise comparisons (-0.0 != +0.0, NaN payloads).
+std::string raw_bytes(const torch::Tensor& t) {
+  auto c = t.contiguous();
+  return std::string(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size());
+}
+
+// The encoding byte Writer::tensor chose (right after the shape).
+int encoding_of(const torch::Tensor& t) {
+  Writer w;
+  w.tensor(t);
+  return static_cast<unsigned char>(w.bytes()[4 + 4 + 4 + 8 * t.dim()]);
+}
+
+torch::Tensor round_trip(const torch::Tensor& t) {
+  Writer w;
+  w.tensor(t);
+  Reader r(w.bytes(), "test");
+  auto back = r.tensor();
+  EXPECT_TRUE(r.done());
+  return back;
+}
+
+// Zeroes a fraction of the entries (+0.0), at random positions.
+torch::Tensor with_zeros(torch::Tensor t, double fraction, uint64_t seed) {
+  torch::manual_seed(seed);
+  return t.masked_fill(torch::rand(t.sizes()) < fraction, 0);
+}
+
+TEST(Serialize, SparseTensorsRoundTripBitwise) {
+  torch::manual_seed(0);
+  std::vector<torch::Tensor> cases;
+  for (double f : {0.0, 0.3, 0.9, 0.97, 0.995, 1.0})
+    for (auto shape : std::vector<std::vector<int64_t>>{{1000}, {37, 3, 3, 3}, {7}, {513}})
+      cases.push_back(with_zeros(torch::randn(shape), f, cases.size()));
+  auto negz = with_zeros(torch::randn({600}), 0.9, 1);
+  negz = negz * torch::where(torch::rand({600}) < 0.5, torch::ones({600}), -torch::ones({600}));
+  cases.push_back(negz);  // zeros of both signs: -0.0 must come back as -0.0
+  cases.push_back(torch::full({300}, -0.0));
+  cases.push_back(with_zeros(torch::randn({1000}, torch::kDouble), 0.95, 2));
+  cases.push_back(with_zeros(torch::randn({1000}), 0.9, 3).to(torch::kHalf));
+  cases.push_back(with_zeros(torch::randn({1000}), 0.9, 4).to(torch::kBFloat16));
+  cases.push_back(torch::zeros({1000}, torch::kLong));  // integers stay dense
+  cases.push_back(torch::zeros({0, 5}));
+  cases.push_back(torch::tensor(0.0f));
+  cases.push_back(torch::tensor(-0.0f));
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const auto& t = cases[i];
+    auto back = round_trip(t);
+    ASSERT_TRUE(back.defined()) << i;
+    EXPECT_EQ(back.scalar_type(), t.scalar_type()) << i;
+    EXPECT_EQ(back.sizes(), t.sizes()) << i;
+    EXPECT_EQ(raw_bytes(back), raw_bytes(t)) << "case " << i;
+  }
+  EXPECT_FALSE(round_trip(torch::Tensor()).defined());
+  // The smallest encoding wins: dense when few zeros, bitmask in the middle, blocked indices
+  // when very sparse; the sign bitmap only when a -0.0 is present.
+  auto dense = torch::randn({4096});
+  EXPECT_EQ(encoding_of(dense), 0);
+  EXPECT_EQ(encoding_of(with_zeros(dense, 0.5, 5)), 1);
+  EXPECT_EQ(encoding_of(with_zeros(dense, 0.99, 6)), 2);
+  EXPECT_EQ(encoding_of(with_zeros(dense, 0.5, 5).neg()), 1 | kZeroSignsFlag);
+  EXPECT_EQ(encoding_of(with_zeros(dense, 0.5, 5).neg().abs()), 1);
+  EXPECT_EQ(encoding_of(torch::zeros({4096}, torch::kInt)), 0);
+}
+
+TEST(Serialize, SparseModelFileShrinks) {
+  testing::TempDir dir;
+  torch::manual_seed(0);
+  Graph g = build_model("resnet20", {1, 28, 28}, 10);
+  // Prune 90% of every conv/linear weight by magnitude, as gRDA-like sparsity.
+  {
+    torch::NoGradGuard ng;
+    for (auto& n : g.nodes) {
+      auto it = n.params.find("weight");
+      if (it == n.params.end() || it->second.dim() < 2) continue;
+      auto w = it->second;
+      auto k = static_cast<int64_t>(0.9 * w.numel());
+      auto thr = std::get<0>(w.abs().flatten().kthvalue(k));
+      w.masked_fill_(w.abs() <= thr, 0);
+    }
+  }
+  save_graph(g, dir.file("sparse.nnslim"));
+  save_graph(g, dir.file("dense_v1.nnslim"), 1);
+  auto sparse_size = std::filesystem::file_size(dir.file("sparse.nnslim"));
+  auto dense_size = std::filesystem::file_size(dir.file("dense_v1.nnslim"));
+  EXPECT_LT(sparse_size, 0.2 * dense_size) << sparse_size << " vs " << dense_size;
+  for (const char* f : {"sparse.nnslim", "dense_v1.nnslim"}) {
+    Graph h = load_graph(dir.file(f));
+    for (size_t i = 0; i < g.nodes.size(); ++i)
+      for (const auto& [k, t] : g.nodes[i].params)
+        ASSERT_EQ(raw_bytes(t.detach()), raw_bytes(h.nodes[i].params.at(k).detach()))
+            << f << " " << g.nodes[i].name << "." << k;
+  }
+}
+
+TEST(Serialize, ReadsVersion1Files) {
+  testing::TempDir dir;
+  Graph g = testing::fixture_all_ops(4);
+  save_graph(g, dir.file("v1.nnslim"), 1);
+  std::string bytes = slurp(dir.file("v1.nnslim"));
+  EXPECT_EQ(bytes[8], 1);  // the version field
+  Graph h = load_graph(dir.file("v1.nnslim"));
+  auto x = torch::randn({2, 2, 8, 8});
+  EXPECT_TRUE(forward(g, x, Mode::kEval).equal(forward(h, x, Mode::kEval)));
+  // Re-saved, it is a version-2 file with the same content.
+  save_graph(h, dir.file("v2.nnslim"));
+  EXPECT_EQ(slurp(dir.file("v2.nnslim"))[8], static_cast<char>(kFormatVersion));
+  Graph v2 = load_graph(dir.file("v2.nnslim"));
+  EXPECT_TRUE(forward(v2, x, Mode::kEval).equal(forward(g, x, Mode::kEval)));
+  // A version-1 checkpoint (its graph in format 1) still loads.
+  Writer w(1);
+  w.str(graph_to_bytes(g, 1));
+  w.i64(3);
+  w.str("");
+  w.u64(0);
+  w.u64(0);
+  w.u64(0);
+  const char magic[8] = {'N', 'N', 'S', 'L', 'I', 'M', 'C', '\0'};
+  write_framed_file(dir.file("c"), magic, 1, w.bytes());
+  Checkpoint ck = load_checkpoint(dir.file("c"));
+  EXPECT_EQ(ck.epochs_done, 3);
+  EXPECT_TRUE(forward(ck.graph, x, Mode::kEval).equal(forward(g, x, Mode::kEval)));
+}
+
+TEST(Serialize, CorruptSparseDataIsAnError) {
+  auto t = with_zeros(torch::randn({2000}), 0.99, 7);  // blocked encoding
+  auto b = with_zeros(torch::randn({2000}), 0.6, 8);   // bitmask encoding
+  for (const auto& src : {t, b}) {
+    Writer w;
+    w.tensor(src);
+    const size_t enc_at = 4 + 4 + 4 + 8;
+    std::string good = w.bytes();
+    // nnz larger than numel.
+    std::string bad = good;
+    uint64_t huge = 5000;
+    std::memcpy(&bad[enc_at + 1], &huge, 8);
+    EXPECT_THROW(Reader(bad, "test").tensor(), c10::Error);
+    // An unknown encoding.
+    bad = good;
+    bad[enc_at] = 7;
+    EXPECT_THROW(Reader(bad, "test").tensor(), c10::Error);
+    // Truncated values.
+    EXPECT_THROW(Reader(good.substr(0, good.size() - 3), "test").tensor(), c10::Error);
+    // Flipped index bits: either rejected or decoded without writing out of bounds.
+    for (size_t k = enc_at + 9; k < std::min(good.size(), enc_at + 200); k += 7) {
+      bad = good;
+      bad[k] ^= 0x5a;
+      try {
+        auto r = Reader(bad, "test").tensor();
+        EXPECT_EQ(r.numel(), 2000);
+      } catch (const c10::Error&) {
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -47,4 +47,9 @@ class GraphBuilder {
   std::map<int, std::vector<int64_t>> shapes_;
 };
 
+// Re-draws every parameter of an existing graph with the builder's initialisation rules and
+// resets BatchNorm running statistics (mean 0, var 1): "training from scratch" for any graph,
+// pruned or not. Seed torch first for reproducible weights.
+void reinitialize(Graph& graph);
+
 }  // namespace nnslim

@@ -1,7 +1,8 @@
 // The *.nnslim file: one versioned binary file holding a whole graph -- structure, parameters,
 // buffers and metadata (input shape, classes, dataset normalisation, ...).
 //
-// Layout (little-endian):  "NNSLIMG\0" | u32 version | u64 payload_size | payload | u64 fnv1a(payload)
+// Layout (little-endian):
+//   "NNSLIMG\0" | u32 version | u64 payload_size | payload | u64 fnv1a(payload)
 // A truncated, corrupt (checksum) or newer-version file fails with an error naming the path.
 // Writes go to "<path>.tmp" and are renamed into place, so a crash never leaves half a file.
 //

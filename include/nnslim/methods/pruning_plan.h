@@ -16,6 +16,9 @@ struct PlanOptions {
 
 using KeepPlan = std::map<int, std::vector<int64_t>>;  // group id -> kept channels (sorted)
 
+// The n highest-scoring channels (ties: lower index first), sorted by index.
+std::vector<int64_t> top_channels(const torch::Tensor& score, int64_t n);
+
 // Removes `ratio` of the channels: per group (local) or the lowest-scoring across all groups
 // (global). Every group keeps at least one channel and at least (1 - max_ratio) of its channels.
 KeepPlan plan_by_ratio(const Coupling& coupling, const std::map<int, torch::Tensor>& scores,

@@ -11,7 +11,8 @@
 
 namespace nnslim {
 
-constexpr uint32_t kCheckpointVersion = 1;
+// 1: the embedded graph is in *.nnslim format 1; 2: in format 2 (sparse tensors). Both load.
+constexpr uint32_t kCheckpointVersion = 2;
 
 struct Checkpoint {
   Graph graph;

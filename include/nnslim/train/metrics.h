@@ -30,4 +30,8 @@ void stamp_dataset(Graph& graph, const Dataset& data);
 // Reads back the normalisation stored by stamp_dataset (empty vectors if absent).
 void graph_normalisation(const Graph& graph, std::vector<float>& mean, std::vector<float>& std);
 
+// The dataset with the graph's stored normalisation (when the graph has one for as many
+// channels), so batches are normalised the way the model was trained. Shares the image tensors.
+Dataset with_graph_normalisation(const Graph& graph, const Dataset& data);
+
 }  // namespace nnslim
