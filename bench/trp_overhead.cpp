@@ -1,7 +1,7 @@
 // TRP bookkeeping cost vs. a training step (issue: SVDs stay under 10% of training time at the
 // default period). ResNet-20 on 1x28x28 (Fashion-MNIST shape), batch 128, all cores.
 //
-//   build-*/trp_overhead [period] [input CxHxW as C H W]
+//   build-*/trp_overhead [period] [threads] [input C H W]      (defaults: 5, all cores, 1 28 28)
 //
 // Prints the median training step, the median cost of one TRP step's bookkeeping (SVD of every
 // selected conv, projection, truncated sub-gradient, gradient update), the every-step cost of
@@ -44,9 +44,11 @@ double time_median(int reps, F f) {
 
 int main(int argc, char** argv) {
   int64_t period = argc > 1 ? std::atoll(argv[1]) : 5;
+  int threads = argc > 2 ? std::atoi(argv[2]) : 0;
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::vector<int64_t> shape{1, 28, 28};
-  if (argc > 4) shape = {std::atoll(argv[2]), std::atoll(argv[3]), std::atoll(argv[4])};
-  torch::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  if (argc > 5) shape = {std::atoll(argv[3]), std::atoll(argv[4]), std::atoll(argv[5])};
+  torch::set_num_threads(threads);
   torch::manual_seed(0);
   Graph g = build_model("resnet20", shape, 10);
 

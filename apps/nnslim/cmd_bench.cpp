@@ -37,7 +37,7 @@ int cmd_bench(const std::vector<std::string>& args) {
   if (warmup < 0 || runs < 1 || seconds < 0) throw UsageError("--warmup >= 0, --runs >= 1, --seconds >= 0");
   set_threads(threads);
   Graph g = path.empty() ? build_model(model, parse_shape(input, "input"), classes)
-                         : load_graph(path);
+                         : load_model_file(path);
   LatencyOptions o;
   o.batch_size = batch;
   o.warmup = warmup;

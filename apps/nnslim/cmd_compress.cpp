@@ -4,6 +4,7 @@
 
 #include "nnslim/graph/serialize.h"
 #include "nnslim/methods/registry.h"
+#include "nnslim/methods/unify_format.h"
 #include "nnslim/train/compress.h"
 
 #include <torch/torch.h>
@@ -83,7 +84,7 @@ int cmd_compress(const std::vector<std::string>& args) {
   set_threads(train.threads);
   TrainOptions topt = to_train_options(train, out);
 
-  Graph g = load_graph(model_path);
+  Graph g = load_model_file(model_path);
   auto it = g.meta.find("dataset");
   if (!p.given("dataset") && it != g.meta.end()) data.dataset = it->second;
   auto d = load_data(data);
@@ -96,6 +97,8 @@ int cmd_compress(const std::vector<std::string>& args) {
   CompressResult r = compress(g, *m, d.train, d.test, co);
   double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   save_graph(g, out + "/model.nnslim");
+  // Unified layers also get the compact file (block mask, magnitudes, sign bits, free weights).
+  if (!unified_layer_blocks(g).empty()) save_unified(g, out + "/model.unified.nnslim");
 
   Json s = Json::object();
   s.set("method", method);

@@ -25,7 +25,7 @@ int cmd_eval(const std::vector<std::string>& args) {
   if (!p.parse(args)) return 0;
   if (batch < 1) throw UsageError("--batch-size must be >= 1");
   set_threads(threads);
-  Graph g = load_graph(model_path);
+  Graph g = load_model_file(model_path);
   auto it = g.meta.find("dataset");
   if (!p.given("dataset") && it != g.meta.end()) data.dataset = it->second;
   auto d = load_data(data);

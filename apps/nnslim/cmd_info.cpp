@@ -26,7 +26,7 @@ int cmd_info(const std::vector<std::string>& args) {
   if (!p.parse(args)) return 0;
   if (path.empty() == model.empty()) throw UsageError("give either a MODEL file or --model NAME");
   Graph g = path.empty() ? build_model(model, parse_shape(input, "input"), classes)
-                         : load_graph(path);
+                         : load_model_file(path);
   auto r = count_cost(g);
   if (json) {
     Json j = Json::object();

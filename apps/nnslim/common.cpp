@@ -1,6 +1,9 @@
 #include "common.h"
 
 #include "nnslim/graph/serialize.h"
+#include "nnslim/methods/unify_format.h"
+
+#include <fstream>
 
 #include <torch/torch.h>
 
@@ -114,6 +117,14 @@ void prepare_out_dir(const std::string& dir, bool force) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   TORCH_CHECK(!ec, dir, ": cannot create directory: ", ec.message());
+}
+
+Graph load_model_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  char magic[8] = {0};
+  f.read(magic, 8);
+  if (f && std::string(magic, 7) == "NNSLIMU") return load_unified(path);
+  return load_graph(path);
 }
 
 void write_text(const std::string& path, const std::string& text) { write_file_atomic(path, text); }

@@ -58,6 +58,9 @@ void set_threads(int64_t threads);
 // Refuses an existing non-empty directory unless force; creates it.
 void prepare_out_dir(const std::string& dir, bool force);
 
+// Loads a model file: an ordinary *.nnslim or the compact unified form (model.unified.nnslim).
+Graph load_model_file(const std::string& path);
+
 // Writes text atomically.
 void write_text(const std::string& path, const std::string& text);
 

@@ -120,3 +120,27 @@ TEST(Cli, BadFilesExitOneWithAnError) {
 
 }  // namespace
 }  // namespace nnslim
+
+namespace nnslim {
+namespace {
+
+TEST(Cli, UnifyWritesTheCompactFileThatEvalReads) {
+  testing::TempDir dir;
+  std::string out;
+  ASSERT_EQ(testing::run_cli("train --model lenet5 --dataset synthetic --epochs 0 --quiet --out " +
+                             dir.file("in"), &out), 0) << out;
+  ASSERT_EQ(testing::run_cli("compress --method unify --model " + dir.file("in/model.nnslim") +
+                             " --epochs 1 --limit-train 128 --limit-test 64 --no-latency --quiet"
+                             " --out " + dir.file("u"), &out), 0) << out;
+  ASSERT_TRUE(std::filesystem::exists(dir.file("u/model.unified.nnslim")));
+  EXPECT_LT(std::filesystem::file_size(dir.file("u/model.unified.nnslim")),
+            std::filesystem::file_size(dir.file("u/model.nnslim")));
+  std::string a, b;
+  ASSERT_EQ(testing::run_cli("eval " + dir.file("u/model.nnslim") + " --limit-test 64 --json", &a), 0) << a;
+  ASSERT_EQ(testing::run_cli("eval " + dir.file("u/model.unified.nnslim") + " --limit-test 64 --json", &b), 0) << b;
+  EXPECT_DOUBLE_EQ(Json::parse(a).get("top1").num(), Json::parse(b).get("top1").num());
+  EXPECT_DOUBLE_EQ(Json::parse(a).get("loss").num(), Json::parse(b).get("loss").num());
+}
+
+}  // namespace
+}  // namespace nnslim
