@@ -3,9 +3,10 @@
 //
 //   build-*/trp_overhead [period] [threads] [input C H W]      (defaults: 5, all cores, 1 28 28)
 //
-// Prints the median training step, the median cost of one TRP step's bookkeeping (SVD of every
-// selected conv, projection, truncated sub-gradient, gradient update), the every-step cost of
-// nuclear-mode every_step_full, and the overhead ratio (bookkeeping per step / training step).
+// Prints the median training step and, per scheme, the median cost of one TRP step's bookkeeping
+// (SVD of every selected conv, projection, truncated sub-gradient, gradient update), that cost
+// spread over `period` steps as a fraction of a training step, and the every-step cost of
+// nuclear-mode every_step_full.
 #include "nnslim/methods/registry.h"
 #include "nnslim/methods/trp.h"
 #include "nnslim/models/zoo.h"
@@ -64,28 +65,28 @@ int main(int argc, char** argv) {
   ctx.steps_per_epoch = 100;
   for (auto& p : g.parameters()) p.mutable_grad() = torch::zeros_like(p);
 
-  auto trp = create_method("trp", {{"period", std::to_string(period)}});
-  trp->begin(ctx);
-  ctx.batch = 0;  // a TRP step
-  const double trp_step_ms = 1e3 * time_median(15, [&] {
-    trp->before_step(ctx);
-    trp->after_backward(ctx);
-  });
-
-  auto full = create_method("trp", {{"trp", "false"}, {"nuclear-mode", "every_step_full"}});
-  full->begin(ctx);
-  ctx.batch = 1;
-  const double full_ms = 1e3 * time_median(15, [&] { full->after_backward(ctx); });
-
-  const double per_step = trp_step_ms / static_cast<double>(period);
-  std::printf("resnet20 %lldx%lldx%lld, batch 128, %d threads\n", (long long)shape[0],
-              (long long)shape[1], (long long)shape[2], torch::get_num_threads());
-  std::printf("training step (median):                 %9.3f ms\n", step_ms);
-  std::printf("TRP step bookkeeping (18 convs, median): %9.3f ms\n", trp_step_ms);
-  std::printf("period %lld -> bookkeeping per step:     %9.3f ms = %.2f%% of a training step\n",
-              (long long)period, per_step, 100.0 * per_step / step_ms);
-  std::printf("period 1 -> %.2f%% of a training step\n", 100.0 * trp_step_ms / step_ms);
-  std::printf("nuclear-mode every_step_full:           %9.3f ms per step = %.2f%%\n", full_ms,
-              100.0 * full_ms / step_ms);
+  std::printf("resnet20 %lldx%lldx%lld, batch 128, %d threads; training step (median) %.3f ms\n",
+              (long long)shape[0], (long long)shape[1], (long long)shape[2],
+              torch::get_num_threads(), step_ms);
+  std::printf("%-11s %14s %26s %13s %26s\n", "scheme", "TRP step", "per step at this period",
+              "at period 1", "every_step_full per step");
+  for (const char* scheme : {"channel", "spatial", "channel-in", "decouple"}) {
+    auto trp = create_method("trp", {{"period", std::to_string(period)}, {"scheme", scheme}});
+    trp->begin(ctx);
+    ctx.batch = 0;  // a TRP step: SVD, projection, sub-gradient, gradient update
+    const double trp_step_ms = 1e3 * time_median(15, [&] {
+      trp->before_step(ctx);
+      trp->after_backward(ctx);
+    });
+    auto full = create_method("trp", {{"trp", "false"}, {"nuclear-mode", "every_step_full"},
+                                      {"scheme", scheme}});
+    full->begin(ctx);
+    ctx.batch = 1;
+    const double full_ms = 1e3 * time_median(15, [&] { full->after_backward(ctx); });
+    const double per_step = trp_step_ms / static_cast<double>(period);
+    std::printf("%-11s %11.3f ms %14.3f ms = %5.2f%% %12.2f%% %17.3f ms = %5.2f%%\n", scheme,
+                trp_step_ms, per_step, 100.0 * per_step / step_ms, 100.0 * trp_step_ms / step_ms,
+                full_ms, 100.0 * full_ms / step_ms);
+  }
   return 0;
 }
