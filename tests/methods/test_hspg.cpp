@@ -20,25 +20,9 @@
 namespace nnslim {
 namespace {
 
-TrainOptions small_options(int64_t epochs) {
-  TrainOptions o;
-  o.epochs = epochs;
-  o.batch_size = 16;
-  o.schedule.base_lr = 0.05;
-  o.seed = 3;
-  o.eval_batch_size = 32;
-  return o;
-}
+using testing::small_options;
 
-bool same_weights(const Graph& a, const Graph& b) {
-  for (size_t i = 0; i < a.nodes.size(); ++i) {
-    for (const auto& [k, t] : a.nodes[i].params)
-      if (!t.equal(b.nodes[i].params.at(k))) return false;
-    for (const auto& [k, t] : a.nodes[i].buffers)
-      if (!t.equal(b.nodes[i].buffers.at(k))) return false;
-  }
-  return true;
-}
+using testing::same_weights;
 
 std::shared_ptr<Hspg> hspg(double lambda, int64_t prox_epochs, double cap = 1.0,
                            bool subgradient = false) {

@@ -60,6 +60,26 @@ DataSplits tiny_data(std::vector<int64_t> shape, int64_t classes, int64_t train,
   return make_synthetic(train, test, shape, classes, 7);
 }
 
+bool same_weights(const Graph& a, const Graph& b) {
+  for (size_t i = 0; i < a.nodes.size(); ++i) {
+    for (const auto& [k, t] : a.nodes[i].params)
+      if (!t.equal(b.nodes[i].params.at(k))) return false;
+    for (const auto& [k, t] : a.nodes[i].buffers)
+      if (!t.equal(b.nodes[i].buffers.at(k))) return false;
+  }
+  return true;
+}
+
+TrainOptions small_options(int64_t epochs) {
+  TrainOptions o;
+  o.epochs = epochs;
+  o.batch_size = 16;
+  o.schedule.base_lr = 0.05;
+  o.seed = 3;
+  o.eval_batch_size = 32;
+  return o;
+}
+
 int run_cli(const std::string& args, std::string* output) {
   std::string cmd = std::string(NNSLIM_BINARY) + " " + args + " 2>&1";
   FILE* p = ::popen(cmd.c_str(), "r");

@@ -3,6 +3,7 @@
 
 #include "nnslim/data/dataset.h"
 #include "nnslim/graph/builder.h"
+#include "nnslim/train/trainer.h"
 
 #include <torch/torch.h>
 
@@ -27,6 +28,10 @@ double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b);
 // A small learnable dataset of the given image shape.
 DataSplits tiny_data(std::vector<int64_t> shape = {1, 8, 8}, int64_t classes = 3,
                      int64_t train = 96, int64_t test = 48);
+// Bitwise equality of every parameter and buffer of two graphs of the same structure.
+bool same_weights(const Graph& a, const Graph& b);
+// A short, seeded training recipe for tiny models (batch 16, lr 0.05, seed 3).
+TrainOptions small_options(int64_t epochs);
 // Runs the nnslim binary with arguments; returns the exit code, captures stdout+stderr.
 int run_cli(const std::string& args, std::string* output = nullptr);
 
