@@ -1,0 +1,47 @@
+// ONNX export and import: a 1:1 mapping between nnslim graphs and ONNX models (DESIGN.md §1).
+//
+// Export writes the eval-mode function of any graph (dense, pruned, factorised, sparse stored
+// dense) with a symbolic batch dimension; BatchNorm is folded into the convolution before it by
+// default. Every exported model passes ONNX's own checker before it is written.
+//
+// Import accepts the CNN subset that nnslim's IR expresses: Conv, BatchNormalization, Relu,
+// Clip(0, 6) as ReLU6, Add, Sum, Concat (channels), MaxPool, AveragePool, GlobalAveragePool,
+// Flatten, Gemm, Reshape in its flatten form, Identity, Dropout, Constant and initializers. The
+// result trains and compresses like a zoo model. Anything else is an error that lists every
+// unsupported node with its op and the reason -- never a silently different model.
+//
+// Both need ONNX (Debian's libonnx-dev) at build time; without it they throw, saying so.
+#pragma once
+
+#include "nnslim/graph/graph.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace nnslim {
+
+struct OnnxExportOptions {
+  int64_t opset = 13;          // 9..17 (ReLU6 is Clip with attributes below 11)
+  bool fold_batchnorm = true;  // fold BN into the preceding conv (inference graphs)
+};
+
+// Serialized ModelProto; checked with onnx::checker before it is returned.
+std::string export_onnx_bytes(const Graph& graph, const OnnxExportOptions& options = {});
+// Same, written atomically to `path`.
+void export_onnx(const Graph& graph, const std::string& path, const OnnxExportOptions& options = {});
+
+struct OnnxImportOptions {
+  // [C, H, W]; required when the model's input has no static shape, overrides it otherwise.
+  std::vector<int64_t> input_shape;
+};
+
+// `what` names the source in errors (a path).
+Graph import_onnx_bytes(const std::string& bytes, const std::string& what,
+                        const OnnxImportOptions& options = {});
+Graph import_onnx(const std::string& path, const OnnxImportOptions& options = {});
+
+// False when nnslim was built without ONNX.
+bool onnx_available();
+
+}  // namespace nnslim

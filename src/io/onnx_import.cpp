@@ -1,0 +1,412 @@
+#include "nnslim/io/onnx.h"
+
+#include "nnslim/graph/shape.h"
+#include "onnx_proto.h"
+
+#include <torch/torch.h>
+
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+
+namespace nnslim {
+
+#ifdef NNSLIM_HAVE_ONNX
+
+namespace {
+
+using namespace onnx_io;
+
+// Thrown inside the per-node translation; collected so that the final error lists every node.
+struct Unsupported {
+  std::string reason;
+};
+
+class Importer {
+ public:
+  Importer(const onnx::ModelProto& m, std::string what, const OnnxImportOptions& opt)
+      : m_(m), what_(std::move(what)), opt_(opt) {}
+
+  Graph run() {
+    opset_ = default_opset();
+    for (const auto& t : m_.graph().initializer()) consts_[t.name()] = from_proto(t);
+    declare_input();
+    for (int i = 0; i < m_.graph().node_size(); ++i) translate(m_.graph().node(i), i);
+    if (!unsupported_.empty()) {
+      std::ostringstream os;
+      os << what_ << ": " << unsupported_.size() << " ONNX node(s) cannot be expressed in nnslim:";
+      for (const auto& u : unsupported_) os << "\n  " << u;
+      TORCH_CHECK(false, os.str());
+    }
+    declare_output();
+    restore_meta();
+    try {
+      validate(g_);
+    } catch (const c10::Error& e) {
+      TORCH_CHECK(false, what_, ": the imported graph is inconsistent: ", e.what_without_backtrace());
+    }
+    return std::move(g_);
+  }
+
+ private:
+  int64_t default_opset() const {
+    for (const auto& o : m_.opset_import())
+      if (o.domain().empty() || o.domain() == "ai.onnx") return o.version();
+    return 1;
+  }
+
+  void declare_input() {
+    const onnx::ValueInfoProto* in = nullptr;
+    for (const auto& v : m_.graph().input())
+      if (!consts_.count(v.name())) {
+        TORCH_CHECK(!in, what_, ": the model has several inputs ('", in->name(), "', '", v.name(),
+                    "'); nnslim graphs have one");
+        in = &v;
+      }
+    TORCH_CHECK(in, what_, ": the model has no input");
+    ids_[in->name()] = kGraphInput;
+    const auto& in_shape = in->type().tensor_type().shape();
+    if (in_shape.dim_size() > 0 && in_shape.dim(0).has_dim_value()) input_batch_ = in_shape.dim(0).dim_value();
+    if (!opt_.input_shape.empty()) {
+      TORCH_CHECK(opt_.input_shape.size() == 3, "--input must be CxHxW");
+      g_.input_shape = opt_.input_shape;
+      return;
+    }
+    const auto& shape = in->type().tensor_type().shape();
+    TORCH_CHECK(shape.dim_size() == 4, what_, ": input '", in->name(), "' has ", shape.dim_size(),
+                " dimensions, expected [N, C, H, W]; pass --input CxHxW if it is an image");
+    for (int i = 1; i < 4; ++i) {
+      TORCH_CHECK(shape.dim(i).has_dim_value() && shape.dim(i).dim_value() > 0, what_,
+                  ": input '", in->name(), "' has no static size in dimension ", i,
+                  "; pass --input CxHxW");
+      g_.input_shape.push_back(shape.dim(i).dim_value());
+    }
+  }
+
+  void declare_output() {
+    TORCH_CHECK(m_.graph().output_size() == 1, what_, ": the model has ",
+                m_.graph().output_size(), " outputs; nnslim graphs have one");
+    g_.output = value(m_.graph().output(0).name(), "the graph output");
+  }
+
+  void restore_meta() {
+    for (const auto& p : m_.metadata_props()) g_.meta[p.key()] = p.value();
+    if (!g_.meta.count("model")) g_.meta["model"] = m_.graph().name().empty() ? "onnx" : m_.graph().name();
+    if (!g_.meta.count("classes")) {
+      auto shapes = infer_shapes(g_);
+      const auto& out = shapes.at(g_.output);
+      if (out.size() == 1) g_.meta["classes"] = std::to_string(out[0]);
+    }
+  }
+
+  // ---- per node ------------------------------------------------------------
+  void translate(const onnx::NodeProto& p, int index) {
+    std::string name = unique_name(p, index);
+    try {
+      if (p.op_type() == "Constant") return constant(p);
+      if (p.op_type() == "Pad") return pad(p);
+      Node n = to_node(p, name);
+      n.name = name;
+      int id = g_.add(std::move(n));
+      ids_[p.output(0)] = id;
+    } catch (const Unsupported& u) {
+      unsupported_.push_back("node '" + name + "' (" + p.op_type() + "): " + u.reason);
+      // Let later nodes read something, so that every unsupported node is reported at once.
+      for (const auto& o : p.output()) ids_[o] = p.input_size() && ids_.count(p.input(0)) ? ids_[p.input(0)] : kGraphInput;
+    }
+  }
+
+  std::string unique_name(const onnx::NodeProto& p, int index) {
+    std::string base = p.name().empty() ? p.op_type() + "_" + std::to_string(index) : p.name();
+    std::string name = base;
+    for (int k = 1; !names_.insert(name).second; ++k) name = base + "_" + std::to_string(k);
+    return name;
+  }
+
+  void constant(const onnx::NodeProto& p) {
+    const auto* a = find_attr(p, "value");
+    if (!a || !a->has_t()) throw Unsupported{"only tensor-valued Constant nodes are supported"};
+    consts_[p.output(0)] = from_proto(a->t());
+  }
+
+  // A zero Pad of H and W is kept aside and absorbed by the Conv or AveragePool that reads it
+  // (PyTorch exports padded average pooling as Pad + AveragePool).
+  void pad(const onnx::NodeProto& p) {
+    if (attr_string(p, "mode", "constant") != "constant") throw Unsupported{"only constant padding"};
+    std::vector<int64_t> pads;
+    float fill = 0.f;
+    if (opset_ < 11) {
+      pads = attr_ints(p, "pads", {});
+      fill = attr_float(p, "value", 0.f);
+    } else {
+      auto t = const_input(p, 1, "pads").to(torch::kLong).contiguous();
+      pads.assign(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
+      if (p.input_size() > 2 && !p.input(2).empty()) fill = const_input(p, 2, "constant_value").item<float>();
+    }
+    if (fill != 0.f) throw Unsupported{"only zero padding"};
+    if (pads.size() != 8 || pads[0] || pads[1] || pads[4] || pads[5])
+      throw Unsupported{"only padding of the spatial dimensions of an NCHW tensor"};
+    if (pads[2] != pads[6] || pads[3] != pads[7]) throw Unsupported{"asymmetric padding"};
+    padded_[p.output(0)] = {value_input(p, 0), pads[2], pads[3]};
+  }
+
+  // The value read as input 0 of a Conv or AveragePool, absorbing a pending Pad into `padding`.
+  int padded_input(const onnx::NodeProto& p, std::vector<int64_t>& padding) {
+    auto it = padded_.find(p.input(0));
+    if (it == padded_.end()) return value_input(p, 0);
+    padding[0] += it->second.h;
+    padding[1] += it->second.w;
+    return it->second.value;
+  }
+
+  Node to_node(const onnx::NodeProto& p, const std::string& name) {
+    for (const auto& in : p.input())
+      if (padded_.count(in) && p.op_type() != "Conv" && p.op_type() != "AveragePool")
+        throw Unsupported{"reads the output of a Pad, which nnslim supports only before Conv or "
+                          "AveragePool"};
+    const std::string& t = p.op_type();
+    if (p.domain() != "" && p.domain() != "ai.onnx") throw Unsupported{"custom domain '" + p.domain() + "'"};
+    if (t == "Conv") return conv(p);
+    if (t == "BatchNormalization") return batchnorm(p);
+    if (t == "Relu") return unary(p, Op::kReLU);
+    if (t == "Clip") return clip(p);
+    if (t == "Add" || t == "Sum") return add(p);
+    if (t == "Concat") return concat(p);
+    if (t == "MaxPool" || t == "AveragePool") return pool(p);
+    if (t == "GlobalAveragePool") return unary(p, Op::kGlobalAvgPool);
+    if (t == "Flatten") return flatten(p);
+    if (t == "Reshape") return reshape(p);
+    if (t == "Gemm") return gemm(p);
+    if (t == "Identity") return unary(p, Op::kIdentity);
+    if (t == "Dropout") return dropout(p);
+    throw Unsupported{"op not supported"};
+  }
+
+  Node make(Op op, std::vector<int> inputs) {
+    Node n;
+    n.op = op;
+    n.inputs = std::move(inputs);
+    return n;
+  }
+
+  Node unary(const onnx::NodeProto& p, Op op) { return make(op, {value_input(p, 0)}); }
+
+  Node conv(const onnx::NodeProto& p) {
+    Node n = make(Op::kConv2d, {});
+    auto w = const_input(p, 1, "weight");
+    if (w.dim() != 4) throw Unsupported{"only 2-D convolutions are supported"};
+    n.params["weight"] = param(w);
+    if (p.input_size() > 2 && !p.input(2).empty()) n.params["bias"] = param(const_input(p, 2, "bias"));
+    auto kernel = attr_ints(p, "kernel_shape", {w.size(2), w.size(3)});
+    if (kernel != std::vector<int64_t>{w.size(2), w.size(3)})
+      throw Unsupported{"kernel_shape disagrees with the weight's shape"};
+    n.attrs.kernel = kernel;
+    n.attrs.stride = attr_ints(p, "strides", {1, 1});
+    n.attrs.dilation = attr_ints(p, "dilations", {1, 1});
+    n.attrs.padding = symmetric_pads(p);
+    n.inputs = {padded_input(p, n.attrs.padding)};
+    n.attrs.groups = attr_int(p, "group", 1);
+    return n;
+  }
+
+  Node batchnorm(const onnx::NodeProto& p) {
+    if (attr_int(p, "training_mode", 0) != 0) throw Unsupported{"training_mode=1"};
+    if (p.output_size() > 1) throw Unsupported{"running-statistics outputs are not supported"};
+    Node n = make(Op::kBatchNorm2d, {value_input(p, 0)});
+    n.params["weight"] = param(const_input(p, 1, "scale"));
+    n.params["bias"] = param(const_input(p, 2, "B"));
+    n.buffers["running_mean"] = const_input(p, 3, "mean").clone();
+    n.buffers["running_var"] = const_input(p, 4, "var").clone();
+    n.attrs.eps = attr_float(p, "epsilon", 1e-5f);
+    n.attrs.momentum = 1.0 - attr_float(p, "momentum", 0.9f);
+    return n;
+  }
+
+  Node clip(const onnx::NodeProto& p) {
+    float lo = -std::numeric_limits<float>::infinity(), hi = std::numeric_limits<float>::infinity();
+    if (opset_ < 11) {
+      lo = attr_float(p, "min", lo);
+      hi = attr_float(p, "max", hi);
+    } else {
+      if (p.input_size() > 1 && !p.input(1).empty()) lo = const_input(p, 1, "min").item<float>();
+      if (p.input_size() > 2 && !p.input(2).empty()) hi = const_input(p, 2, "max").item<float>();
+    }
+    if (lo == 0.f && hi == 6.f) return make(Op::kReLU6, {value_input(p, 0)});
+    if (lo == 0.f && std::isinf(hi)) return make(Op::kReLU, {value_input(p, 0)});
+    throw Unsupported{"only Clip(0, 6) (ReLU6) and Clip(0, inf) (ReLU) are supported, got Clip(" +
+                      std::to_string(lo) + ", " + std::to_string(hi) + ")"};
+  }
+
+  Node add(const onnx::NodeProto& p) {
+    if (p.input_size() < 2) throw Unsupported{"needs at least two inputs"};
+    std::vector<int> ins;
+    for (int i = 0; i < p.input_size(); ++i) {
+      if (consts_.count(p.input(i)))
+        throw Unsupported{"adding a constant tensor ('" + p.input(i) + "') is not supported"};
+      ins.push_back(value_input(p, i));
+    }
+    return make(Op::kAdd, ins);
+  }
+
+  Node concat(const onnx::NodeProto& p) {
+    int64_t axis = attr_int(p, "axis", 1);
+    if (axis != 1 && axis != -3) throw Unsupported{"only concatenation along channels (axis 1) is supported"};
+    std::vector<int> ins;
+    for (int i = 0; i < p.input_size(); ++i) ins.push_back(value_input(p, i));
+    return make(Op::kConcat, ins);
+  }
+
+  Node pool(const onnx::NodeProto& p) {
+    const bool max = p.op_type() == "MaxPool";
+    if (attr_int(p, "ceil_mode", 0) != 0) throw Unsupported{"ceil_mode=1"};
+    if (max && attr_ints(p, "dilations", {1, 1}) != std::vector<int64_t>{1, 1})
+      throw Unsupported{"dilated pooling"};
+    if (max && p.output_size() > 1) throw Unsupported{"the Indices output"};
+    Node n = make(max ? Op::kMaxPool2d : Op::kAvgPool2d, {});
+    n.attrs.kernel = attr_ints(p, "kernel_shape", {});
+    if (n.attrs.kernel.size() != 2) throw Unsupported{"only 2-D pooling is supported"};
+    n.attrs.stride = attr_ints(p, "strides", {1, 1});
+    n.attrs.padding = symmetric_pads(p);
+    const bool padded = n.attrs.padding[0] || n.attrs.padding[1];
+    if (!max && padded && attr_int(p, "count_include_pad", 0) == 0)
+      throw Unsupported{"padded AveragePool with count_include_pad=0 (nnslim counts the padding)"};
+    // A preceding zero Pad is the count_include_pad=1 padding.
+    n.inputs = {max ? value_input(p, 0) : padded_input(p, n.attrs.padding)};
+    return n;
+  }
+
+  Node flatten(const onnx::NodeProto& p) {
+    if (attr_int(p, "axis", 1) != 1) throw Unsupported{"only Flatten with axis=1 is supported"};
+    return make(Op::kFlatten, {value_input(p, 0)});
+  }
+
+  // Reshape [N, ...] -> [N, prod(...)] is a flatten; nothing else is.
+  Node reshape(const onnx::NodeProto& p) {
+    int x = value_input(p, 0);
+    auto it = consts_.find(p.input(1));
+    if (it == consts_.end())
+      throw Unsupported{"the target shape is computed at run time; export with torch.flatten(x, 1) "
+                        "or constant folding"};
+    auto s = it->second.to(torch::kLong);
+    if (s.numel() != 2) throw Unsupported{"only the flatten form [N, -1] is supported"};
+    int64_t n0 = s[0].item<int64_t>(), n1 = s[1].item<int64_t>();
+    int64_t features = -2;
+    if (unsupported_.empty()) {
+      Graph partial = g_;  // shapes so far
+      partial.output = x;
+      auto shape = infer_shapes(partial).at(x);
+      features = 1;
+      for (int64_t d : shape) features *= d;
+    }
+    // An export with a fixed batch size constant-folds x.view(x.size(0), -1) into [B, -1].
+    bool batch_kept = n0 == 0 || (n0 == -1 && n1 != -1) || (input_batch_ > 0 && n0 == input_batch_);
+    bool rest_flattened = n1 == -1 || n1 == features || features == -2;
+    if (!batch_kept || !rest_flattened)
+      throw Unsupported{"shape [" + std::to_string(n0) + ", " + std::to_string(n1) +
+                        "] is not a flatten of the batch"};
+    return make(Op::kFlatten, {x});
+  }
+
+  Node gemm(const onnx::NodeProto& p) {
+    if (attr_int(p, "transA", 0) != 0) throw Unsupported{"transA=1"};
+    Node n = make(Op::kLinear, {value_input(p, 0)});
+    auto w = const_input(p, 1, "B");
+    if (w.dim() != 2) throw Unsupported{"B must be a matrix"};
+    if (attr_int(p, "transB", 0) == 0) w = w.t();  // IR weights are [out, in]
+    n.params["weight"] = param(w * attr_float(p, "alpha", 1.f));
+    if (p.input_size() > 2 && !p.input(2).empty()) {
+      auto c = const_input(p, 2, "C").reshape({-1});
+      if (c.numel() != w.size(0)) throw Unsupported{"C must have one value per output"};
+      n.params["bias"] = param(c * attr_float(p, "beta", 1.f));
+    }
+    return n;
+  }
+
+  Node dropout(const onnx::NodeProto& p) {
+    Node n = make(Op::kDropout, {value_input(p, 0)});
+    n.attrs.p = attr_float(p, "ratio", 0.5f);
+    if (p.input_size() > 1 && consts_.count(p.input(1))) n.attrs.p = consts_.at(p.input(1)).item<float>();
+    return n;
+  }
+
+  // ---- helpers -------------------------------------------------------------
+  std::vector<int64_t> symmetric_pads(const onnx::NodeProto& p) {
+    auto pad_mode = attr_string(p, "auto_pad", "NOTSET");
+    if (pad_mode != "NOTSET" && pad_mode != "VALID")
+      throw Unsupported{"auto_pad=" + pad_mode + " (export with explicit pads)"};
+    auto pads = attr_ints(p, "pads", {0, 0, 0, 0});
+    if (pads.size() != 4) throw Unsupported{"pads must have 4 entries"};
+    if (pads[0] != pads[2] || pads[1] != pads[3])
+      throw Unsupported{"asymmetric padding [" + std::to_string(pads[0]) + "," +
+                        std::to_string(pads[1]) + "," + std::to_string(pads[2]) + "," +
+                        std::to_string(pads[3]) + "]"};
+    return {pads[0], pads[1]};
+  }
+
+  int value(const std::string& name, const std::string& reader) {
+    auto it = ids_.find(name);
+    TORCH_CHECK(it != ids_.end(), what_, ": ", reader, " reads '", name,
+                "', which is neither the input nor the output of an earlier node");
+    return it->second;
+  }
+  int value_input(const onnx::NodeProto& p, int i) {
+    if (i >= p.input_size()) throw Unsupported{"missing input " + std::to_string(i)};
+    if (consts_.count(p.input(i)))
+      throw Unsupported{"input " + std::to_string(i) + " is a constant tensor, expected an activation"};
+    return value(p.input(i), "node '" + p.name() + "' (" + p.op_type() + ")");
+  }
+  torch::Tensor const_input(const onnx::NodeProto& p, int i, const std::string& what) {
+    if (i >= p.input_size() || !consts_.count(p.input(i)))
+      throw Unsupported{what + " must be an initializer or a Constant"};
+    return consts_.at(p.input(i));
+  }
+  static torch::Tensor param(const torch::Tensor& t) {
+    return t.to(torch::kFloat).contiguous().clone().requires_grad_(true);
+  }
+
+  const onnx::ModelProto& m_;
+  std::string what_;
+  OnnxImportOptions opt_;
+  int64_t opset_ = 0;
+  int64_t input_batch_ = 0;  // the input's static batch size, 0 when symbolic
+  Graph g_;
+  std::map<std::string, torch::Tensor> consts_;
+  std::map<std::string, int> ids_;
+  struct Padded {
+    int value;
+    int64_t h, w;
+  };
+  std::map<std::string, Padded> padded_;  // Pad outputs waiting for their reader
+  std::set<std::string> names_;
+  std::vector<std::string> unsupported_;
+};
+
+}  // namespace
+
+Graph import_onnx_bytes(const std::string& bytes, const std::string& what,
+                        const OnnxImportOptions& options) {
+  onnx::ModelProto m;
+  TORCH_CHECK(m.ParseFromString(bytes), what, ": not a valid ONNX model (protobuf parse failed; "
+              "truncated or not an .onnx file?)");
+  TORCH_CHECK(m.has_graph() && m.graph().node_size() > 0, what, ": the ONNX model has no graph nodes");
+  return Importer(m, what, options).run();
+}
+
+#else  // !NNSLIM_HAVE_ONNX
+
+Graph import_onnx_bytes(const std::string&, const std::string&, const OnnxImportOptions&) {
+  TORCH_CHECK(false, "this nnslim was built without ONNX support: install libonnx-dev and rebuild");
+}
+
+#endif
+
+Graph import_onnx(const std::string& path, const OnnxImportOptions& options) {
+  std::ifstream f(path, std::ios::binary);
+  TORCH_CHECK(f, "cannot open ONNX model '", path, "'");
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return import_onnx_bytes(ss.str(), path, options);
+}
+
+}  // namespace nnslim

@@ -1,0 +1,301 @@
+// ONNX export and import. Exported files are run in an independent runtime (OpenCV's DNN module)
+// and must compute what nnslim computes; imports of PyTorch's own exports must compute what
+// PyTorch computed; zoo -> ONNX -> nnslim is the identity.
+#include "nnslim/graph/coupling.h"
+#include "nnslim/graph/execute.h"
+#include "nnslim/graph/factorize.h"
+#include "nnslim/graph/fold.h"
+#include "nnslim/graph/serialize.h"
+#include "nnslim/graph/surgery.h"
+#include "nnslim/io/onnx.h"
+#include "nnslim/models/zoo.h"
+#include "support/fixtures.h"
+
+#include <gtest/gtest.h>
+
+#ifdef NNSLIM_HAVE_OPENCV
+#include <opencv2/core.hpp>
+#include <opencv2/dnn.hpp>
+#endif
+
+#include <filesystem>
+#include <fstream>
+
+namespace nnslim {
+namespace {
+
+using testing::max_abs_diff;
+
+#define REQUIRE_ONNX() \
+  if (!onnx_available()) GTEST_SKIP() << "built without ONNX (libonnx-dev)"
+
+// BN with non-trivial statistics and affine terms, so that folding is really exercised.
+void randomize_bn(Graph& g, uint64_t seed) {
+  torch::manual_seed(seed);
+  torch::NoGradGuard no_grad;
+  for (auto& n : g.nodes) {
+    if (n.op != Op::kBatchNorm2d) continue;
+    auto c = n.params.at("weight").size(0);
+    n.params.at("weight").copy_(torch::rand({c}) + 0.5);
+    n.params.at("bias").copy_(torch::randn({c}) * 0.1);
+    n.buffers.at("running_mean").copy_(torch::randn({c}) * 0.1);
+    n.buffers.at("running_var").copy_(torch::rand({c}) + 0.5);
+  }
+}
+
+torch::Tensor input_for(const Graph& g, int64_t batch = 2, uint64_t seed = 7) {
+  torch::manual_seed(seed);
+  return torch::randn({batch, g.input_shape[0], g.input_shape[1], g.input_shape[2]});
+}
+
+torch::Tensor eval(const Graph& g, const torch::Tensor& x) {
+  torch::NoGradGuard no_grad;
+  return forward(g, x, Mode::kEval);
+}
+
+// Tolerance 1e-4, relative to the output's scale when that exceeds 1.
+void expect_close(const torch::Tensor& ref, const torch::Tensor& got, const std::string& label) {
+  ASSERT_EQ(ref.sizes(), got.sizes()) << label;
+  double scale = std::max(1.0, ref.abs().max().item<double>());
+  EXPECT_LE(max_abs_diff(ref, got), 1e-4 * scale) << label;
+}
+
+#ifdef NNSLIM_HAVE_OPENCV
+torch::Tensor run_opencv(const std::string& path, const torch::Tensor& x) {
+  cv::setNumThreads(1);
+  cv::dnn::Net net = cv::dnn::readNetFromONNX(path);
+  auto xc = x.contiguous();
+  int sizes[4] = {static_cast<int>(x.size(0)), static_cast<int>(x.size(1)),
+                  static_cast<int>(x.size(2)), static_cast<int>(x.size(3))};
+  cv::Mat blob(4, sizes, CV_32F, xc.data_ptr<float>());
+  net.setInput(blob);
+  cv::Mat out = net.forward();
+  std::vector<int64_t> shape(out.size.p, out.size.p + out.dims);
+  return torch::from_blob(out.ptr<float>(), shape, torch::kFloat).clone();
+}
+
+// Exports `g`, runs the file in OpenCV and compares with nnslim's eval output. Debian's OpenCV
+// 4.6 reads Clip only in its pre-opset-11 form (bounds as attributes), so graphs with ReLU6 are
+// checked at opset 10; the opset-13 form of the same graphs is covered by the round trip.
+void check_in_opencv(const Graph& g, const std::string& label, bool fold = true) {
+  testing::TempDir dir;
+  OnnxExportOptions opt;
+  opt.fold_batchnorm = fold;
+  for (const auto& n : g.nodes)
+    if (n.op == Op::kReLU6) opt.opset = 10;
+  export_onnx(g, dir.file("m.onnx"), opt);
+  auto x = input_for(g);
+  expect_close(eval(g, x), run_opencv(dir.file("m.onnx"), x), label);
+}
+#define REQUIRE_OPENCV() REQUIRE_ONNX()
+#else
+#define REQUIRE_OPENCV() GTEST_SKIP() << "tests built without OpenCV's DNN module (libopencv-dnn-dev)"
+void check_in_opencv(const Graph&, const std::string&, bool = true) {}
+#endif
+
+struct ZooCase {
+  const char* model;
+  std::vector<int64_t> input;
+};
+
+class OnnxZoo : public ::testing::TestWithParam<ZooCase> {};
+
+TEST_P(OnnxZoo, ExportRunsInOpenCvWithTheSameOutputs) {
+  REQUIRE_OPENCV();
+  torch::manual_seed(1);
+  Graph g = build_model(GetParam().model, GetParam().input, 10);
+  randomize_bn(g, 2);
+  check_in_opencv(g, GetParam().model, /*fold=*/true);
+  check_in_opencv(g, std::string(GetParam().model) + " (BN kept)", /*fold=*/false);
+}
+
+TEST_P(OnnxZoo, RoundTripThroughOnnxIsTheIdentity) {
+  REQUIRE_ONNX();
+  torch::manual_seed(1);
+  Graph g = build_model(GetParam().model, GetParam().input, 10);
+  randomize_bn(g, 3);
+  OnnxExportOptions opt;
+  opt.fold_batchnorm = false;  // structure 1:1
+  Graph back = import_onnx_bytes(export_onnx_bytes(g, opt), "round trip");
+  auto x = input_for(g);
+  EXPECT_EQ(max_abs_diff(eval(g, x), eval(back, x)), 0.0) << GetParam().model;
+  // Dropout/Identity vanish at export; everything else maps node for node, parameters bitwise.
+  size_t kept = 0;
+  for (const auto& n : g.nodes) kept += n.op != Op::kDropout && n.op != Op::kIdentity;
+  EXPECT_EQ(back.nodes.size(), kept);
+  EXPECT_EQ(back.input_shape, g.input_shape);
+  EXPECT_EQ(back.meta.at("classes"), "10");
+  EXPECT_EQ(back.meta.at("model"), GetParam().model);
+  for (const auto& n : back.nodes)
+    for (const auto& [k, t] : n.params) EXPECT_TRUE(torch::equal(t, g.find(n.name)->params.at(k))) << n.name;
+  // The imported graph trains: it has the same trainable tensors.
+  EXPECT_EQ(back.parameters().size(), g.parameters().size());
+  for (const auto& t : back.parameters()) EXPECT_TRUE(t.requires_grad());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllZooModels, OnnxZoo,
+    ::testing::Values(ZooCase{"lenet5", {1, 32, 32}}, ZooCase{"vgg16", {1, 32, 32}},
+                      ZooCase{"resnet20", {1, 32, 32}}, ZooCase{"resnet32", {1, 32, 32}},
+                      ZooCase{"resnet56", {1, 32, 32}}, ZooCase{"resnet110", {1, 32, 32}},
+                      ZooCase{"resnet18", {3, 64, 64}}, ZooCase{"resnet50", {3, 64, 64}},
+                      ZooCase{"mobilenetv2", {3, 32, 32}}),
+    [](const auto& info) { return std::string(info.param.model); });
+
+TEST(Onnx, FixtureWithEveryOpRunsInOpenCv) {
+  REQUIRE_OPENCV();
+  Graph g = testing::fixture_all_ops(4);
+  randomize_bn(g, 5);
+  check_in_opencv(g, "fixture_all_ops");
+  check_in_opencv(g, "fixture_all_ops (BN kept)", false);
+}
+
+TEST(Onnx, PrunedGraphExports) {
+  REQUIRE_OPENCV();
+  torch::manual_seed(1);
+  Graph g = build_model("resnet20", {1, 32, 32}, 10);
+  randomize_bn(g, 6);
+  Coupling c = analyze_coupling(g);
+  std::map<int, std::vector<int64_t>> keep;
+  for (int id : c.prunable())
+    for (int64_t k = 0; k < c.groups[id].channels; k += 2) keep[id].push_back(k);  // odd widths too
+  Graph p = prune_groups(g, c, keep);
+  check_in_opencv(p, "pruned resnet20");
+}
+
+TEST(Onnx, FactorisedGraphExports) {
+  REQUIRE_OPENCV();
+  torch::manual_seed(1);
+  Graph g = build_model("resnet20", {1, 32, 32}, 10);
+  randomize_bn(g, 7);
+  const Scheme schemes[] = {Scheme::kChannel, Scheme::kSpatial, Scheme::kDecouple, Scheme::kChannelIn};
+  int i = 0;
+  std::vector<int> convs;
+  for (const auto& n : g.nodes)
+    if (n.op == Op::kConv2d && n.params.at("weight").size(2) == 3) convs.push_back(n.id);
+  for (int id : convs) factorize_conv(g, id, schemes[i++ % 4], 3);
+  check_in_opencv(g, "factorised resnet20");
+}
+
+TEST(Onnx, SparseGraphExportsDense) {
+  REQUIRE_OPENCV();
+  torch::manual_seed(1);
+  Graph g = build_model("resnet20", {1, 32, 32}, 10);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& t : g.parameters())
+      if (t.dim() > 1) t.mul_((torch::rand_like(t) > 0.9).to(t.dtype()));
+  }
+  check_in_opencv(g, "90% sparse resnet20");
+}
+
+TEST(Onnx, FoldBatchnormKeepsTheFunctionAndDropsTheBnNodes) {
+  torch::manual_seed(1);
+  Graph g = build_model("mobilenetv2", {3, 32, 32}, 10);
+  randomize_bn(g, 8);
+  Graph f = fold_batchnorm(g);
+  for (const auto& n : f.nodes) EXPECT_NE(n.op, Op::kBatchNorm2d) << n.name;
+  auto x = input_for(g);
+  expect_close(eval(g, x), eval(f, x), "folded mobilenetv2");
+  // The input graph is untouched.
+  EXPECT_EQ(g.find("features.0.bn")->op, Op::kBatchNorm2d);
+  EXPECT_LT(f.nodes.size(), g.nodes.size());
+}
+
+// ---- import of foreign files --------------------------------------------------------------
+
+std::string fixture(const std::string& name) {
+  return std::string(NNSLIM_SOURCE_DIR) + "/tests/fixtures/onnx/" + name;
+}
+
+torch::Tensor read_floats(const std::string& path, std::vector<int64_t> shape) {
+  std::ifstream f(path, std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(f)), {});
+  auto t = torch::from_blob(bytes.data(), {static_cast<int64_t>(bytes.size() / 4)}, torch::kFloat).clone();
+  return t.reshape(shape);
+}
+
+TEST(OnnxImport, PytorchExportComputesWhatPytorchComputed) {
+  REQUIRE_ONNX();
+  Graph g = import_onnx(fixture("pytorch_small.onnx"));
+  EXPECT_EQ(g.input_shape, (std::vector<int64_t>{3, 16, 16}));
+  EXPECT_EQ(g.meta.at("classes"), "5");
+  auto x = read_floats(fixture("pytorch_small.input.bin"), {2, 3, 16, 16});
+  auto want = read_floats(fixture("pytorch_small.output.bin"), {2, 5});
+  expect_close(want, eval(g, x), "pytorch_small");
+  // It trains like a zoo model: a few steps on random data lower the loss.
+  auto params = g.parameters();
+  torch::optim::SGD sgd(params, torch::optim::SGDOptions(0.05).momentum(0.9));
+  auto labels = torch::tensor({1, 3}, torch::kLong);
+  double first = 0, last = 0;
+  for (int i = 0; i < 20; ++i) {
+    sgd.zero_grad();
+    auto loss = torch::cross_entropy_loss(forward(g, x, Mode::kTrain), labels);
+    loss.backward();
+    sgd.step();
+    (i == 0 ? first : last) = loss.item<double>();
+  }
+  EXPECT_LT(last, first);
+}
+
+TEST(OnnxImport, UnsupportedNodesAreAllListed) {
+  REQUIRE_ONNX();
+  try {
+    import_onnx(fixture("pytorch_view_flatten.onnx"));
+    FAIL() << "expected an error";
+  } catch (const c10::Error& e) {
+    std::string msg = e.what_without_backtrace();
+    for (const char* part : {"/Shape", "(Shape)", "/Gather", "(Gather)", "/Unsqueeze", "/Reshape"})
+      EXPECT_NE(msg.find(part), std::string::npos) << part << " missing in: " << msg;
+  }
+}
+
+TEST(OnnxImport, CorruptAndTruncatedFilesFailClearly) {
+  REQUIRE_ONNX();
+  std::ifstream f(fixture("pytorch_small.onnx"), std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(f)), {});
+  for (size_t cut : {bytes.size() / 2, size_t{7}}) {
+    try {
+      import_onnx_bytes(bytes.substr(0, cut), "cut.onnx");
+      FAIL() << "truncated at " << cut << " should fail";
+    } catch (const c10::Error& e) {
+      EXPECT_NE(std::string(e.what_without_backtrace()).find("cut.onnx"), std::string::npos);
+    }
+  }
+  EXPECT_THROW(import_onnx_bytes("this is not a protobuf \xff\xff\xff", "junk.onnx"), c10::Error);
+  EXPECT_THROW(import_onnx("/nonexistent/model.onnx"), c10::Error);
+}
+
+TEST(OnnxImport, InputShapeOverride) {
+  REQUIRE_ONNX();
+  torch::manual_seed(1);
+  Graph g = build_model("resnet20", {1, 32, 32}, 10);
+  auto bytes = export_onnx_bytes(g);
+  // A fully convolutional body accepts another resolution when asked to.
+  Graph other = import_onnx_bytes(bytes, "m.onnx", {{1, 48, 48}});
+  EXPECT_EQ(other.input_shape, (std::vector<int64_t>{1, 48, 48}));
+  EXPECT_EQ(eval(other, input_for(other)).sizes(), (std::vector<int64_t>{2, 10}));
+}
+
+TEST(OnnxCli, ExportImportRoundTrip) {
+  REQUIRE_ONNX();
+  testing::TempDir dir;
+  torch::manual_seed(1);
+  Graph g = testing::fixture_all_ops(3);
+  save_graph(g, dir.file("m.nnslim"));
+  std::string out;
+  ASSERT_EQ(testing::run_cli("export " + dir.file("m.nnslim") + " --onnx " + dir.file("m.onnx"), &out), 0) << out;
+  EXPECT_NE(out.find("BatchNorm folded"), std::string::npos) << out;
+  ASSERT_EQ(testing::run_cli("import " + dir.file("m.onnx") + " --out " + dir.file("back.nnslim"), &out), 0) << out;
+  Graph back = load_graph(dir.file("back.nnslim"));
+  auto x = input_for(g);
+  expect_close(eval(g, x), eval(back, x), "cli round trip");
+  // Refuses to overwrite without --force, and bad options are usage errors.
+  EXPECT_EQ(testing::run_cli("import " + dir.file("m.onnx") + " --out " + dir.file("back.nnslim"), &out), 2);
+  EXPECT_EQ(testing::run_cli("export " + dir.file("m.nnslim") + " --onnx " + dir.file("x.onnx") + " --opset 8", &out), 2);
+  EXPECT_EQ(testing::run_cli("import " + dir.file("m.nnslim") + " --out " + dir.file("y.nnslim"), &out), 1);
+  EXPECT_FALSE(std::filesystem::exists(dir.file("y.nnslim")));
+}
+
+}  // namespace
+}  // namespace nnslim
