@@ -56,11 +56,13 @@ void ArgParser::option(const std::string& name, double* out, const std::string& 
       throw UsageError("--" + name + " expects a number, got '" + v + "'");
     *out = x;
   };
-  e.get = [out] {
-    std::ostringstream os;
-    os.precision(17);
-    os << *out;
-    return os.str();
+  e.get = [out] {  // the shortest text that reads back exactly: 0.1, not 0.10000000000000001
+    for (int digits = 1;; ++digits) {
+      std::ostringstream os;
+      os.precision(digits);
+      os << *out;
+      if (digits >= 17 || std::strtod(os.str().c_str(), nullptr) == *out) return os.str();
+    }
   };
   options_.push_back(std::move(e));
 }
@@ -68,6 +70,12 @@ void ArgParser::option(const std::string& name, double* out, const std::string& 
 void ArgParser::positional(const std::string& name, std::string* out, const std::string& help,
                            bool required) {
   positionals_.push_back({name, help, out, required});
+}
+
+void ArgParser::rest(const std::string& name, std::vector<std::string>* out, const std::string& help) {
+  rest_ = out;
+  rest_name_ = name;
+  rest_help_ = help;
 }
 
 ArgParser::Entry* ArgParser::find(const std::string& name) {
@@ -107,6 +115,10 @@ bool ArgParser::parse(const std::vector<std::string>& args) {
       given_.insert(name);
       continue;
     }
+    if (next_pos >= positionals_.size() && rest_) {
+      rest_->push_back(a);
+      continue;
+    }
     if (next_pos >= positionals_.size())
       throw UsageError("unexpected argument '" + a + "' (see 'nnslim " + verb_ + " --help')");
     *positionals_[next_pos++].out = a;
@@ -132,12 +144,14 @@ void ArgParser::apply(const std::map<std::string, std::string>& values) {
 std::string ArgParser::help() const {
   std::ostringstream os;
   os << "usage: " << synopsis_ << "\n\n" << description_ << "\n";
-  if (!positionals_.empty()) {
+  if (!positionals_.empty() || rest_) {
     os << "\narguments:\n";
-    for (const auto& p : positionals_) {
-      std::string left = "  " + p.name;
-      os << left << std::string(left.size() < 28 ? 28 - left.size() : 1, ' ') << p.help << "\n";
-    }
+    auto row = [&](const std::string& name, const std::string& help) {
+      std::string left = "  " + name;
+      os << left << std::string(left.size() < 28 ? 28 - left.size() : 1, ' ') << help << "\n";
+    };
+    for (const auto& p : positionals_) row(p.name, p.help);
+    if (rest_) row(rest_name_ + "...", rest_help_);
   }
   std::string section = "\x01";
   for (const auto& e : options_) {

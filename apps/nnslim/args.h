@@ -30,6 +30,8 @@ class ArgParser {
               const std::string& help);
   void positional(const std::string& name, std::string* out, const std::string& help,
                   bool required = true);
+  // Every remaining positional argument (after the named ones) goes to `out`, e.g. "DIR...".
+  void rest(const std::string& name, std::vector<std::string>* out, const std::string& help);
   // Adds a section heading to the help output before the next options.
   void section(const std::string& title);
 
@@ -60,6 +62,8 @@ class ArgParser {
     bool required;
   };
   std::vector<Pos> positionals_;
+  std::vector<std::string>* rest_ = nullptr;
+  std::string rest_name_, rest_help_;
   std::set<std::string> given_;
 };
 

@@ -13,10 +13,11 @@ int cmd_bench(const std::vector<std::string>& args) {
   std::string path, model, input = "1x32x32", device = "cpu";
   int64_t classes = 10, batch = 1, threads = 0, warmup = 5, runs = 20;
   double seconds = 2.0;
-  bool train = false, json = false;
+  bool train = false, json = false, no_fold = false;
   ArgParser p("bench",
               "nnslim bench (MODEL | --model NAME) [--batch-size B] [--threads T] [--train] [--json]",
-              "Measures inference latency (median and p90 over repeated runs after warm-up) and\n"
+              "Measures inference latency (median and p90 over repeated runs after warm-up, BatchNorm\n"
+              "folded into the convolutions as in an exported model) and\n"
               "images/s on random input. With --train, measures full training steps (forward,\n"
               "backward, SGD momentum) instead.");
   p.positional("MODEL", &path, "a *.nnslim model file", /*required=*/false);
@@ -30,6 +31,7 @@ int cmd_bench(const std::vector<std::string>& args) {
   p.option("runs", &runs, "N", "minimum timed runs");
   p.option("seconds", &seconds, "S", "minimum total timed seconds");
   p.flag("train", &train, "time training steps instead of inference");
+  p.flag("no-fold-bn", &no_fold, "inference: keep BatchNorm nodes (default: folded into the convs, as exported)");
   p.flag("json", &json, "print JSON");
   if (!p.parse(args)) return 0;
   if (path.empty() == model.empty()) throw UsageError("give either a MODEL file or --model NAME");
@@ -44,12 +46,14 @@ int cmd_bench(const std::vector<std::string>& args) {
   o.min_runs = runs;
   o.min_seconds = seconds;
   o.device = parse_device(device);
+  o.fold_batchnorm = !no_fold;
   LatencyResult r = train ? measure_train_step(g, o) : measure_latency(g, o);
   std::string name = path.empty() ? model : path;
   if (json) {
     Json j = Json::object();
     j.set("model", name);
     j.set("mode", train ? "train" : "inference");
+    if (!train) j.set("batchnorm_folded", !no_fold);
     j.set("batch_size", batch);
     j.set("threads", static_cast<int64_t>(torch::get_num_threads()));
     j.set("device", device);

@@ -1,6 +1,8 @@
 // nnslim train: build a zoo model and train it (or resume an interrupted run).
 #include "common.h"
 
+#include "nnslim/report/latency.h"
+
 #include "nnslim/graph/serialize.h"
 #include "nnslim/models/zoo.h"
 
@@ -13,7 +15,7 @@ namespace nnslim::cli {
 
 int cmd_train(const std::vector<std::string>& args) {
   std::string model = "resnet20", out, resume;
-  bool force = false;
+  bool force = false, no_latency = false;
   DataFlags data;
   TrainFlags train;
   std::string names;
@@ -26,6 +28,7 @@ int cmd_train(const std::vector<std::string>& args) {
   p.option("model", &model, "NAME", "model: " + names);
   p.option("out", &out, "DIR", "output directory (must be new or empty unless --force)");
   p.flag("force", &force, "write into an existing non-empty --out directory");
+  p.flag("no-latency", &no_latency, "skip the inference latency measurement for summary.json");
   p.option("resume", &resume, "DIR",
            "continue the run in DIR with its recorded options (--epochs may be raised)");
   add_data_flags(p, data);
@@ -85,6 +88,16 @@ int cmd_train(const std::vector<std::string>& args) {
   s.set("wall_seconds", r.wall_seconds);
   s.set("train_images_per_second", r.train_images_per_second);
   s.set("seed", train.seed);
+  if (!no_latency) {  // so that reports compare trained and compressed models alike
+    LatencyOptions lo;
+    lo.min_seconds = 0.5;
+    lo.warmup = 3;
+    s.set("latency_ms", measure_latency(g, lo).median_ms);
+    lo.batch_size = 64;
+    lo.min_runs = 5;
+    lo.warmup = 2;
+    s.set("latency_ms_batch64", measure_latency(g, lo).median_ms);
+  }
   write_text(out + "/summary.json", s.dump(2) + "\n");
   if (!train.quiet)
     std::printf("done: test top-1 %.2f%%, top-5 %.2f%% on %lld images; %s params, %s MACs; "

@@ -19,6 +19,7 @@ int cmd_bench(const std::vector<std::string>& args);
 int cmd_compress(const std::vector<std::string>& args);
 int cmd_export(const std::vector<std::string>& args);
 int cmd_import(const std::vector<std::string>& args);
+int cmd_report(const std::vector<std::string>& args);
 }  // namespace nnslim::cli
 
 namespace {
@@ -37,6 +38,7 @@ const Verb kVerbs[] = {
     {"bench", nnslim::cli::cmd_bench, "measured inference latency or training throughput"},
     {"export", nnslim::cli::cmd_export, "write a model as ONNX for deployment"},
     {"import", nnslim::cli::cmd_import, "read an ONNX CNN as an nnslim model"},
+    {"report", nnslim::cli::cmd_report, "compare runs: table and HTML page with plots"},
 };
 
 void usage(std::ostream& os) {

@@ -1,6 +1,7 @@
 #include "nnslim/report/latency.h"
 
 #include "nnslim/graph/execute.h"
+#include "nnslim/graph/fold.h"
 
 #include <torch/torch.h>
 
@@ -55,7 +56,7 @@ torch::Tensor random_input(const Graph& g, const LatencyOptions& o) {
 }  // namespace
 
 LatencyResult measure_latency(const Graph& graph, const LatencyOptions& o) {
-  Graph g = graph.clone();
+  Graph g = o.fold_batchnorm ? fold_batchnorm(graph) : graph.clone();
   g.to(o.device);
   auto x = random_input(g, o);
   torch::NoGradGuard no_grad;

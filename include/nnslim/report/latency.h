@@ -15,6 +15,9 @@ struct LatencyOptions {
   double min_seconds = 1.0;    // ...and at least this long in total
   int64_t max_runs = 10000;
   torch::Device device = torch::kCPU;
+  // Inference only: time the deployable graph, with BatchNorm folded into the convolutions
+  // (as `nnslim export` writes it). Same function, fewer passes over memory.
+  bool fold_batchnorm = true;
 };
 
 struct LatencyResult {
