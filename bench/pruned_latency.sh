@@ -17,7 +17,7 @@ PY=/usr/bin/python3
 median() { $NN bench "$1" --batch-size "$2" --seconds "$3" --runs 10 --json | $PY -c 'import json,sys; print(json.load(sys.stdin)["median_ms"])'; }
 macs() { $NN info "$1" --json | $PY -c 'import json,sys; print(json.load(sys.stdin)["macs"])'; }
 for m in "${models[@]}"; do
-  $NN train --model "$m" --epochs 0 --limit-train 256 --quiet --out "$W/$m" >/dev/null
+  $NN train --model "$m" --epochs 0 --limit-train 256 --limit-test 256 --no-latency --quiet --out "$W/$m" >/dev/null
   for round in 1 8; do
     $NN compress --method magnitude --model "$W/$m/model.nnslim" --target-macs 0.5 --round-to "$round" \
       --no-latency --limit-test 256 --quiet --out "$W/$m-r$round" >/dev/null

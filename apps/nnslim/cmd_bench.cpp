@@ -14,6 +14,7 @@ int cmd_bench(const std::vector<std::string>& args) {
   int64_t classes = 10, batch = 1, threads = 0, warmup = 5, runs = 20;
   double seconds = 2.0;
   bool train = false, json = false, no_fold = false;
+  std::string format = "auto";
   ArgParser p("bench",
               "nnslim bench (MODEL | --model NAME) [--batch-size B] [--threads T] [--train] [--json]",
               "Measures inference latency (median and p90 over repeated runs after warm-up, BatchNorm\n"
@@ -31,6 +32,7 @@ int cmd_bench(const std::vector<std::string>& args) {
   p.option("runs", &runs, "N", "minimum timed runs");
   p.option("seconds", &seconds, "S", "minimum total timed seconds");
   p.flag("train", &train, "time training steps instead of inference");
+  p.option("memory-format", &format, "F", "inference: auto (time both, keep the faster), nchw or nhwc");
   p.flag("no-fold-bn", &no_fold, "inference: keep BatchNorm nodes (default: folded into the convs, as exported)");
   p.flag("json", &json, "print JSON");
   if (!p.parse(args)) return 0;
@@ -47,13 +49,20 @@ int cmd_bench(const std::vector<std::string>& args) {
   o.min_seconds = seconds;
   o.device = parse_device(device);
   o.fold_batchnorm = !no_fold;
+  if (format == "auto") o.memory_format = LatencyOptions::Format::kAuto;
+  else if (format == "nchw") o.memory_format = LatencyOptions::Format::kContiguous;
+  else if (format == "nhwc") o.memory_format = LatencyOptions::Format::kChannelsLast;
+  else throw UsageError("--memory-format must be auto, nchw or nhwc, got '" + format + "'");
   LatencyResult r = train ? measure_train_step(g, o) : measure_latency(g, o);
   std::string name = path.empty() ? model : path;
   if (json) {
     Json j = Json::object();
     j.set("model", name);
     j.set("mode", train ? "train" : "inference");
-    if (!train) j.set("batchnorm_folded", !no_fold);
+    if (!train) {
+      j.set("batchnorm_folded", !no_fold);
+      j.set("memory_format", r.channels_last ? "nhwc" : "nchw");
+    }
     j.set("batch_size", batch);
     j.set("threads", static_cast<int64_t>(torch::get_num_threads()));
     j.set("device", device);
@@ -65,10 +74,10 @@ int cmd_bench(const std::vector<std::string>& args) {
     std::cout << j.dump(2) << "\n";
   } else {
     std::printf("%s %s, batch %lld, %d threads: median %.3f ms, p90 %.3f ms, %.1f images/s "
-                "(%lld runs)\n",
+                "(%lld runs%s)\n",
                 name.c_str(), train ? "training step" : "inference", (long long)batch,
                 torch::get_num_threads(), r.median_ms, r.p90_ms, r.images_per_second,
-                (long long)r.runs);
+                (long long)r.runs, train ? "" : r.channels_last ? ", NHWC" : ", NCHW");
   }
   return 0;
 }

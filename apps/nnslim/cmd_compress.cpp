@@ -1,6 +1,7 @@
 // nnslim compress: run one compression method on a saved model (the pipeline in
 // train/compress.h) and write the compressed, physically smaller model.
 #include "common.h"
+#include "recipe.h"
 
 #include "nnslim/graph/serialize.h"
 #include "nnslim/methods/registry.h"
@@ -10,6 +11,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 
@@ -35,8 +37,10 @@ std::string methods_help() {
 }  // namespace
 
 int cmd_compress(const std::vector<std::string>& args) {
-  std::string method = find_method_arg(args), model_path, out;
-  bool force = false, no_latency = false;
+  for (const auto& a : args)
+    if (a == "--recipe" || a.rfind("--recipe=", 0) == 0) return run_recipe(args);
+  std::string method = find_method_arg(args), model_path, out, recipe;
+  bool force = false, no_latency = false, check = false, resume = false;
   int64_t finetune_epochs = 0;
   double finetune_lr = 0.01;
   DataFlags data;
@@ -57,6 +61,10 @@ int cmd_compress(const std::vector<std::string>& args) {
   p.option("finetune-epochs", &finetune_epochs, "N", "fine-tuning epochs after the surgery");
   p.option("finetune-lr", &finetune_lr, "X", "fine-tuning learning rate (cosine decay)");
   p.flag("no-latency", &no_latency, "skip latency measurements (faster)");
+  p.option("recipe", &recipe, "FILE", "run the stages of a recipe file instead of one --method\n"
+           "                            (see docs/cli.md; e.g. recipes/adapruner-trp-grda.toml)");
+  p.flag("resume", &resume, "with --recipe: skip the stages already finished in --out");
+  p.flag("check", &check, "validate the options and exit without running");
   add_data_flags(p, data);
   add_train_flags(p, train);
   std::map<std::string, std::string> method_values;
@@ -80,9 +88,14 @@ int cmd_compress(const std::vector<std::string>& args) {
   } catch (const c10::Error& e) {
     throw UsageError(e.what_without_backtrace());
   }
+  TrainOptions topt = to_train_options(train, out);  // validates the training options
+  if (check) {
+    if (!std::filesystem::exists(model_path)) throw UsageError("--model " + model_path + " does not exist");
+    return 0;
+  }
+  if (resume) throw UsageError("--resume applies to --recipe runs");
   prepare_out_dir(out, force);
   set_threads(train.threads);
-  TrainOptions topt = to_train_options(train, out);
 
   Graph g = load_model_file(model_path);
   auto it = g.meta.find("dataset");

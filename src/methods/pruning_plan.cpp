@@ -150,6 +150,38 @@ KeepPlan plan_for_macs(const Graph& graph, const Coupling& coupling,
       }
     }
   }
+  if (o.round_to > 1) {
+    // Same refill in whole multiples: give a group back its best `round_to` removed channels
+    // at a time (groups with the most important removed channels first) while the budget allows.
+    for (bool grew = true; grew && best_macs < goal * (1 - tolerance * 0.25);) {
+      grew = false;
+      std::vector<int> order;
+      for (const auto& [neg, id, ch] : candidates)
+        if (std::find(order.begin(), order.end(), id) == order.end()) order.push_back(id);
+      for (int id : order) {
+        auto it = best.find(id);
+        if (it == best.end()) continue;  // already whole
+        KeepPlan trial = best;
+        auto& k = trial[id];
+        int64_t added = 0;
+        for (const auto& [neg, gid, ch] : candidates) {
+          if (gid != id || added == o.round_to) continue;
+          if (std::binary_search(k.begin(), k.end(), ch)) continue;
+          k.insert(std::upper_bound(k.begin(), k.end(), ch), ch);
+          ++added;
+        }
+        if (added == 0) continue;
+        if (static_cast<int64_t>(k.size()) >= coupling.groups[id].channels) trial.erase(id);
+        int64_t m = macs_after(graph, coupling, trial);
+        if (m <= goal) {
+          best = std::move(trial);
+          best_macs = m;
+          grew = true;
+          break;
+        }
+      }
+    }
+  }
   if (ratio_out) *ratio_out = hi;
   return best;
 }

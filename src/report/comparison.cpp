@@ -45,9 +45,19 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// factorize_conv replaces conv X by conv "X.0" (the rank outputs) feeding conv "X.1" (the old
+// outputs). A pair is recognised by that structure, not by name alone ("downsample.0" is a
+// plain conv followed by its BN "downsample.1").
+bool is_factor_pair(const Graph& g, const Node& first) {
+  if (first.op != Op::kConv2d || !ends_with(first.name, ".0")) return false;
+  const Node* second = g.find(first.name.substr(0, first.name.size() - 1) + "1");
+  return second && second->op == Op::kConv2d && second->inputs.size() == 1 &&
+         second->inputs[0] == first.id;
+}
+
 std::vector<LayerStat> layer_stats(const Graph& g) {
   std::vector<LayerStat> out;
-  std::map<std::string, size_t> factorised;  // original name -> index in out
+  std::map<int, size_t> pair_of_second;  // id of an "X.1" conv -> index of its entry in out
   for (const auto& n : g.nodes) {
     if (n.op != Op::kConv2d && n.op != Op::kLinear) continue;
     const auto& w = n.params.at("weight");
@@ -55,22 +65,17 @@ std::vector<LayerStat> layer_stats(const Graph& g) {
     s.name = n.name;
     s.width = w.size(0);
     s.density = w.numel() ? w.ne(0).sum().item<double>() / w.numel() : 1.0;
-    // factorize_conv names the pair "<name>.0" (rank outputs) and "<name>.1" (the old outputs).
-    if (ends_with(n.name, ".0") && n.op == Op::kConv2d) {
-      s.name = n.name.substr(0, n.name.size() - 2);
-      s.rank = s.width;
-      factorised[s.name] = out.size();
-      out.push_back(s);
+    auto pending = pair_of_second.find(n.id);
+    if (pending != pair_of_second.end()) {  // the second half of a factorised conv
+      auto& f = out[pending->second];
+      f.width = s.width;
+      f.density = (f.density + s.density) / 2;
       continue;
     }
-    if (ends_with(n.name, ".1")) {
-      auto it = factorised.find(n.name.substr(0, n.name.size() - 2));
-      if (it != factorised.end()) {
-        auto& f = out[it->second];
-        f.width = s.width;
-        f.density = (f.density + s.density) / 2;
-        continue;
-      }
+    if (is_factor_pair(g, n)) {
+      s.name = n.name.substr(0, n.name.size() - 2);
+      s.rank = s.width;
+      pair_of_second[g.find(n.name.substr(0, n.name.size() - 1) + "1")->id] = out.size();
     }
     out.push_back(s);
   }

@@ -60,7 +60,25 @@ LatencyResult measure_latency(const Graph& graph, const LatencyOptions& o) {
   g.to(o.device);
   auto x = random_input(g, o);
   torch::NoGradGuard no_grad;
-  return time_runs(o, [&] { (void)forward(g, x, Mode::kEval); });
+  Graph nhwc = g.clone();
+  auto x_nhwc = x.contiguous(torch::MemoryFormat::ChannelsLast);
+  for (auto& n : nhwc.nodes)
+    if (n.op == Op::kConv2d) n.params["weight"] = n.params["weight"].contiguous(torch::MemoryFormat::ChannelsLast);
+  using F = LatencyOptions::Format;
+  bool channels_last = o.memory_format == F::kChannelsLast;
+  if (o.memory_format == F::kAuto) {
+    LatencyOptions trial = o;
+    trial.warmup = 2;
+    trial.min_runs = 3;
+    trial.min_seconds = std::min(0.3, o.min_seconds);
+    double plain = time_runs(trial, [&] { (void)forward(g, x, Mode::kEval); }).median_ms;
+    double cl = time_runs(trial, [&] { (void)forward(nhwc, x_nhwc, Mode::kEval); }).median_ms;
+    channels_last = cl < plain;
+  }
+  LatencyResult r = channels_last ? time_runs(o, [&] { (void)forward(nhwc, x_nhwc, Mode::kEval); })
+                                  : time_runs(o, [&] { (void)forward(g, x, Mode::kEval); });
+  r.channels_last = channels_last;
+  return r;
 }
 
 LatencyResult measure_train_step(const Graph& graph, const LatencyOptions& o) {

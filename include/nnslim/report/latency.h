@@ -18,6 +18,12 @@ struct LatencyOptions {
   // Inference only: time the deployable graph, with BatchNorm folded into the convolutions
   // (as `nnslim export` writes it). Same function, fewer passes over memory.
   bool fold_batchnorm = true;
+  // Inference only: memory format of activations and conv weights. oneDNN's convolutions run
+  // much faster channels-last on some graphs (pruned ResNets at batch 64: 1.6x) and slower on
+  // others, so kAuto times both briefly and measures with the faster one -- as a deployment
+  // runtime would pick its layout.
+  enum class Format { kAuto, kContiguous, kChannelsLast };
+  Format memory_format = Format::kAuto;
 };
 
 struct LatencyResult {
@@ -26,6 +32,7 @@ struct LatencyResult {
   double mean_ms = 0;
   double images_per_second = 0;  // batch_size / median
   int64_t runs = 0;
+  bool channels_last = false;  // the memory format that was timed
 };
 
 // Eval-mode forward passes without autograd.
