@@ -63,7 +63,8 @@ int cmd_compress(const std::vector<std::string>& args) {
   p.flag("no-latency", &no_latency, "skip latency measurements (faster)");
   p.option("recipe", &recipe, "FILE", "run the stages of a recipe file instead of one --method\n"
            "                            (see docs/cli.md; e.g. recipes/adapruner-trp-grda.toml)");
-  p.flag("resume", &resume, "with --recipe: skip the stages already finished in --out");
+  p.flag("resume", &resume, "continue an interrupted run in --out from its checkpoints (with\n"
+         "                            --recipe: also skip the stages already finished)");
   p.flag("check", &check, "validate the options and exit without running");
   add_data_flags(p, data);
   add_train_flags(p, train);
@@ -93,8 +94,12 @@ int cmd_compress(const std::vector<std::string>& args) {
     if (!std::filesystem::exists(model_path)) throw UsageError("--model " + model_path + " does not exist");
     return 0;
   }
-  if (resume) throw UsageError("--resume applies to --recipe runs");
-  prepare_out_dir(out, force);
+  if (resume) {  // continue in --out, whatever is there
+    if (out.empty()) throw UsageError("--out DIR is required");
+    std::filesystem::create_directories(out);
+  } else {
+    prepare_out_dir(out, force);
+  }
   set_threads(train.threads);
 
   Graph g = load_model_file(model_path);
@@ -106,6 +111,7 @@ int cmd_compress(const std::vector<std::string>& args) {
   co.finetune_epochs = finetune_epochs;
   co.finetune_lr = finetune_lr;
   co.measure_latency = !no_latency;
+  co.resume = resume;
   auto t0 = std::chrono::steady_clock::now();
   CompressResult r = compress(g, *m, d.train, d.test, co);
   double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -181,7 +181,8 @@ int run_recipe(const std::vector<std::string>& args) {
       std::cout << "== stage " << i + 1 << "/" << stages.size() << ": " << stages[i].method << "\n" << std::flush;
       std::vector<std::string> a = common;
       for (const auto& s : stage_args(stages[i])) a.push_back(s);
-      a.insert(a.end(), {"--model", input, "--out", dir, "--force"});
+      // An interrupted stage continues from its checkpoints; a new one starts clean.
+      a.insert(a.end(), {"--model", input, "--out", dir, resume ? "--resume" : "--force"});
       int rc = cmd_compress(a);
       if (rc != 0) return rc;
     }

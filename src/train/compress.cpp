@@ -3,10 +3,12 @@
 #include "nnslim/graph/cost.h"
 #include "nnslim/graph/serialize.h"
 #include "nnslim/report/latency.h"
+#include "nnslim/train/checkpoint.h"
 
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <optional>
 #include <ostream>
 
 namespace nnslim {
@@ -55,6 +57,12 @@ ModelStats measure_model(const Graph& graph, const Dataset& test, bool latency,
 }
 
 namespace {
+// The checkpoint an interrupted phase left in `dir`, when resuming.
+std::optional<Checkpoint> resume_point(const std::string& dir, bool resume) {
+  if (!resume || dir.empty() || !std::filesystem::exists(checkpoint_path(dir))) return std::nullopt;
+  return load_checkpoint(checkpoint_path(dir));
+}
+
 std::string phase_dir(const std::string& out, const std::string& phase) {
   if (out.empty()) return "";
   std::string d = out + "/" + phase;
@@ -77,7 +85,9 @@ CompressResult compress(Graph& graph, Method& method, const Dataset& train, cons
   t.out_dir = phase_dir(o.train.out_dir, "train");
   if (log && t.epochs > 0) *log << "== training with " << method.name() << " for " << t.epochs << " epochs\n";
   Trainer trainer(graph, t, {shared});
-  trainer.fit(train, &test);
+  auto trained = resume_point(t.out_dir, o.resume);
+  if (log && trained) *log << "== resuming the training phase after epoch " << trained->epochs_done << "\n";
+  trainer.fit(train, &test, trained ? &*trained : nullptr);
 
   // Surgery.
   if (log) *log << "== finalizing " << method.name() << "\n";
@@ -103,7 +113,9 @@ CompressResult compress(Graph& graph, Method& method, const Dataset& train, cons
     f.out_dir = phase_dir(o.train.out_dir, "finetune");
     std::vector<std::shared_ptr<Method>> hooks;
     if (auto m = method.finetune_method()) hooks.push_back(m);
-    Trainer(graph, f, hooks).fit(train, &test);
+    auto tuned = resume_point(f.out_dir, o.resume);
+    if (log && tuned) *log << "== resuming fine-tuning after epoch " << tuned->epochs_done << "\n";
+    Trainer(graph, f, hooks).fit(train, &test, tuned ? &*tuned : nullptr);
     graph.to(torch::kCPU);
   }
   r.after = measure_model(graph, test, o.measure_latency, o.latency_seconds, device);

@@ -24,6 +24,9 @@ struct CompressOptions {
   double finetune_lr = 0.01;     // cosine from this rate
   bool measure_latency = true;
   double latency_seconds = 1.0;  // per measurement
+  // Continue from the checkpoints in train.out_dir/{train,finetune}/ that an interrupted run
+  // left (method state included); phases without a checkpoint start from scratch.
+  bool resume = false;
 };
 
 struct CompressResult {
