@@ -4,6 +4,7 @@
 #include "nnslim/graph/factorize.h"
 #include "nnslim/graph/serialize.h"
 #include "nnslim/graph/surgery.h"
+#include "nnslim/models/zoo.h"
 #include "nnslim/report/comparison.h"
 #include "nnslim/report/json.h"
 #include "nnslim/report/svg.h"
@@ -94,6 +95,23 @@ TEST(Report, EntriesReadSummaryAndModel) {
   EXPECT_EQ(conv2.rank, 2);
   EXPECT_EQ(conv2.width, 6);
   EXPECT_NEAR(e[3].layers[1].density, 0.2, 0.02);
+}
+
+// "layer2.0.downsample.0" is a plain conv (its BN is "downsample.1"), not half of a factorised
+// pair: ranks are recognised by structure, not by name.
+TEST(Report, DownsampleConvsAreNotMistakenForFactorisedPairs) {
+  testing::TempDir root;
+  torch::manual_seed(0);
+  Graph g = build_model("resnet20", {1, 32, 32}, 10);
+  ReportEntry e = load_report_entry(make_run(root, "r20", g, "", 90, 1));
+  ASSERT_EQ(e.layers.size(), 22u);  // 19 3x3 convs + 2 downsample convs + fc
+  for (const auto& l : e.layers) EXPECT_EQ(l.rank, -1) << l.name;
+  factorize_conv(g, g.find("layer3.1.conv1")->id, Scheme::kChannel, 4);
+  ReportEntry f = load_report_entry(make_run(root, "r20f", g, "trp", 90, 1));
+  ASSERT_EQ(f.layers.size(), 22u);
+  int ranked = 0;
+  for (const auto& l : f.layers) ranked += l.rank == 4 && l.name == "layer3.1.conv1";
+  EXPECT_EQ(ranked, 1);
 }
 
 TEST(Report, MissingOrBrokenSummaryNamesTheFile) {
