@@ -98,6 +98,8 @@ struct ZooCase {
   std::vector<int64_t> input;
 };
 
+void PrintTo(const ZooCase& c, std::ostream* os) { *os << c.model; }  // readable test names
+
 class OnnxZoo : public ::testing::TestWithParam<ZooCase> {};
 
 TEST_P(OnnxZoo, ExportRunsInOpenCvWithTheSameOutputs) {
