@@ -25,26 +25,8 @@ constexpr Scheme kSchemes[] = {Scheme::kChannel, Scheme::kSpatial, Scheme::kDeco
 
 torch::Tensor vec(std::vector<double> v) { return torch::tensor(v, torch::kDouble); }
 
-bool same_weights(const Graph& a, const Graph& b) {
-  if (a.nodes.size() != b.nodes.size()) return false;
-  for (size_t i = 0; i < a.nodes.size(); ++i) {
-    for (const auto& [k, t] : a.nodes[i].params)
-      if (!t.equal(b.nodes[i].params.at(k))) return false;
-    for (const auto& [k, t] : a.nodes[i].buffers)
-      if (!t.equal(b.nodes[i].buffers.at(k))) return false;
-  }
-  return true;
-}
-
-TrainOptions small_options(int64_t epochs) {
-  TrainOptions o;
-  o.epochs = epochs;
-  o.batch_size = 16;
-  o.schedule.base_lr = 0.05;
-  o.seed = 3;
-  o.eval_batch_size = 64;
-  return o;
-}
+using testing::same_weights;
+using testing::small_options;
 
 std::shared_ptr<Method> make_trp(std::map<std::string, std::string> values) {
   return create_method("trp", values);

@@ -61,6 +61,7 @@ DataSplits tiny_data(std::vector<int64_t> shape, int64_t classes, int64_t train,
 }
 
 bool same_weights(const Graph& a, const Graph& b) {
+  if (a.nodes.size() != b.nodes.size()) return false;
   for (size_t i = 0; i < a.nodes.size(); ++i) {
     for (const auto& [k, t] : a.nodes[i].params)
       if (!t.equal(b.nodes[i].params.at(k))) return false;
