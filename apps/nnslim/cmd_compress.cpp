@@ -41,7 +41,7 @@ int cmd_compress(const std::vector<std::string>& args) {
     if (a == "--recipe" || a.rfind("--recipe=", 0) == 0) return run_recipe(args);
   std::string method = find_method_arg(args), model_path, out, recipe;
   bool force = false, no_latency = false, check = false, resume = false;
-  int64_t finetune_epochs = 0;
+  int64_t finetune_epochs = 0, recalibrate_bn = 0;
   double finetune_lr = 0.01;
   DataFlags data;
   TrainFlags train;
@@ -60,6 +60,10 @@ int cmd_compress(const std::vector<std::string>& args) {
   p.flag("force", &force, "write into an existing non-empty --out directory");
   p.option("finetune-epochs", &finetune_epochs, "N", "fine-tuning epochs after the surgery");
   p.option("finetune-lr", &finetune_lr, "X", "fine-tuning learning rate (cosine decay)");
+  p.option("recalibrate-bn", &recalibrate_bn, "N",
+           "re-estimate BatchNorm statistics on N training batches right after the\n"
+           "                            surgery (0 = off); helps where the surgery changed weights\n"
+           "                            (magnitude, unify); reported as after_recalibration");
   p.flag("no-latency", &no_latency, "skip latency measurements (faster)");
   p.option("recipe", &recipe, "FILE", "run the stages of a recipe file instead of one --method\n"
            "                            (see docs/cli.md; e.g. recipes/adapruner-trp-grda.toml)");
@@ -83,6 +87,7 @@ int cmd_compress(const std::vector<std::string>& args) {
   if (model_path.empty()) throw UsageError("--model IN.nnslim is required");
   if (finetune_epochs < 0) throw UsageError("--finetune-epochs must be >= 0");
   if (!(finetune_lr > 0)) throw UsageError("--finetune-lr must be > 0");
+  if (recalibrate_bn < 0) throw UsageError("--recalibrate-bn must be >= 0 (batches; 0 = off)");
   std::shared_ptr<Method> m;
   try {
     m = create_method(method, method_values);  // validates the method's options
@@ -110,6 +115,7 @@ int cmd_compress(const std::vector<std::string>& args) {
   co.train = topt;
   co.finetune_epochs = finetune_epochs;
   co.finetune_lr = finetune_lr;
+  co.recalibrate_batches = recalibrate_bn;
   co.measure_latency = !no_latency;
   co.resume = resume;
   auto t0 = std::chrono::steady_clock::now();
@@ -131,6 +137,7 @@ int cmd_compress(const std::vector<std::string>& args) {
   s.set("finetune_epochs", finetune_epochs);
   s.set("before", r.before.to_json());
   s.set("after_surgery", r.after_surgery.to_json());
+  if (r.after_recalibration) s.set("after_recalibration", r.after_recalibration->to_json());
   s.set("after", r.after.to_json());
   s.set("macs_ratio", r.after.macs > 0 ? double(r.before.macs) / r.after.macs : 0.0);
   s.set("params_ratio", r.after.params > 0 ? double(r.before.params) / r.after.params : 0.0);
@@ -162,6 +169,7 @@ int cmd_compress(const std::vector<std::string>& args) {
     };
     row("before", r.before, true);
     row("after surgery", r.after_surgery, false);
+    if (r.after_recalibration) row("after BN recal", *r.after_recalibration, false);
     row("after", r.after, true);
     std::printf("MACs %.2fx smaller, params %.2fx smaller; wrote %s/model.nnslim\n",
                 double(r.before.macs) / std::max<int64_t>(1, r.after.macs),

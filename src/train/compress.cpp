@@ -2,6 +2,7 @@
 
 #include "nnslim/graph/cost.h"
 #include "nnslim/graph/serialize.h"
+#include "nnslim/methods/recalibrate.h"
 #include "nnslim/report/latency.h"
 #include "nnslim/train/checkpoint.h"
 
@@ -63,6 +64,12 @@ std::optional<Checkpoint> resume_point(const std::string& dir, bool resume) {
   return load_checkpoint(checkpoint_path(dir));
 }
 
+bool has_batchnorm(const Graph& g) {
+  for (const auto& n : g.nodes)
+    if (n.op == Op::kBatchNorm2d) return true;
+  return false;
+}
+
 std::string phase_dir(const std::string& out, const std::string& phase) {
   if (out.empty()) return "";
   std::string d = out + "/" + phase;
@@ -101,6 +108,11 @@ CompressResult compress(Graph& graph, Method& method, const Dataset& train, cons
   validate(graph);
   graph.to(torch::kCPU);
   r.after_surgery = measure_model(graph, test, false, 0, device);
+  if (o.recalibrate_batches > 0 && has_batchnorm(graph)) {
+    if (log) *log << "== recalibrating BatchNorm statistics on " << o.recalibrate_batches << " batches\n";
+    recalibrate_bn(graph, normalised, o.recalibrate_batches, o.train.batch_size, o.train.seed);
+    r.after_recalibration = measure_model(graph, test, false, 0, device);
+  }
 
   // Fine-tune.
   if (o.finetune_epochs > 0) {

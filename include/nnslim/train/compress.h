@@ -5,6 +5,7 @@
 #pragma once
 
 #include "nnslim/report/json.h"
+#include <optional>
 #include "nnslim/train/trainer.h"
 
 namespace nnslim {
@@ -22,6 +23,10 @@ struct CompressOptions {
   TrainOptions train;            // training with the method; train.epochs may be 0
   int64_t finetune_epochs = 0;   // after surgery
   double finetune_lr = 0.01;     // cosine from this rate
+  // Re-estimate BatchNorm running statistics on this many training batches right after the
+  // surgery (0 = off): surgery that changes weights (magnitude, unify) leaves statistics of the
+  // old activations behind. Exact surgeries (HSPG, TRP, gRDA) do not need it.
+  int64_t recalibrate_batches = 0;
   bool measure_latency = true;
   double latency_seconds = 1.0;  // per measurement
   // Continue from the checkpoints in train.out_dir/{train,finetune}/ that an interrupted run
@@ -31,6 +36,7 @@ struct CompressOptions {
 
 struct CompressResult {
   ModelStats before, after_surgery, after;
+  std::optional<ModelStats> after_recalibration;  // when options.recalibrate_batches > 0
   Json method;                   // the method's describe() output
 };
 
