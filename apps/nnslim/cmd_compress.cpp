@@ -162,10 +162,15 @@ int cmd_compress(const std::vector<std::string>& args) {
   if (!train.quiet) {
     std::printf("\n%-14s %10s %12s %8s %12s %14s\n", "", "params", "MACs", "top-1", "latency b1",
                 "latency b64");
-    auto row = [](const char* name, const ModelStats& st, bool lat) {
-      std::printf("%-14s %10s %12s %7.2f%% %10.3fms %12.3fms\n", name, human(st.params).c_str(),
-                  human(st.macs).c_str(), st.top1, lat ? st.latency_ms : 0.0,
-                  lat ? st.latency_ms_batch64 : 0.0);
+    auto ms = [](double v) {  // "-" where nothing was measured (--no-latency, after surgery)
+      char b[32];
+      std::snprintf(b, sizeof b, "%.3fms", v);
+      return v > 0 ? std::string(b) : std::string("-");
+    };
+    auto row = [&](const char* name, const ModelStats& st, bool lat) {
+      std::printf("%-14s %10s %12s %7.2f%% %12s %14s\n", name, human(st.params).c_str(),
+                  human(st.macs).c_str(), st.top1, (lat ? ms(st.latency_ms) : "-").c_str(),
+                  (lat ? ms(st.latency_ms_batch64) : "-").c_str());
     };
     row("before", r.before, true);
     row("after surgery", r.after_surgery, false);

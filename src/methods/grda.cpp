@@ -2,6 +2,8 @@
 // grda_pytorch.py step for step (§5.2); the Method wraps it for the compress pipeline.
 #include "nnslim/methods/grda.h"
 
+#include "nnslim/methods/keep_zeros.h"
+
 #include "nnslim/graph/surgery.h"
 #include "nnslim/train/trainer.h"
 
@@ -180,38 +182,6 @@ struct Grda::Shared {
 
 namespace {
 
-// Fine-tuning after gRDA (plain SGD with the compress pipeline's options) must not refill the
-// zeros: the gradient of every zero entry is masked and the entry re-zeroed after each step.
-// [OUR CHOICE] -- the paper does not fine-tune at all.
-class KeepZeros : public Method {
- public:
-  using Update = std::function<void(const Graph&)>;
-  explicit KeepZeros(Update on_epoch) : on_epoch_(std::move(on_epoch)) {}
-  std::string name() const override { return "grda-keep-zeros"; }
-  void begin(Context& ctx) override {
-    torch::NoGradGuard no_grad;
-    masks_.clear();
-    for (const auto& p : ctx.graph.parameters()) {
-      auto zero = p.detach() == 0;
-      if (zero.any().item<bool>()) masks_.emplace_back(p, zero);
-    }
-  }
-  void after_backward(Context&) override {
-    for (auto& [p, zero] : masks_)
-      if (p.grad().defined()) p.grad().masked_fill_(zero, 0);
-  }
-  void after_step(Context&) override {
-    torch::NoGradGuard no_grad;
-    for (auto& [p, zero] : masks_) p.detach().masked_fill_(zero, 0);
-  }
-  void end_epoch(Context& ctx) override {
-    if (on_epoch_) on_epoch_(ctx.graph);
-  }
-
- private:
-  Update on_epoch_;
-  std::vector<std::pair<torch::Tensor, torch::Tensor>> masks_;  // (parameter, zero mask)
-};
 
 }  // namespace
 
@@ -289,7 +259,7 @@ void Grda::finalize(Context& ctx) {
 
 std::shared_ptr<Method> Grda::finetune_method() {
   auto shared = shared_;
-  return std::make_shared<KeepZeros>([shared](const Graph& g) {
+  return std::make_shared<KeepZeros>("grda-keep-zeros", [shared](const Graph& g) {
     shared->report = sparsity_report(g);
   });
 }

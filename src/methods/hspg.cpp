@@ -2,6 +2,8 @@
 // groups, zero-group surgery, and the element-wise OBProx-SG variant.
 #include "nnslim/methods/hspg.h"
 
+#include "nnslim/methods/keep_zeros.h"
+
 #include "nnslim/graph/surgery.h"
 #include "nnslim/methods/magnitude.h"  // split_names
 #include "nnslim/train/trainer.h"
@@ -705,34 +707,6 @@ Json element_report(const Graph& graph) {
   return r;
 }
 
-// Fine-tuning (plain SGD) keeps every exact zero at zero: gradient and weight masks.
-class KeepZerosWhileFinetuning : public Method {
- public:
-  explicit KeepZerosWhileFinetuning(std::function<void(const Graph&)> on_epoch)
-      : on_epoch_(std::move(on_epoch)) {}
-  std::string name() const override { return "obproxsg-keep-zeros"; }
-  void begin(Context& ctx) override {
-    torch::NoGradGuard no_grad;
-    masks_.clear();
-    for (const auto& p : ctx.graph.parameters()) {
-      auto zero = p.detach() == 0;
-      if (zero.any().item<bool>()) masks_.emplace_back(p, zero);
-    }
-  }
-  void after_backward(Context&) override {
-    for (auto& [p, zero] : masks_)
-      if (p.grad().defined()) p.grad().masked_fill_(zero, 0);
-  }
-  void after_step(Context&) override {
-    torch::NoGradGuard no_grad;
-    for (auto& [p, zero] : masks_) p.detach().masked_fill_(zero, 0);
-  }
-  void end_epoch(Context& ctx) override { on_epoch_(ctx.graph); }
-
- private:
-  std::function<void(const Graph&)> on_epoch_;
-  std::vector<std::pair<torch::Tensor, torch::Tensor>> masks_;
-};
 
 }  // namespace
 
@@ -789,7 +763,7 @@ void Obproxsg::finalize(Context& ctx) {
 
 std::shared_ptr<Method> Obproxsg::finetune_method() {
   auto d = details_;
-  return std::make_shared<KeepZerosWhileFinetuning>([d](const Graph& g) {
+  return std::make_shared<KeepZeros>("obproxsg-keep-zeros", [d](const Graph& g) {
     Json prox = d->has("prox_epochs") ? d->get("prox_epochs") : Json(int64_t(0));
     *d = element_report(g);
     d->set("prox_epochs", prox);

@@ -1,5 +1,7 @@
 #include "support/fixtures.h"
 
+#include "nnslim/train/checkpoint.h"
+
 #include <array>
 #include <atomic>
 #include <cstdio>
@@ -79,6 +81,36 @@ TrainOptions small_options(int64_t epochs) {
   o.seed = 3;
   o.eval_batch_size = 32;
   return o;
+}
+
+ResumeOutcome crash_and_resume(const std::function<std::vector<std::shared_ptr<Method>>()>& hooks,
+                               TrainOptions options) {
+  auto d = tiny_data({2, 8, 8}, 5);
+  options.epochs = 3;
+  ResumeOutcome r;
+  r.full = fixture_all_ops(1);
+  Trainer(r.full, options, hooks()).fit(d.train, nullptr);
+
+  TempDir dir;
+  options.out_dir = dir.path;
+  Graph interrupted = fixture_all_ops(1);
+  auto crashing = hooks();
+  crashing.push_back(std::make_shared<CrashAtEpoch>(2));
+  try {
+    Trainer(interrupted, options, crashing).fit(d.train, nullptr);
+    throw std::logic_error("crash_and_resume: the simulated crash did not happen");
+  } catch (const std::runtime_error&) {
+  }
+  Checkpoint ck = load_checkpoint(checkpoint_path(dir.path));
+  if (ck.epochs_done != 2) throw std::logic_error("crash_and_resume: checkpoint not after epoch 2");
+  Graph resumed = fixture_all_ops(99);  // different init: everything must come from the checkpoint
+  Trainer(resumed, options, hooks()).fit(d.train, nullptr, &ck);
+  r.resumed_equals_full = same_weights(r.full, resumed);
+  ck.optimizer_state.clear();
+  Graph fresh = fixture_all_ops(99);
+  Trainer(fresh, options, hooks()).fit(d.train, nullptr, &ck);
+  r.without_optimizer_state_equals_full = same_weights(r.full, fresh);
+  return r;
 }
 
 int run_cli(const std::string& args, std::string* output) {

@@ -8,6 +8,10 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <vector>
 #include <string>
 
 namespace nnslim::testing {
@@ -32,6 +36,25 @@ DataSplits tiny_data(std::vector<int64_t> shape = {1, 8, 8}, int64_t classes = 3
 bool same_weights(const Graph& a, const Graph& b);
 // A short, seeded training recipe for tiny models (batch 16, lr 0.05, seed 3).
 TrainOptions small_options(int64_t epochs);
+// Simulates a crash: throws when the given epoch starts (its predecessor's checkpoint is on disk).
+struct CrashAtEpoch : Method {
+  explicit CrashAtEpoch(int64_t e) : epoch(e) {}
+  int64_t epoch;
+  std::string name() const override { return "crash"; }
+  void before_step(Context& c) override {
+    if (c.epoch == epoch) throw std::runtime_error("simulated crash");
+  }
+};
+// Trains fixture_all_ops(1) on tiny_data({2, 8, 8}, 5) for 3 epochs with fresh hooks from
+// `hooks()`: once uninterrupted; once crashed at epoch 2 and resumed from the checkpoint into a
+// differently initialised graph; once resumed like that but with the optimizer state dropped.
+struct ResumeOutcome {
+  Graph full;
+  bool resumed_equals_full = false;
+  bool without_optimizer_state_equals_full = false;
+};
+ResumeOutcome crash_and_resume(const std::function<std::vector<std::shared_ptr<Method>>()>& hooks,
+                               TrainOptions options);
 // Runs the nnslim binary with arguments; returns the exit code, captures stdout+stderr.
 int run_cli(const std::string& args, std::string* output = nullptr);
 

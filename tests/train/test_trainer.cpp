@@ -15,15 +15,7 @@ using testing::small_options;
 
 using testing::same_weights;
 
-// Simulates a crash: throws when the given epoch starts (its predecessor's checkpoint is on disk).
-struct CrashAtEpoch : Method {
-  explicit CrashAtEpoch(int64_t e) : epoch(e) {}
-  int64_t epoch;
-  std::string name() const override { return "crash"; }
-  void before_step(Context& c) override {
-    if (c.epoch == epoch) throw std::runtime_error("simulated crash");
-  }
-};
+using testing::CrashAtEpoch;
 
 // Overrides every hook without changing anything.
 struct Noop : Method {
