@@ -3,6 +3,7 @@
 #include "nnslim/methods/grda.h"
 
 #include "nnslim/methods/keep_zeros.h"
+#include "nnslim/methods/optim_state.h"
 
 #include "nnslim/graph/surgery.h"
 #include "nnslim/train/trainer.h"
@@ -49,20 +50,6 @@ void GRDAParamState::serialize(torch::serialize::InputArchive& archive) {
 
 namespace {
 
-// The key of a parameter in Optimizer::state(): LibTorch 1.13 uses the TensorImpl address as a
-// string (c10::guts::to_string, i.e. operator<<), LibTorch 2.x the address itself.
-template <typename Map>
-typename Map::key_type state_key(const torch::Tensor& p) {
-  using Key = typename Map::key_type;
-  if constexpr (std::is_same_v<Key, std::string>) {
-    std::ostringstream os;
-    os << p.unsafeGetTensorImpl();
-    return os.str();
-  } else {
-    return static_cast<Key>(p.unsafeGetTensorImpl());
-  }
-}
-
 void check_options(const GRDAOptions& o) {
   TORCH_CHECK(o.lr() >= 0 && std::isfinite(o.lr()), "grda: lr must be >= 0, got ", o.lr());
   TORCH_CHECK(o.c() >= 0 && std::isfinite(o.c()), "grda: c must be >= 0, got ", o.c());
@@ -96,7 +83,7 @@ torch::Tensor GRDA::step(LossClosure closure) {
     const double scale = c * std::pow(lr, mu + 0.5);
     for (auto& p : group.params()) {
       if (!p.grad().defined()) continue;  // no gradient: the tensor's counter stays (inv. 6)
-      auto key = state_key<decltype(state_)>(p);
+      auto key = optimizer_state_key<decltype(state_)>(p);
       if (state_.find(key) == state_.end()) {
         // The accumulator starts at the initial weights w0, not at zero (§5.2, invariant 5).
         auto s = std::make_unique<GRDAParamState>();
@@ -130,7 +117,7 @@ void GRDA::save(torch::serialize::OutputArchive& archive) const { serialize(*thi
 void GRDA::load(torch::serialize::InputArchive& archive) { serialize(*this, archive); }
 
 const GRDAParamState* GRDA::state_of(const torch::Tensor& p) const {
-  auto it = state_.find(state_key<decltype(state_)>(p));
+  auto it = state_.find(optimizer_state_key<decltype(state_)>(p));
   if (it == state_.end()) return nullptr;
   return static_cast<const GRDAParamState*>(it->second.get());
 }

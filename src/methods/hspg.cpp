@@ -3,6 +3,7 @@
 #include "nnslim/methods/hspg.h"
 
 #include "nnslim/methods/keep_zeros.h"
+#include "nnslim/methods/optim_state.h"
 
 #include "nnslim/graph/surgery.h"
 #include "nnslim/methods/magnitude.h"  // split_names
@@ -21,27 +22,13 @@ namespace nnslim {
 
 namespace {
 
-// The key of a parameter in Optimizer::state(): LibTorch 1.13 uses the TensorImpl address as a
-// string (c10::guts::to_string, i.e. operator<<), LibTorch 2.x the address itself.
-template <typename Map>
-typename Map::key_type state_key(const torch::Tensor& p) {
-  using Key = typename Map::key_type;
-  if constexpr (std::is_same_v<Key, std::string>) {
-    std::ostringstream os;
-    os << p.unsafeGetTensorImpl();
-    return os.str();
-  } else {
-    return static_cast<Key>(p.unsafeGetTensorImpl());
-  }
-}
-
 // d <- heavy-ball(d), exactly the arithmetic of torch::optim::SGD::step (dampening 0), so that
 // the regulariser switched off gives SGD bit for bit (§2.8 invariant 4).
 template <typename State, typename StateMap>
 torch::Tensor apply_momentum(StateMap& state, const torch::Tensor& p, torch::Tensor d_p,
                              double momentum, bool nesterov) {
   if (momentum == 0) return d_p;
-  auto key = state_key<StateMap>(p);
+  auto key = optimizer_state_key<StateMap>(p);
   auto it = state.find(key);
   torch::Tensor buf;
   if (it == state.end()) {
