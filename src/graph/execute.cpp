@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+
 namespace nnslim {
 
 namespace {
@@ -79,15 +81,23 @@ torch::Tensor forward(const Graph& graph, const torch::Tensor& x, Mode mode) {
   for (const auto& n : graph.nodes) {
     ins.clear();
     for (int id : n.inputs) ins.push_back(values[id]);
-    // A ReLU whose fresh input nobody else reads may work in place (as torchvision's inplace=True):
-    // saves one activation-sized allocation per block. Never on the caller's tensor.
-    bool sole_reader = n.inputs.size() == 1 && fresh[n.inputs[0]] && uses[n.inputs[0]] == 1;
+    // A ReLU or Add whose first input is fresh and read by nobody else may write into it (as
+    // torchvision's inplace=True and `out += identity`): saves an activation-sized allocation
+    // and a memory pass per block. Never on the caller's tensor; Add only without broadcasting
+    // and outside autograd (a saved input must not change before backward).
+    const bool first_is_free = !n.inputs.empty() && fresh[n.inputs[0]] && uses[n.inputs[0]] == 1;
     for (int id : n.inputs)
       if (--uses[id] == 0) values[id] = torch::Tensor();
-    if (n.op == Op::kReLU && sole_reader)
+    if (n.op == Op::kReLU && first_is_free) {
       values[n.id] = torch::relu_(ins[0]);
-    else
+    } else if (n.op == Op::kAdd && first_is_free && !torch::GradMode::is_enabled() &&
+               std::all_of(ins.begin() + 1, ins.end(),
+                           [&](const torch::Tensor& t) { return t.sizes() == ins[0].sizes(); })) {
+      for (size_t i = 1; i < ins.size(); ++i) ins[0].add_(ins[i]);
+      values[n.id] = ins[0];
+    } else {
       values[n.id] = run_node(n, ins, mode);
+    }
   }
   return values[graph.output];
 }

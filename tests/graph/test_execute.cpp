@@ -1,5 +1,6 @@
 // Every op of the graph executor against torch's functional result, and train/eval semantics.
 #include "nnslim/graph/execute.h"
+#include "nnslim/models/zoo.h"
 #include "support/fixtures.h"
 
 #include <gtest/gtest.h>
@@ -136,6 +137,27 @@ TEST(Execute, InPlaceReluDoesNotCorruptSharedValues) {
   auto x = torch::randn({1, 2, 4, 4}, torch::kDouble);
   auto cv = torch::conv2d(x, g.find("c")->params.at("weight"));
   EXPECT_LT(max_abs_diff(forward(g, x, Mode::kEval), torch::relu(cv) + cv), 1e-12);
+}
+
+TEST(Execute, InPlaceAddEqualsFunctionalAddAndSparesSharedValues) {
+  // Inference (no autograd) adds into the first input when nobody else reads it; with autograd
+  // on every Add allocates. Both must give the same bits, on a residual network and on a graph
+  // whose Add inputs are read elsewhere too (conv c feeds the add and the relu after it).
+  torch::manual_seed(9);
+  GraphBuilder b({2, 4, 4});
+  int c = b.conv(b.input(), 2, 1, 1, 0, "c");
+  int d = b.conv(b.input(), 2, 1, 1, 0, "d");
+  int s = b.add({c, d}, "s");
+  int r = b.relu(c, "r");
+  Graph g = b.build(b.add({s, r}, "out"));
+  auto same_with_and_without_autograd = [](const Graph& net, const torch::Tensor& x) {
+    torch::Tensor functional = forward(net, x, Mode::kEval).detach();
+    torch::NoGradGuard no_grad;
+    return forward(net, x, Mode::kEval).equal(functional);
+  };
+  EXPECT_TRUE(same_with_and_without_autograd(g, torch::randn({3, 2, 4, 4})));
+  EXPECT_TRUE(same_with_and_without_autograd(build_model("resnet20", {1, 28, 28}, 10),
+                                             torch::randn({2, 1, 28, 28})));
 }
 
 TEST(Execute, RejectsWrongInputShape) {
