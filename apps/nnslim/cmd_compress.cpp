@@ -111,6 +111,7 @@ int cmd_compress(const std::vector<std::string>& args) {
   auto it = g.meta.find("dataset");
   if (!p.given("dataset") && it != g.meta.end()) data.dataset = it->second;
   auto d = load_data(data);
+  check_fits_data(g, d.train, model_path);
   CompressOptions co;
   co.train = topt;
   co.finetune_epochs = finetune_epochs;

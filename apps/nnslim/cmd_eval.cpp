@@ -29,6 +29,7 @@ int cmd_eval(const std::vector<std::string>& args) {
   auto it = g.meta.find("dataset");
   if (!p.given("dataset") && it != g.meta.end()) data.dataset = it->second;
   auto d = load_data(data);
+  check_fits_data(g, d.test, model_path);
   torch::Device dev = parse_device(device);
   g.to(dev);
   EvalResult r = evaluate(g, d.test, batch, dev);

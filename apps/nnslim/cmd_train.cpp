@@ -14,7 +14,7 @@
 namespace nnslim::cli {
 
 int cmd_train(const std::vector<std::string>& args) {
-  std::string model = "resnet20", out, resume;
+  std::string model = "resnet20", out, resume, init;
   bool force = false, no_latency = false;
   DataFlags data;
   TrainFlags train;
@@ -24,8 +24,11 @@ int cmd_train(const std::vector<std::string>& args) {
               "Trains a model from the zoo and writes DIR/model.nnslim, DIR/summary.json,\n"
               "DIR/metrics.jsonl (one record per epoch) and DIR/checkpoint.nnslim-ckpt (after\n"
               "every epoch). An interrupted run continues with 'nnslim train --resume DIR' and ends\n"
-              "with the same weights as an uninterrupted one. --epochs 0 writes the initialised model.");
+              "with the same weights as an uninterrupted one. --epochs 0 writes the initialised model.\n"
+              "--init FILE.nnslim trains a saved model instead (e.g. fine-tunes a compressed one\n"
+              "further), normalising the data as that model was first trained.");
   p.option("model", &model, "NAME", "model: " + names);
+  p.option("init", &init, "FILE", "start from this saved model (*.nnslim) instead of --model");
   p.option("out", &out, "DIR", "output directory (must be new or empty unless --force)");
   p.flag("force", &force, "write into an existing non-empty --out directory");
   p.flag("no-latency", &no_latency, "skip the inference latency measurement for summary.json");
@@ -37,6 +40,15 @@ int cmd_train(const std::vector<std::string>& args) {
 
   Checkpoint ckpt;
   bool resuming = !resume.empty();
+  if (!init.empty() && p.given("model")) throw UsageError("--init FILE replaces --model NAME; give one");
+  if (!init.empty() && resuming) throw UsageError("--resume continues its own run; drop --init");
+  Graph initial;
+  if (!init.empty()) {
+    initial = load_model_file(init);  // before anything is written: a bad file fails early
+    auto it = initial.meta.find("dataset");
+    if (!p.given("dataset") && it != initial.meta.end()) data.dataset = it->second;
+    model = initial.meta.count("model") ? initial.meta.at("model") : init;
+  }
   if (resuming) {
     if (!out.empty() && out != resume) throw UsageError("--resume DIR writes into DIR; drop --out");
     ckpt = load_checkpoint(checkpoint_path(resume));
@@ -51,7 +63,10 @@ int cmd_train(const std::vector<std::string>& args) {
   const Dataset& monitor = data.val_split > 0 ? d.val : d.test;
 
   torch::manual_seed(static_cast<uint64_t>(train.seed));
-  Graph g = resuming ? ckpt.graph : build_model(model, d.train.image_shape(), d.train.classes);
+  Graph g = resuming        ? ckpt.graph
+            : !init.empty() ? std::move(initial)
+                            : build_model(model, d.train.image_shape(), d.train.classes);
+  if (!init.empty()) check_fits_data(g, d.train, init);
   if (!train.quiet) {
     auto cost = count_cost(g);
     std::cout << "nnslim train: " << model << " on " << data.dataset << " (" << d.train.size()

@@ -1,5 +1,6 @@
 #include "common.h"
 
+#include "nnslim/graph/shape.h"
 #include "nnslim/graph/serialize.h"
 #include "nnslim/methods/unify_format.h"
 
@@ -125,6 +126,17 @@ Graph load_model_file(const std::string& path) {
   f.read(magic, 8);
   if (f && std::string(magic, 7) == "NNSLIMU") return load_unified(path);
   return load_graph(path);
+}
+
+void check_fits_data(const Graph& graph, const Dataset& data, const std::string& path) {
+  auto shape = data.image_shape();
+  if (graph.input_shape != shape)
+    throw UsageError(path + " takes " + shape_str(graph.input_shape) + " inputs but dataset '" +
+                     data.name + "' has " + shape_str(shape) + " images; pick the dataset it was trained on");
+  auto it = graph.meta.find("classes");
+  if (it != graph.meta.end() && std::to_string(data.classes) != it->second)
+    throw UsageError(path + " has " + it->second + " classes but dataset '" + data.name + "' has " +
+                     std::to_string(data.classes));
 }
 
 void write_text(const std::string& path, const std::string& text) { write_file_atomic(path, text); }

@@ -61,6 +61,9 @@ void prepare_out_dir(const std::string& dir, bool force);
 // Loads a model file: an ordinary *.nnslim or the compact unified form (model.unified.nnslim).
 Graph load_model_file(const std::string& path);
 
+// A clear usage error when `graph` (loaded from `path`) cannot take `data`'s images or labels.
+void check_fits_data(const Graph& graph, const Dataset& data, const std::string& path);
+
 // Writes text atomically.
 void write_text(const std::string& path, const std::string& text);
 

@@ -1,4 +1,6 @@
 // Smoke tests of the nnslim command line on synthetic data.
+#include "nnslim/graph/builder.h"
+#include "nnslim/graph/serialize.h"
 #include "nnslim/report/json.h"
 #include "support/fixtures.h"
 
@@ -73,6 +75,34 @@ TEST(Cli, ResumeContinuesARun) {
   for (std::string l; std::getline(m, l);) ++lines;
   EXPECT_EQ(lines, 2);
   EXPECT_EQ(Json::parse(slurp(run + "/summary.json")).get("epochs").integer(), 2);
+}
+
+TEST(Cli, TrainInitStartsFromASavedModel) {
+  testing::TempDir dir;
+  std::string a = dir.file("a"), b = dir.file("b"), c = dir.file("c"), out;
+  ASSERT_EQ(run_cli("train --model lenet5 --dataset synthetic --epochs 1 --quiet --no-latency --out " + a, &out), 0)
+      << out;
+  // 0 epochs from --init: the saved model itself (the dataset comes from its metadata).
+  ASSERT_EQ(run_cli("train --init " + a + "/model.nnslim --epochs 0 --quiet --no-latency --out " + b, &out), 0)
+      << out;
+  EXPECT_TRUE(testing::same_weights(load_graph(a + "/model.nnslim"), load_graph(b + "/model.nnslim")));
+  Json s = Json::parse(slurp(b + "/summary.json"));
+  EXPECT_EQ(s.get("model").str(), "lenet5");
+  EXPECT_EQ(s.get("dataset").str(), "synthetic");
+  EXPECT_DOUBLE_EQ(s.get("top1").num(), Json::parse(slurp(a + "/summary.json")).get("top1").num());
+  // One more epoch moves the weights.
+  ASSERT_EQ(run_cli("train --init " + a + "/model.nnslim --epochs 1 --lr 0.01 --quiet --no-latency --out " + c, &out),
+            0) << out;
+  EXPECT_FALSE(testing::same_weights(load_graph(a + "/model.nnslim"), load_graph(c + "/model.nnslim")));
+  // Contradictions and a model that cannot take the data are usage errors naming the problem.
+  EXPECT_EQ(run_cli("train --init " + a + "/model.nnslim --model resnet20 --out " + dir.file("x"), &out), 2);
+  EXPECT_TRUE(contains(out, "--init FILE replaces --model NAME")) << out;
+  GraphBuilder g({3, 8, 8});
+  save_graph(g.build(g.linear(g.flatten(g.input(), "f"), 10, "fc")), dir.file("rgb.nnslim"));
+  EXPECT_EQ(run_cli("eval " + dir.file("rgb.nnslim") + " --dataset synthetic", &out), 2);
+  EXPECT_TRUE(contains(out, "takes 3x8x8 inputs but dataset 'synthetic' has 1x32x32 images")) << out;
+  EXPECT_EQ(run_cli("train --init " + dir.file("rgb.nnslim") + " --dataset synthetic --out " + dir.file("y"), &out), 2);
+  EXPECT_TRUE(contains(out, "takes 3x8x8 inputs")) << out;
 }
 
 TEST(Cli, EpochsZeroWritesTheInitialisedModel) {
