@@ -24,6 +24,7 @@
 #include "nnslim/graph/serialize.h"
 #include "nnslim/graph/shape.h"
 #include "nnslim/models/zoo.h"
+#include "nnslim/train/threads.h"
 
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
@@ -282,7 +283,7 @@ int main(int argc, char** argv) {
   double seconds = argc > 2 ? std::atof(argv[2]) : 0.2;
   int threads = argc > 3 ? std::atoi(argv[3])
                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  torch::set_num_threads(threads);
+  nnslim::set_compute_threads(threads);
   std::printf("sparse vs dense conv inference: batch %lld, %d threads, LibTorch %s\n",
               (long long)batch, threads, TORCH_VERSION);
   std::printf("\n*.nnslim file sizes (format 2 sparse encodings vs format 1 dense):\n");

@@ -16,6 +16,7 @@
 #include "nnslim/methods/registry.h"
 #include "nnslim/methods/trp.h"
 #include "nnslim/models/zoo.h"
+#include "nnslim/train/threads.h"
 
 #include <torch/torch.h>
 
@@ -102,7 +103,7 @@ int main(int argc, char** argv) {
   double target = argc > 2 ? std::atof(argv[2]) : 0.5;
   std::vector<int64_t> shape{1, 32, 32};
   if (argc > 5) shape = {std::atoll(argv[3]), std::atoll(argv[4]), std::atoll(argv[5])};
-  torch::set_num_threads(threads);
+  nnslim::set_compute_threads(threads);
   torch::manual_seed(0);
   Graph dense = build_model("resnet20", shape, 10);
 

@@ -11,6 +11,7 @@
 #include "nnslim/methods/trp.h"
 #include "nnslim/models/zoo.h"
 #include "nnslim/report/latency.h"
+#include "nnslim/train/threads.h"
 
 #include <torch/torch.h>
 
@@ -49,7 +50,7 @@ int main(int argc, char** argv) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::vector<int64_t> shape{1, 28, 28};
   if (argc > 5) shape = {std::atoll(argv[3]), std::atoll(argv[4]), std::atoll(argv[5])};
-  torch::set_num_threads(threads);
+  nnslim::set_compute_threads(threads);
   torch::manual_seed(0);
   Graph g = build_model("resnet20", shape, 10);
 

@@ -3,6 +3,7 @@
 #include "nnslim/graph/shape.h"
 #include "nnslim/graph/serialize.h"
 #include "nnslim/methods/unify_format.h"
+#include "nnslim/train/threads.h"
 
 #include <fstream>
 
@@ -102,9 +103,7 @@ TrainOptions to_train_options(const TrainFlags& f, const std::string& out_dir) {
 
 void set_threads(int64_t threads) {
   if (threads < 0) throw UsageError("--threads must be >= 0");
-  int n = threads > 0 ? static_cast<int>(threads)
-                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  torch::set_num_threads(n);
+  set_compute_threads(static_cast<int>(threads));
 }
 
 void prepare_out_dir(const std::string& dir, bool force) {
