@@ -14,7 +14,7 @@ int cmd_bench(const std::vector<std::string>& args) {
   int64_t classes = 10, batch = 1, threads = 0, warmup = 5, runs = 20;
   double seconds = 2.0;
   bool train = false, json = false, no_fold = false;
-  std::string format = "auto", parallel = "auto";
+  std::string format = "auto";
   ArgParser p("bench",
               "nnslim bench (MODEL | --model NAME) [--batch-size B] [--threads T] [--train] [--json]",
               "Measures inference latency (median and p90 over repeated runs after warm-up, BatchNorm\n"
@@ -33,9 +33,6 @@ int cmd_bench(const std::vector<std::string>& args) {
   p.option("seconds", &seconds, "S", "minimum total timed seconds");
   p.flag("train", &train, "time training steps instead of inference");
   p.option("memory-format", &format, "F", "inference: auto (time both, keep the faster), nchw or nhwc");
-  p.option("parallel", &parallel, "P",
-           "inference with several threads: auto (time both, keep the faster), ops (split each op\n"
-           "across threads) or batch (one batch slice per thread)");
   p.flag("no-fold-bn", &no_fold, "inference: keep BatchNorm nodes (default: folded into the convs, as exported)");
   p.flag("json", &json, "print JSON");
   if (!p.parse(args)) return 0;
@@ -56,10 +53,6 @@ int cmd_bench(const std::vector<std::string>& args) {
   else if (format == "nchw") o.memory_format = LatencyOptions::Format::kContiguous;
   else if (format == "nhwc") o.memory_format = LatencyOptions::Format::kChannelsLast;
   else throw UsageError("--memory-format must be auto, nchw or nhwc, got '" + format + "'");
-  if (parallel == "auto") o.parallel = LatencyOptions::Parallel::kAuto;
-  else if (parallel == "ops") o.parallel = LatencyOptions::Parallel::kOps;
-  else if (parallel == "batch") o.parallel = LatencyOptions::Parallel::kBatch;
-  else throw UsageError("--parallel must be auto, ops or batch, got '" + parallel + "'");
   LatencyResult r = train ? measure_train_step(g, o) : measure_latency(g, o);
   std::string name = path.empty() ? model : path;
   if (json) {
@@ -69,7 +62,6 @@ int cmd_bench(const std::vector<std::string>& args) {
     if (!train) {
       j.set("batchnorm_folded", !no_fold);
       j.set("memory_format", r.channels_last ? "nhwc" : "nchw");
-      j.set("parallel", r.batch_parallel ? "batch" : "ops");
     }
     j.set("batch_size", batch);
     j.set("threads", static_cast<int64_t>(torch::get_num_threads()));
@@ -85,9 +77,7 @@ int cmd_bench(const std::vector<std::string>& args) {
                 "(%lld runs%s)\n",
                 name.c_str(), train ? "training step" : "inference", (long long)batch,
                 torch::get_num_threads(), r.median_ms, r.p90_ms, r.images_per_second,
-                (long long)r.runs,
-                train ? "" : r.channels_last ? (r.batch_parallel ? ", NHWC, batch split" : ", NHWC")
-                                             : (r.batch_parallel ? ", NCHW, batch split" : ", NCHW"));
+                (long long)r.runs, train ? "" : r.channels_last ? ", NHWC" : ", NCHW");
   }
   return 0;
 }

@@ -1,6 +1,5 @@
 #include "nnslim/graph/execute.h"
 
-#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -101,22 +100,6 @@ torch::Tensor forward(const Graph& graph, const torch::Tensor& x, Mode mode) {
     }
   }
   return values[graph.output];
-}
-
-torch::Tensor forward_batch_parallel(const Graph& graph, const torch::Tensor& x, int64_t parts) {
-  if (parts <= 1 || x.size(0) < parts) {
-    torch::NoGradGuard no_grad;
-    return forward(graph, x, Mode::kEval);
-  }
-  auto slices = x.chunk(parts, 0);
-  std::vector<torch::Tensor> outs(slices.size());
-  // Inside at::parallel_for each op runs single-threaded (ATen and oneDNN see the parallel
-  // region), so every slice gets one core. Grad mode is thread-local: disable it in each worker.
-  at::parallel_for(0, static_cast<int64_t>(slices.size()), 1, [&](int64_t begin, int64_t end) {
-    torch::NoGradGuard no_grad;
-    for (int64_t i = begin; i < end; ++i) outs[i] = forward(graph, slices[i], Mode::kEval);
-  });
-  return torch::cat(outs, 0);
 }
 
 }  // namespace nnslim

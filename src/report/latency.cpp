@@ -64,47 +64,20 @@ LatencyResult measure_latency(const Graph& graph, const LatencyOptions& o) {
   auto x_nhwc = x.contiguous(torch::MemoryFormat::ChannelsLast);
   for (auto& n : nhwc.nodes)
     if (n.op == Op::kConv2d) n.params["weight"] = n.params["weight"].contiguous(torch::MemoryFormat::ChannelsLast);
-
-  // The configurations to try: memory format x how the threads share the work.
-  struct Config {
-    bool channels_last, batch_parallel;
-  };
   using F = LatencyOptions::Format;
-  using P = LatencyOptions::Parallel;
-  std::vector<bool> formats;
-  if (o.memory_format != F::kChannelsLast) formats.push_back(false);
-  if (o.memory_format != F::kContiguous) formats.push_back(true);
-  const int64_t parts = o.device.is_cpu() ? torch::get_num_threads() : 1;
-  const bool can_split = parts > 1 && o.batch_size >= parts;
-  std::vector<bool> splits;
-  if (o.parallel != P::kBatch || !can_split) splits.push_back(false);
-  if (o.parallel != P::kOps && can_split) splits.push_back(true);
-  std::vector<Config> configs;
-  for (bool f : formats)
-    for (bool s : splits) configs.push_back({f, s});
-
-  auto run = [&](const Config& c) {
-    const Graph& net = c.channels_last ? nhwc : g;
-    const torch::Tensor& in = c.channels_last ? x_nhwc : x;
-    return [&net, &in, c, parts] {
-      (void)(c.batch_parallel ? forward_batch_parallel(net, in, parts) : forward(net, in, Mode::kEval));
-    };
-  };
-  Config best = configs.front();
-  if (configs.size() > 1) {  // short trials; the measured run below uses the winner
+  bool channels_last = o.memory_format == F::kChannelsLast;
+  if (o.memory_format == F::kAuto) {
     LatencyOptions trial = o;
     trial.warmup = 2;
     trial.min_runs = 3;
     trial.min_seconds = std::min(0.3, o.min_seconds);
-    double best_ms = 0;
-    for (const Config& c : configs) {
-      double ms = time_runs(trial, run(c)).median_ms;
-      if (&c == &configs.front() || ms < best_ms) best_ms = ms, best = c;
-    }
+    double plain = time_runs(trial, [&] { (void)forward(g, x, Mode::kEval); }).median_ms;
+    double cl = time_runs(trial, [&] { (void)forward(nhwc, x_nhwc, Mode::kEval); }).median_ms;
+    channels_last = cl < plain;
   }
-  LatencyResult r = time_runs(o, run(best));
-  r.channels_last = best.channels_last;
-  r.batch_parallel = best.batch_parallel;
+  LatencyResult r = channels_last ? time_runs(o, [&] { (void)forward(nhwc, x_nhwc, Mode::kEval); })
+                                  : time_runs(o, [&] { (void)forward(g, x, Mode::kEval); });
+  r.channels_last = channels_last;
   return r;
 }
 

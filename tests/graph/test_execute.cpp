@@ -160,31 +160,6 @@ TEST(Execute, InPlaceAddEqualsFunctionalAddAndSparesSharedValues) {
                                              torch::randn({2, 1, 28, 28})));
 }
 
-TEST(Execute, BatchParallelInferenceEqualsForward) {
-  // Slices of an uneven batch (7 into 3) run on separate threads and are concatenated back in
-  // order; NHWC input too (a slice of a channels-last batch stays channels-last). Parameters
-  // require grad, yet no slice may build an autograd graph.
-  torch::manual_seed(10);
-  Graph g = build_model("resnet20", {1, 12, 12}, 10);
-  auto x = torch::randn({7, 1, 12, 12});
-  torch::Tensor reference;
-  {
-    torch::NoGradGuard no_grad;
-    reference = forward(g, x, Mode::kEval);
-  }
-  const int threads = torch::get_num_threads();
-  torch::set_num_threads(3);
-  for (int64_t parts : {1, 2, 3, 8}) {
-    auto y = forward_batch_parallel(g, x, parts);
-    EXPECT_FALSE(y.requires_grad()) << parts;
-    EXPECT_LT(max_abs_diff(y, reference), 1e-4) << parts;
-  }
-  auto y_nhwc = forward_batch_parallel(g, x.contiguous(torch::MemoryFormat::ChannelsLast), 2);
-  EXPECT_LT(max_abs_diff(y_nhwc, reference), 1e-4);
-  EXPECT_THROW(forward_batch_parallel(g, torch::randn({4, 2, 12, 12}), 2), c10::Error);
-  torch::set_num_threads(threads);
-}
-
 TEST(Execute, RejectsWrongInputShape) {
   Graph g = testing::tiny_convnet();
   EXPECT_THROW(forward(g, torch::randn({1, 1, 9, 8}), Mode::kEval), c10::Error);

@@ -24,13 +24,6 @@ struct LatencyOptions {
   // runtime would pick its layout.
   enum class Format { kAuto, kContiguous, kChannelsLast };
   Format memory_format = Format::kAuto;
-  // Inference on CPU with several threads: split every op across the threads (kOps, LibTorch's
-  // default) or split the batch into one slice per thread, each run single-threaded (kBatch, as a
-  // serving runtime runs concurrent requests). Small-width (pruned) convs waste much of the
-  // per-op split on synchronisation; the batch split has none but needs batch >= threads.
-  // kAuto times both (with each memory format) and keeps the fastest.
-  enum class Parallel { kAuto, kOps, kBatch };
-  Parallel parallel = Parallel::kAuto;
 };
 
 struct LatencyResult {
@@ -40,7 +33,6 @@ struct LatencyResult {
   double images_per_second = 0;  // batch_size / median
   int64_t runs = 0;
   bool channels_last = false;  // the memory format that was timed
-  bool batch_parallel = false;  // whether the batch was split across threads
 };
 
 // Eval-mode forward passes without autograd.
