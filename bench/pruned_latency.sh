@@ -4,10 +4,13 @@
 # without rounding widths to multiples of 8), then times dense and pruned alternately at batch 1
 # and 64 and prints the MAC ratio next to the measured latency ratio (dense / pruned).
 # Latency does not depend on trained weights, so no training is needed. Needs an idle machine.
+# Threads spin between ops (OMP_WAIT_POLICY=ACTIVE unless set), as a dedicated inference runtime
+# does: sleeping threads cost a wake-up per op, which the pruned model pays as much as the dense
+# one (docs/RESULTS.md, "thread wake-ups"). Set OMP_WAIT_POLICY=PASSIVE to measure nnslim's default.
 #   bench/pruned_latency.sh [MODELS...]        (default: resnet56 vgg16)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-ACTIVE}
 models=("$@")
 [ ${#models[@]} -gt 0 ] || models=(resnet56 vgg16)
 W=$(mktemp -d)

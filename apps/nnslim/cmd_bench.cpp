@@ -20,7 +20,10 @@ int cmd_bench(const std::vector<std::string>& args) {
               "Measures inference latency (median and p90 over repeated runs after warm-up, BatchNorm\n"
               "folded into the convolutions as in an exported model) and\n"
               "images/s on random input. With --train, measures full training steps (forward,\n"
-              "backward, SGD momentum) instead.");
+              "backward, SGD momentum) instead.\n\n"
+              "Threads sleep between ops (OMP_WAIT_POLICY=PASSIVE, nnslim's default). On an idle\n"
+              "machine, OMP_WAIT_POLICY=ACTIVE nnslim bench ... measures what a dedicated inference\n"
+              "runtime gets (its threads spin): much faster for small layers at several threads.");
   p.positional("MODEL", &path, "a *.nnslim model file", /*required=*/false);
   p.option("model", &model, "NAME", "a zoo model instead of a file");
   p.option("input", &input, "CxHxW", "input shape for --model");

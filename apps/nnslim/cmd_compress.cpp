@@ -101,9 +101,8 @@ int cmd_compress(const std::vector<std::string>& args) {
   }
   if (resume) {  // continue in --out, whatever is there
     if (out.empty()) throw UsageError("--out DIR is required");
-    std::filesystem::create_directories(out);
   } else {
-    prepare_out_dir(out, force);
+    check_out_dir(out, force);
   }
   set_threads(train.threads);
 
@@ -112,6 +111,8 @@ int cmd_compress(const std::vector<std::string>& args) {
   if (!p.given("dataset") && it != g.meta.end()) data.dataset = it->second;
   auto d = load_data(data);
   check_fits_data(g, d.train, model_path);
+  if (resume) std::filesystem::create_directories(out);
+  else prepare_out_dir(out, force);
   CompressOptions co;
   co.train = topt;
   co.finetune_epochs = finetune_epochs;

@@ -55,7 +55,7 @@ int cmd_train(const std::vector<std::string>& args) {
     p.apply(ckpt.options);  // the run's own options, except those given now
     out = resume;
   } else {
-    prepare_out_dir(out, force);
+    check_out_dir(out, force);
   }
   set_threads(train.threads);
   TrainOptions opt = to_train_options(train, out);
@@ -67,6 +67,7 @@ int cmd_train(const std::vector<std::string>& args) {
             : !init.empty() ? std::move(initial)
                             : build_model(model, d.train.image_shape(), d.train.classes);
   if (!init.empty()) check_fits_data(g, d.train, init);
+  if (!resuming) prepare_out_dir(out, force);
   if (!train.quiet) {
     auto cost = count_cost(g);
     std::cout << "nnslim train: " << model << " on " << data.dataset << " (" << d.train.size()

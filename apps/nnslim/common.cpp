@@ -106,7 +106,7 @@ void set_threads(int64_t threads) {
   set_compute_threads(static_cast<int>(threads));
 }
 
-void prepare_out_dir(const std::string& dir, bool force) {
+void check_out_dir(const std::string& dir, bool force) {
   if (dir.empty()) throw UsageError("--out DIR is required");
   if (fs::exists(dir)) {
     if (!fs::is_directory(dir)) throw UsageError("--out " + dir + " exists and is not a directory");
@@ -114,6 +114,10 @@ void prepare_out_dir(const std::string& dir, bool force) {
       throw UsageError("--out " + dir +
                        " exists and is not empty; choose another directory or pass --force");
   }
+}
+
+void prepare_out_dir(const std::string& dir, bool force) {
+  check_out_dir(dir, force);
   std::error_code ec;
   fs::create_directories(dir, ec);
   TORCH_CHECK(!ec, dir, ": cannot create directory: ", ec.message());

@@ -55,7 +55,10 @@ TrainOptions to_train_options(const TrainFlags& f, const std::string& out_dir);
 // Sets LibTorch's intra-op threads (0 = all cores); Debian's LibTorch starts with one.
 void set_threads(int64_t threads);
 
-// Refuses an existing non-empty directory unless force; creates it.
+// Refuses an existing non-empty directory unless force (call it before slow work: fail early).
+void check_out_dir(const std::string& dir, bool force);
+// check_out_dir, then creates it. Call it once the inputs are known good, so that a refused
+// model or dataset leaves no empty directory behind.
 void prepare_out_dir(const std::string& dir, bool force);
 
 // Loads a model file: an ordinary *.nnslim or the compact unified form (model.unified.nnslim).

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include <fstream>
 #include <sstream>
 
@@ -103,6 +105,12 @@ TEST(Cli, TrainInitStartsFromASavedModel) {
   EXPECT_TRUE(contains(out, "takes 3x8x8 inputs but dataset 'synthetic' has 1x32x32 images")) << out;
   EXPECT_EQ(run_cli("train --init " + dir.file("rgb.nnslim") + " --dataset synthetic --out " + dir.file("y"), &out), 2);
   EXPECT_TRUE(contains(out, "takes 3x8x8 inputs")) << out;
+  EXPECT_EQ(run_cli("compress --method magnitude --ratio 0.5 --model " + dir.file("rgb.nnslim") +
+                        " --dataset synthetic --out " + dir.file("z"), &out), 2);
+  EXPECT_TRUE(contains(out, "takes 3x8x8 inputs")) << out;
+  // A refused input leaves no empty output directory behind.
+  EXPECT_FALSE(std::filesystem::exists(dir.file("y")));
+  EXPECT_FALSE(std::filesystem::exists(dir.file("z")));
 }
 
 TEST(Cli, EpochsZeroWritesTheInitialisedModel) {
