@@ -99,11 +99,8 @@ int cmd_compress(const std::vector<std::string>& args) {
     if (!std::filesystem::exists(model_path)) throw UsageError("--model " + model_path + " does not exist");
     return 0;
   }
-  if (resume) {  // continue in --out, whatever is there
-    if (out.empty()) throw UsageError("--out DIR is required");
-  } else {
-    check_out_dir(out, force);
-  }
+  if (!resume) check_out_dir(out, force);
+  else if (out.empty()) throw UsageError("--out DIR is required");  // continue in it, whatever is there
   set_threads(train.threads);
 
   Graph g = load_model_file(model_path);
@@ -111,8 +108,7 @@ int cmd_compress(const std::vector<std::string>& args) {
   if (!p.given("dataset") && it != g.meta.end()) data.dataset = it->second;
   auto d = load_data(data);
   check_fits_data(g, d.train, model_path);
-  if (resume) std::filesystem::create_directories(out);
-  else prepare_out_dir(out, force);
+  create_out_dir(out);
   CompressOptions co;
   co.train = topt;
   co.finetune_epochs = finetune_epochs;

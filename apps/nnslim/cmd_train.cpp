@@ -67,7 +67,7 @@ int cmd_train(const std::vector<std::string>& args) {
             : !init.empty() ? std::move(initial)
                             : build_model(model, d.train.image_shape(), d.train.classes);
   if (!init.empty()) check_fits_data(g, d.train, init);
-  if (!resuming) prepare_out_dir(out, force);
+  if (!resuming) create_out_dir(out);
   if (!train.quiet) {
     auto cost = count_cost(g);
     std::cout << "nnslim train: " << model << " on " << data.dataset << " (" << d.train.size()

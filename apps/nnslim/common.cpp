@@ -116,8 +116,7 @@ void check_out_dir(const std::string& dir, bool force) {
   }
 }
 
-void prepare_out_dir(const std::string& dir, bool force) {
-  check_out_dir(dir, force);
+void create_out_dir(const std::string& dir) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   TORCH_CHECK(!ec, dir, ": cannot create directory: ", ec.message());

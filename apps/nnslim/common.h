@@ -57,9 +57,9 @@ void set_threads(int64_t threads);
 
 // Refuses an existing non-empty directory unless force (call it before slow work: fail early).
 void check_out_dir(const std::string& dir, bool force);
-// check_out_dir, then creates it. Call it once the inputs are known good, so that a refused
-// model or dataset leaves no empty directory behind.
-void prepare_out_dir(const std::string& dir, bool force);
+// Creates it (and its parents). Call it once the inputs are known good, so that a refused model
+// or dataset leaves no empty directory behind.
+void create_out_dir(const std::string& dir);
 
 // Loads a model file: an ordinary *.nnslim or the compact unified form (model.unified.nnslim).
 Graph load_model_file(const std::string& path);

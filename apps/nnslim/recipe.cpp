@@ -166,8 +166,8 @@ int run_recipe(const std::vector<std::string>& args) {
                        ": " + e.what_without_backtrace());
     }
   }
-  if (!resume) prepare_out_dir(out, force);
-  fs::create_directories(out);
+  if (!resume) check_out_dir(out, force);
+  create_out_dir(out);
 
   std::string input = model;
   Json stage_summaries = Json::array();
