@@ -13,7 +13,7 @@ int cmd_bench(const std::vector<std::string>& args) {
   std::string path, model, input = "1x32x32", device = "cpu";
   int64_t classes = 10, batch = 1, threads = 0, warmup = 5, runs = 20;
   double seconds = 2.0;
-  bool train = false, json = false, no_fold = false;
+  bool train = false, json = false, no_fold = false, keep_factors = false;
   std::string format = "auto";
   ArgParser p("bench",
               "nnslim bench (MODEL | --model NAME) [--batch-size B] [--threads T] [--train] [--json]",
@@ -36,6 +36,8 @@ int cmd_bench(const std::vector<std::string>& args) {
   p.option("seconds", &seconds, "S", "minimum total timed seconds");
   p.flag("train", &train, "time training steps instead of inference");
   p.option("memory-format", &format, "F", "inference: auto (time both, keep the faster), nchw or nhwc");
+  p.flag("keep-factors", &keep_factors,
+         "inference: run factorised convs as they are (default: a kxk conv read only by a 1x1 conv runs as the one conv it equals where that is faster)");
   p.flag("no-fold-bn", &no_fold, "inference: keep BatchNorm nodes (default: folded into the convs, as exported)");
   p.flag("json", &json, "print JSON");
   if (!p.parse(args)) return 0;
@@ -52,6 +54,7 @@ int cmd_bench(const std::vector<std::string>& args) {
   o.min_seconds = seconds;
   o.device = parse_device(device);
   o.fold_batchnorm = !no_fold;
+  o.merge_slow_factor_pairs = !keep_factors;
   if (format == "auto") o.memory_format = LatencyOptions::Format::kAuto;
   else if (format == "nchw") o.memory_format = LatencyOptions::Format::kContiguous;
   else if (format == "nhwc") o.memory_format = LatencyOptions::Format::kChannelsLast;
@@ -65,6 +68,7 @@ int cmd_bench(const std::vector<std::string>& args) {
     if (!train) {
       j.set("batchnorm_folded", !no_fold);
       j.set("memory_format", r.channels_last ? "nhwc" : "nchw");
+      j.set("merged_conv_pairs", r.merged_conv_pairs);
     }
     j.set("batch_size", batch);
     j.set("threads", static_cast<int64_t>(torch::get_num_threads()));
@@ -77,10 +81,13 @@ int cmd_bench(const std::vector<std::string>& args) {
     std::cout << j.dump(2) << "\n";
   } else {
     std::printf("%s %s, batch %lld, %d threads: median %.3f ms, p90 %.3f ms, %.1f images/s "
-                "(%lld runs%s)\n",
+                "(%lld runs%s%s)\n",
                 name.c_str(), train ? "training step" : "inference", (long long)batch,
                 torch::get_num_threads(), r.median_ms, r.p90_ms, r.images_per_second,
-                (long long)r.runs, train ? "" : r.channels_last ? ", NHWC" : ", NCHW");
+                (long long)r.runs, train ? "" : r.channels_last ? ", NHWC" : ", NCHW",
+                train || r.merged_conv_pairs == 0
+                    ? ""
+                    : (", " + std::to_string(r.merged_conv_pairs) + " factor pairs run merged").c_str());
   }
   return 0;
 }

@@ -2,6 +2,7 @@
 
 #include "nnslim/graph/execute.h"
 #include "nnslim/graph/fold.h"
+#include "nnslim/graph/lowering.h"
 
 #include <torch/torch.h>
 
@@ -53,7 +54,52 @@ torch::Tensor random_input(const Graph& g, const LatencyOptions& o) {
   return torch::randn(shape, torch::TensorOptions().dtype(dtype).device(o.device));
 }
 
+// The input tensors of every node of `g` for input x (one recorded eval forward).
+std::vector<std::vector<torch::Tensor>> node_inputs(const Graph& g, const torch::Tensor& x) {
+  std::vector<torch::Tensor> values(g.next_id);
+  values[kGraphInput] = x;
+  std::vector<std::vector<torch::Tensor>> inputs;
+  for (const auto& n : g.nodes) {
+    std::vector<torch::Tensor> ins;
+    for (int id : n.inputs) ins.push_back(values[id]);
+    values[n.id] = run_node(n, ins, Mode::kEval);
+    inputs.push_back(std::move(ins));
+  }
+  return inputs;
+}
+
 }  // namespace
+
+// Per-layer choice for conv factor pairs (LatencyOptions::merge_slow_factor_pairs): each pair
+// that can be merged is timed alone on its real input, as the pair and as the merged conv, in
+// three interleaved rounds; it is merged only where the merged conv's best time beats the pair's
+// by 5% (so noise does not flip a tie). Returns the number of pairs merged.
+int64_t merge_slow_factor_pairs(Graph& g, const torch::Tensor& x, const LatencyOptions& o) {
+  auto pairs = mergeable_conv_pairs(g);
+  if (pairs.empty()) return 0;
+  auto inputs = node_inputs(g, x);
+  LatencyOptions trial = o;
+  trial.warmup = 2;
+  trial.min_runs = 5;
+  trial.min_seconds = std::min(0.03, o.min_seconds);
+  std::vector<ConvPair> slower;
+  for (const auto& p : pairs) {
+    const Node& first = g.node(p.first);
+    const Node& second = g.node(p.second);
+    const auto& in = inputs[g.index_of(p.first)];
+    Node merged = merged_conv(g, p);
+    double pair = 1e300, single = 1e300;
+    for (int round = 0; round < 3; ++round) {
+      pair = std::min(pair, time_runs(trial, [&] {
+                        (void)run_node(second, {run_node(first, in, Mode::kEval)}, Mode::kEval);
+                      }).median_ms);
+      single = std::min(single, time_runs(trial, [&] { (void)run_node(merged, in, Mode::kEval); }).median_ms);
+    }
+    if (single < 0.95 * pair) slower.push_back(p);
+  }
+  for (const auto& p : slower) merge_conv_pair(g, p);
+  return static_cast<int64_t>(slower.size());
+}
 
 LatencyResult measure_latency(const Graph& graph, const LatencyOptions& o) {
   Graph g = o.fold_batchnorm ? fold_batchnorm(graph) : graph.clone();
@@ -75,9 +121,13 @@ LatencyResult measure_latency(const Graph& graph, const LatencyOptions& o) {
     double cl = time_runs(trial, [&] { (void)forward(nhwc, x_nhwc, Mode::kEval); }).median_ms;
     channels_last = cl < plain;
   }
+  int64_t merged = 0;
+  if (o.merge_slow_factor_pairs)
+    merged = channels_last ? merge_slow_factor_pairs(nhwc, x_nhwc, o) : merge_slow_factor_pairs(g, x, o);
   LatencyResult r = channels_last ? time_runs(o, [&] { (void)forward(nhwc, x_nhwc, Mode::kEval); })
                                   : time_runs(o, [&] { (void)forward(g, x, Mode::kEval); });
   r.channels_last = channels_last;
+  r.merged_conv_pairs = merged;
   return r;
 }
 

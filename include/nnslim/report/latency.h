@@ -24,6 +24,11 @@ struct LatencyOptions {
   // runtime would pick its layout.
   enum class Format { kAuto, kContiguous, kChannelsLast };
   Format memory_format = Format::kAuto;
+  // Inference only: per-layer choice for factorised convs (graph/lowering.h). Each kxk conv
+  // read only by a 1x1 conv (TRP channel-scheme factors) is timed as the pair and as the single
+  // conv it equals, and merged where the single conv runs faster -- as a deployment runtime
+  // fuses layers. Off: the graph runs as it is.
+  bool merge_slow_factor_pairs = true;
 };
 
 struct LatencyResult {
@@ -33,7 +38,12 @@ struct LatencyResult {
   double images_per_second = 0;  // batch_size / median
   int64_t runs = 0;
   bool channels_last = false;  // the memory format that was timed
+  int64_t merged_conv_pairs = 0;  // factor pairs run as their merged conv
 };
+
+// The per-layer choice of LatencyOptions::merge_slow_factor_pairs, applied to `graph` for
+// input x (its batch size and memory format): returns the number of factor pairs merged.
+int64_t merge_slow_factor_pairs(Graph& graph, const torch::Tensor& x, const LatencyOptions& options);
 
 // Eval-mode forward passes without autograd.
 LatencyResult measure_latency(const Graph& graph, const LatencyOptions& options);

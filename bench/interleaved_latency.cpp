@@ -1,0 +1,157 @@
+// Inference latency of saved models, every variant timed in the same loop: each iteration runs
+// every (model, layout, conv algorithm) variant once, in rotating order, so that drift in the
+// machine's speed (other VMs, frequency) hits all variants alike. Prints the median per variant
+// and the speed-up of each model's best variant over the first model's best.
+//
+//   build/interleaved_latency [--threads N] [--batch B] [--seconds S] [--profile] MODEL.nnslim...
+//
+// --profile also prints, per model, every node's median time alone on its recorded input
+// (NHWC, as is), to see where a model's time goes.
+//
+// Variants: BatchNorm folded (as exported), NCHW or NHWC (channels_last), and "as is" or
+// "merged" (the factor pairs that run faster as one conv merged, as `nnslim bench` does by
+// default: graph/lowering.h, report/latency.h).
+#include "nnslim/graph/execute.h"
+#include "nnslim/graph/fold.h"
+#include "nnslim/graph/lowering.h"
+#include "nnslim/graph/serialize.h"
+#include "nnslim/report/latency.h"
+#include "nnslim/train/threads.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+using namespace nnslim;
+
+namespace {
+
+struct Variant {
+  std::string model, name;
+  Graph graph;
+  torch::Tensor input;
+  std::vector<double> ms;
+};
+
+Graph channels_last(Graph g) {
+  torch::NoGradGuard ng;
+  for (auto& n : g.nodes)
+    if (n.op == Op::kConv2d) n.params["weight"] = n.params["weight"].contiguous(torch::MemoryFormat::ChannelsLast);
+  return g;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Every node alone on its recorded input: median of 200 runs, interleaved over nodes.
+void profile_nodes(const std::string& model, const Graph& g, const torch::Tensor& x) {
+  std::vector<torch::Tensor> values(g.next_id);
+  values[kGraphInput] = x;
+  std::vector<std::vector<torch::Tensor>> inputs;
+  for (const auto& n : g.nodes) {
+    std::vector<torch::Tensor> ins;
+    for (int id : n.inputs) ins.push_back(values[id]);
+    values[n.id] = run_node(n, ins, Mode::kEval);
+    inputs.push_back(std::move(ins));
+  }
+  std::vector<std::vector<double>> ms(g.nodes.size());
+  for (int it = 0; it < 200; ++it)
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      auto t0 = std::chrono::steady_clock::now();
+      (void)run_node(g.nodes[i], inputs[i], Mode::kEval);
+      ms[i].push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+  double total = 0;
+  std::printf("profile of %s (NHWC, as is; node alone on its input):\n", model.c_str());
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const auto& n = g.nodes[i];
+    double m = median(ms[i]);
+    total += m;
+    if (n.op == Op::kIdentity) continue;
+    std::string shape;
+    if (n.op == Op::kConv2d) {
+      auto w = n.params.at("weight").sizes();
+      shape = std::to_string(w[1]) + "->" + std::to_string(w[0]) + " " + std::to_string(w[2]) + "x" +
+              std::to_string(w[3]) + " @" + std::to_string(inputs[i][0].size(2));
+    }
+    std::printf("  %-22s %-18s %8.4f ms\n", n.name.c_str(), shape.c_str(), m);
+  }
+  std::printf("  sum %.3f ms\n", total);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = 1;
+  int64_t batch = 1;
+  double seconds = 10;
+  bool profile = false;
+  std::vector<std::string> models;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
+    else if (a == "--batch" && i + 1 < argc) batch = std::atoll(argv[++i]);
+    else if (a == "--seconds" && i + 1 < argc) seconds = std::atof(argv[++i]);
+    else if (a == "--profile") profile = true;
+    else if (a.rfind("--", 0) == 0) { std::fprintf(stderr, "unknown option %s\n", a.c_str()); return 2; }
+    else models.push_back(a);
+  }
+  if (models.empty()) {
+    std::fprintf(stderr, "usage: %s [--threads N] [--batch B] [--seconds S] MODEL.nnslim...\n", argv[0]);
+    return 2;
+  }
+  set_compute_threads(threads);
+  torch::NoGradGuard ng;
+  std::vector<Variant> vs;
+  for (const auto& path : models) {
+    Graph folded = fold_batchnorm(load_graph(path));
+    std::vector<int64_t> shape{batch};
+    shape.insert(shape.end(), folded.input_shape.begin(), folded.input_shape.end());
+    auto x = torch::randn(shape);
+    for (bool nhwc : {false, true}) {
+      Graph g = nhwc ? channels_last(folded) : folded.clone();
+      auto xin = nhwc ? x.contiguous(torch::MemoryFormat::ChannelsLast) : x;
+      Graph merged = g.clone();
+      LatencyOptions lo;
+      lo.batch_size = batch;
+      int64_t count = merge_slow_factor_pairs(merged, xin, lo);
+      std::string layout = nhwc ? "nhwc" : "nchw";
+      vs.push_back({path, layout + " as is", std::move(g), xin, {}});
+      if (count > 0)
+        vs.push_back({path, layout + " merged (" + std::to_string(count) + ")", std::move(merged), xin, {}});
+    }
+  }
+  for (auto& v : vs)
+    for (int i = 0; i < 3; ++i) (void)forward(v.graph, v.input, Mode::kEval);
+  auto start = std::chrono::steady_clock::now();
+  for (size_t it = 0; it < 20 || std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < seconds; ++it)
+    for (size_t k = 0; k < vs.size(); ++k) {
+      auto& v = vs[(it + k) % vs.size()];
+      auto t0 = std::chrono::steady_clock::now();
+      (void)forward(v.graph, v.input, Mode::kEval);
+      v.ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+  double first_best = 0;
+  std::string last;
+  std::printf("batch %lld, %d thread(s), %zu runs per variant\n", (long long)batch, threads, vs[0].ms.size());
+  for (size_t i = 0; i < vs.size();) {
+    double best = 1e300;
+    size_t j = i;
+    for (; j < vs.size() && vs[j].model == vs[i].model; ++j) best = std::min(best, median(vs[j].ms));
+    if (i == 0) first_best = best;
+    std::printf("%s  best %.3f ms, speed-up %.2fx\n", vs[i].model.c_str(), best, first_best / best);
+    for (size_t k = i; k < j; ++k) std::printf("    %-22s %8.3f ms\n", vs[k].name.c_str(), median(vs[k].ms));
+    i = j;
+  }
+  if (profile)
+    for (auto& v : vs)
+      if (v.name == "nhwc as is") profile_nodes(v.model, v.graph, v.input);
+  return 0;
+}

@@ -1,0 +1,31 @@
+// Inference-only rewrites of a graph: the same function, computed another way where that runs
+// faster. Chosen by measured time (report/latency.cpp), applied to a private copy, never saved.
+//
+// Merging a factor pair. TRP's channel scheme turns a kxk conv C -> N into a kxk conv C -> r and
+// a 1x1 conv r -> N. At batch 1 with few channels, eager CPU kernels are bound by the input side
+// of a kxk conv (its im2col / its pass over C input channels), not by its r outputs: measured on
+// resnet20 at 32x32, 16 -> 7..9 costs what 16 -> 16 costs, and the 1x1 comes on top. There the
+// pair runs faster as the single conv it equals, weight W2 . W1 (the "1x1 fused into its
+// neighbour"); everywhere else the thin pair is faster and stays.
+#pragma once
+
+#include "nnslim/graph/graph.h"
+
+#include <vector>
+
+namespace nnslim {
+
+// A kxk conv `first` (groups 1) whose only reader is `second`, a 1x1 conv (stride 1, padding 0,
+// dilation 1, groups 1) reading nothing else.
+struct ConvPair {
+  int first = -1, second = -1;  // node ids
+};
+std::vector<ConvPair> mergeable_conv_pairs(const Graph& graph);
+
+// The single conv that computes second(first(x)): kernel, stride, padding and dilation of
+// `first`, weight W2 . W1, bias W2 . b1 + b2; reads first's input, keeps second's id and name.
+Node merged_conv(const Graph& graph, const ConvPair& pair);
+// Replaces the pair by merged_conv (first is removed). Throws if `pair` is not mergeable.
+void merge_conv_pair(Graph& graph, const ConvPair& pair);
+
+}  // namespace nnslim

@@ -1,0 +1,67 @@
+#include "nnslim/graph/lowering.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+
+namespace nnslim {
+
+namespace {
+bool is_pointwise(const Node& n) {
+  const auto& a = n.attrs;
+  auto all = [](const std::vector<int64_t>& v, int64_t x) {
+    return std::all_of(v.begin(), v.end(), [&](int64_t e) { return e == x; });
+  };
+  return n.op == Op::kConv2d && a.groups == 1 && all(a.kernel, 1) && all(a.stride, 1) &&
+         all(a.padding, 0) && all(a.dilation, 1);
+}
+
+bool mergeable(const Graph& g, const Node& first, const Node& second) {
+  if (first.op != Op::kConv2d || first.attrs.groups != 1 || !is_pointwise(second)) return false;
+  if (second.inputs.size() != 1 || second.inputs[0] != first.id || g.output == first.id) return false;
+  auto readers = g.consumers(first.id);
+  return readers.size() == 1 && readers[0] == second.id;
+}
+}  // namespace
+
+std::vector<ConvPair> mergeable_conv_pairs(const Graph& g) {
+  std::vector<ConvPair> pairs;
+  for (const auto& n : g.nodes) {
+    if (n.op != Op::kConv2d || n.inputs.size() != 1 || n.inputs[0] == kGraphInput) continue;
+    const Node& first = g.node(n.inputs[0]);
+    if (mergeable(g, first, n)) pairs.push_back({first.id, n.id});
+  }
+  return pairs;
+}
+
+Node merged_conv(const Graph& g, const ConvPair& p) {
+  const Node& first = g.node(p.first);
+  const Node& second = g.node(p.second);
+  TORCH_CHECK(mergeable(g, first, second), "conv '", first.name, "' and '", second.name,
+              "' are not a kxk conv read only by a 1x1 conv");
+  torch::NoGradGuard ng;
+  const auto& w1 = first.params.at("weight");                    // [r, c, kh, kw]
+  auto w2 = second.params.at("weight").flatten(1);               // [n, r]
+  Node m = second;
+  m.inputs = first.inputs;
+  m.attrs = first.attrs;
+  m.params["weight"] = torch::matmul(w2, w1.flatten(1))
+                           .view({w2.size(0), w1.size(1), w1.size(2), w1.size(3)})
+                           .contiguous(w1.suggest_memory_format());
+  auto b1 = first.params.find("bias");
+  auto b2 = second.params.find("bias");
+  if (b1 != first.params.end() || b2 != second.params.end()) {
+    auto b = b2 != second.params.end() ? b2->second.clone() : torch::zeros({w2.size(0)}, w1.options());
+    if (b1 != first.params.end()) b += torch::matmul(w2, b1->second);
+    m.params["bias"] = b;
+  }
+  return m;
+}
+
+void merge_conv_pair(Graph& g, const ConvPair& p) {
+  Node m = merged_conv(g, p);
+  g.node(p.second) = std::move(m);
+  g.nodes.erase(g.nodes.begin() + static_cast<std::ptrdiff_t>(g.index_of(p.first)));
+}
+
+}  // namespace nnslim
