@@ -6,11 +6,11 @@
 //   build/interleaved_latency [--threads N] [--batch B] [--seconds S] [--profile] MODEL.nnslim...
 //
 // --profile also prints, per model, every node's median time alone on its recorded input
-// (NHWC, as is), to see where a model's time goes.
+// (NHWC as is, and NCHW planned), to see where a model's time goes.
 //
 // Variants: BatchNorm folded (as exported), NCHW or NHWC (channels_last), and "as is" or
-// "merged" (the factor pairs that run faster as one conv merged, as `nnslim bench` does by
-// default: graph/lowering.h, report/latency.h).
+// "planned" (each factor pair run as the pair, merged (m) or fused (f), whichever measured
+// fastest, as `nnslim bench` does by default: graph/lowering.h, report/latency.h).
 #include "nnslim/graph/execute.h"
 #include "nnslim/graph/fold.h"
 #include "nnslim/graph/lowering.h"
@@ -69,7 +69,7 @@ void profile_nodes(const std::string& model, const Graph& g, const torch::Tensor
       ms[i].push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     }
   double total = 0;
-  std::printf("profile of %s (NHWC, as is; node alone on its input):\n", model.c_str());
+  std::printf("profile of %s (node alone on its input):\n", model.c_str());
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const auto& n = g.nodes[i];
     double m = median(ms[i]);
@@ -121,11 +121,12 @@ int main(int argc, char** argv) {
       Graph merged = g.clone();
       LatencyOptions lo;
       lo.batch_size = batch;
-      int64_t count = merge_slow_factor_pairs(merged, xin, lo);
+      auto plan = plan_factor_pairs(merged, xin, lo);
+      int64_t count = plan.merged + plan.fused;
       std::string layout = nhwc ? "nhwc" : "nchw";
       vs.push_back({path, layout + " as is", std::move(g), xin, {}});
       if (count > 0)
-        vs.push_back({path, layout + " merged (" + std::to_string(count) + ")", std::move(merged), xin, {}});
+        vs.push_back({path, layout + " planned (" + std::to_string(plan.merged) + "m " + std::to_string(plan.fused) + "f)", std::move(merged), xin, {}});
     }
   }
   for (auto& v : vs)
@@ -152,6 +153,6 @@ int main(int argc, char** argv) {
   }
   if (profile)
     for (auto& v : vs)
-      if (v.name == "nhwc as is") profile_nodes(v.model, v.graph, v.input);
+      if (v.name == "nhwc as is" || v.name.rfind("nchw planned", 0) == 0) profile_nodes(v.model + " " + v.name, v.graph, v.input);
   return 0;
 }

@@ -9,6 +9,15 @@
 
 namespace nnslim::cli {
 
+namespace {
+std::string pairs_note(const LatencyResult& r) {
+  std::string s;
+  if (r.merged_conv_pairs) s += ", " + std::to_string(r.merged_conv_pairs) + " factor pairs merged";
+  if (r.fused_conv_pairs) s += ", " + std::to_string(r.fused_conv_pairs) + " factor pairs fused";
+  return s;
+}
+}  // namespace
+
 int cmd_bench(const std::vector<std::string>& args) {
   std::string path, model, input = "1x32x32", device = "cpu";
   int64_t classes = 10, batch = 1, threads = 0, warmup = 5, runs = 20;
@@ -37,7 +46,7 @@ int cmd_bench(const std::vector<std::string>& args) {
   p.flag("train", &train, "time training steps instead of inference");
   p.option("memory-format", &format, "F", "inference: auto (time both, keep the faster), nchw or nhwc");
   p.flag("keep-factors", &keep_factors,
-         "inference: run factorised convs as they are (default: a kxk conv read only by a 1x1 conv runs as the one conv it equals where that is faster)");
+         "inference: run factorised convs as they are (default: each kxk conv read only by a 1x1 conv runs as the pair, the one conv it equals, or a fused kernel, whichever is fastest)");
   p.flag("no-fold-bn", &no_fold, "inference: keep BatchNorm nodes (default: folded into the convs, as exported)");
   p.flag("json", &json, "print JSON");
   if (!p.parse(args)) return 0;
@@ -54,7 +63,7 @@ int cmd_bench(const std::vector<std::string>& args) {
   o.min_seconds = seconds;
   o.device = parse_device(device);
   o.fold_batchnorm = !no_fold;
-  o.merge_slow_factor_pairs = !keep_factors;
+  o.plan_factor_pairs = !keep_factors;
   if (format == "auto") o.memory_format = LatencyOptions::Format::kAuto;
   else if (format == "nchw") o.memory_format = LatencyOptions::Format::kContiguous;
   else if (format == "nhwc") o.memory_format = LatencyOptions::Format::kChannelsLast;
@@ -69,6 +78,7 @@ int cmd_bench(const std::vector<std::string>& args) {
       j.set("batchnorm_folded", !no_fold);
       j.set("memory_format", r.channels_last ? "nhwc" : "nchw");
       j.set("merged_conv_pairs", r.merged_conv_pairs);
+      j.set("fused_conv_pairs", r.fused_conv_pairs);
     }
     j.set("batch_size", batch);
     j.set("threads", static_cast<int64_t>(torch::get_num_threads()));
@@ -85,9 +95,7 @@ int cmd_bench(const std::vector<std::string>& args) {
                 name.c_str(), train ? "training step" : "inference", (long long)batch,
                 torch::get_num_threads(), r.median_ms, r.p90_ms, r.images_per_second,
                 (long long)r.runs, train ? "" : r.channels_last ? ", NHWC" : ", NCHW",
-                train || r.merged_conv_pairs == 0
-                    ? ""
-                    : (", " + std::to_string(r.merged_conv_pairs) + " factor pairs run merged").c_str());
+                train ? "" : pairs_note(r).c_str());
   }
   return 0;
 }

@@ -1,5 +1,8 @@
 #include "nnslim/graph/execute.h"
 
+#include "nnslim/graph/fused_pair.h"
+#include "nnslim/graph/lowering.h"
+
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -19,6 +22,16 @@ torch::Tensor run_node(const Node& n, const std::vector<torch::Tensor>& in, Mode
   switch (n.op) {
     case Op::kConv2d: {
       const auto* b = opt_param(n, "bias");
+      auto fused = n.buffers.find(kFusedFirstWeight);  // an inference plan's fused factor pair
+      if (fused != n.buffers.end()) {
+        const auto& w1 = fused->second;
+        const auto& w2 = n.params.at("weight");
+        if (!torch::GradMode::is_enabled() && in[0].is_contiguous() &&
+            fused_pair_supports(in[0], w1, w2, a.stride, a.padding, a.dilation, a.groups))
+          return fused_pair(in[0], w1, w2, b ? *b : torch::Tensor(), a.padding);
+        return torch::conv2d(torch::conv2d(in[0], w1, {}, a.stride, a.padding, a.dilation, a.groups),
+                             w2, b ? *b : torch::Tensor());
+      }
       return torch::conv2d(in[0], n.params.at("weight"), b ? *b : torch::Tensor(), a.stride,
                            a.padding, a.dilation, a.groups);
     }

@@ -58,10 +58,47 @@ Node merged_conv(const Graph& g, const ConvPair& p) {
   return m;
 }
 
-void merge_conv_pair(Graph& g, const ConvPair& p) {
-  Node m = merged_conv(g, p);
-  g.node(p.second) = std::move(m);
+namespace {
+// Puts `replacement` where `second` was and removes `first`.
+void replace_pair(Graph& g, const ConvPair& p, Node replacement) {
+  g.node(p.second) = std::move(replacement);
   g.nodes.erase(g.nodes.begin() + static_cast<std::ptrdiff_t>(g.index_of(p.first)));
 }
+}  // namespace
+
+void merge_conv_pair(Graph& g, const ConvPair& p) { replace_pair(g, p, merged_conv(g, p)); }
+
+bool can_fuse_conv_pair(const Graph& g, const ConvPair& p) {
+  const Node& first = g.node(p.first);
+  const Node& second = g.node(p.second);
+  if (!mergeable(g, first, second)) return false;
+  const auto& a = first.attrs;
+  if (a.kernel.size() != 2 || a.padding.size() != 2) return false;
+  for (size_t i = 0; i < 2; ++i)
+    if (a.stride[i] != 1 || a.dilation[i] != 1 || a.padding[i] < 0 || a.padding[i] >= a.kernel[i])
+      return false;
+  return true;
+}
+
+Node fused_conv_pair(const Graph& g, const ConvPair& p) {
+  TORCH_CHECK(can_fuse_conv_pair(g, p), "conv '", g.node(p.first).name, "' and '",
+              g.node(p.second).name, "' cannot be fused (needs a stride-1 undilated kxk conv read only by a 1x1 conv)");
+  const Node& first = g.node(p.first);
+  Node f = g.node(p.second);
+  f.inputs = first.inputs;
+  f.attrs = first.attrs;
+  f.buffers[kFusedFirstWeight] = first.params.at("weight").detach();
+  auto b1 = first.params.find("bias");
+  if (b1 != first.params.end()) {  // fold first's bias into second's: W2 . b1 + b2
+    torch::NoGradGuard ng;
+    auto w2 = f.params.at("weight").flatten(1);
+    auto b2 = f.params.find("bias");
+    auto b = b2 != f.params.end() ? b2->second.clone() : torch::zeros({w2.size(0)}, w2.options());
+    f.params["bias"] = b + torch::matmul(w2, b1->second);
+  }
+  return f;
+}
+
+void fuse_conv_pair(Graph& g, const ConvPair& p) { replace_pair(g, p, fused_conv_pair(g, p)); }
 
 }  // namespace nnslim

@@ -70,35 +70,52 @@ std::vector<std::vector<torch::Tensor>> node_inputs(const Graph& g, const torch:
 
 }  // namespace
 
-// Per-layer choice for conv factor pairs (LatencyOptions::merge_slow_factor_pairs): each pair
-// that can be merged is timed alone on its real input, as the pair and as the merged conv, in
-// three interleaved rounds; it is merged only where the merged conv's best time beats the pair's
-// by 5% (so noise does not flip a tie). Returns the number of pairs merged.
-int64_t merge_slow_factor_pairs(Graph& g, const torch::Tensor& x, const LatencyOptions& o) {
+// Per-layer choice for conv factor pairs (LatencyOptions::plan_factor_pairs): each pair is
+// timed alone on its real input as the pair, as the merged conv and -- for a contiguous (NCHW)
+// float input -- as the fused kernel, in three interleaved rounds; the fastest is kept, and a
+// rewrite must beat the pair by 5% (so noise does not flip a tie).
+FactorPairPlan plan_factor_pairs(Graph& g, const torch::Tensor& x, const LatencyOptions& o) {
+  FactorPairPlan plan;
   auto pairs = mergeable_conv_pairs(g);
-  if (pairs.empty()) return 0;
+  if (pairs.empty()) return plan;
+  torch::NoGradGuard no_grad;
   auto inputs = node_inputs(g, x);
   LatencyOptions trial = o;
   trial.warmup = 2;
   trial.min_runs = 5;
   trial.min_seconds = std::min(0.03, o.min_seconds);
-  std::vector<ConvPair> slower;
+  enum How { kPair, kMerge, kFuse };
+  std::vector<std::pair<ConvPair, How>> choice;
   for (const auto& p : pairs) {
     const Node& first = g.node(p.first);
     const Node& second = g.node(p.second);
     const auto& in = inputs[g.index_of(p.first)];
     Node merged = merged_conv(g, p);
-    double pair = 1e300, single = 1e300;
+    const bool fusable = can_fuse_conv_pair(g, p) && in[0].is_contiguous() &&
+                         in[0].scalar_type() == torch::kFloat && in[0].device().is_cpu();
+    Node fused = fusable ? fused_conv_pair(g, p) : Node();
+    double t[3] = {1e300, 1e300, 1e300};
     for (int round = 0; round < 3; ++round) {
-      pair = std::min(pair, time_runs(trial, [&] {
-                        (void)run_node(second, {run_node(first, in, Mode::kEval)}, Mode::kEval);
-                      }).median_ms);
-      single = std::min(single, time_runs(trial, [&] { (void)run_node(merged, in, Mode::kEval); }).median_ms);
+      t[kPair] = std::min(t[kPair], time_runs(trial, [&] {
+                            (void)run_node(second, {run_node(first, in, Mode::kEval)}, Mode::kEval);
+                          }).median_ms);
+      t[kMerge] = std::min(t[kMerge], time_runs(trial, [&] { (void)run_node(merged, in, Mode::kEval); }).median_ms);
+      if (fusable)
+        t[kFuse] = std::min(t[kFuse], time_runs(trial, [&] { (void)run_node(fused, in, Mode::kEval); }).median_ms);
     }
-    if (single < 0.95 * pair) slower.push_back(p);
+    How best = t[kMerge] <= t[kFuse] ? kMerge : kFuse;
+    if (t[best] < 0.95 * t[kPair]) choice.push_back({p, best});
   }
-  for (const auto& p : slower) merge_conv_pair(g, p);
-  return static_cast<int64_t>(slower.size());
+  for (const auto& [p, how] : choice) {
+    if (how == kMerge) {
+      merge_conv_pair(g, p);
+      ++plan.merged;
+    } else {
+      fuse_conv_pair(g, p);
+      ++plan.fused;
+    }
+  }
+  return plan;
 }
 
 LatencyResult measure_latency(const Graph& graph, const LatencyOptions& o) {
@@ -111,6 +128,12 @@ LatencyResult measure_latency(const Graph& graph, const LatencyOptions& o) {
   for (auto& n : nhwc.nodes)
     if (n.op == Op::kConv2d) n.params["weight"] = n.params["weight"].contiguous(torch::MemoryFormat::ChannelsLast);
   using F = LatencyOptions::Format;
+  // Each layout gets its own per-layer plan first, then the layouts are compared whole.
+  FactorPairPlan plan_nchw, plan_nhwc;
+  if (o.plan_factor_pairs) {
+    if (o.memory_format != F::kChannelsLast) plan_nchw = plan_factor_pairs(g, x, o);
+    if (o.memory_format != F::kContiguous) plan_nhwc = plan_factor_pairs(nhwc, x_nhwc, o);
+  }
   bool channels_last = o.memory_format == F::kChannelsLast;
   if (o.memory_format == F::kAuto) {
     LatencyOptions trial = o;
@@ -121,13 +144,12 @@ LatencyResult measure_latency(const Graph& graph, const LatencyOptions& o) {
     double cl = time_runs(trial, [&] { (void)forward(nhwc, x_nhwc, Mode::kEval); }).median_ms;
     channels_last = cl < plain;
   }
-  int64_t merged = 0;
-  if (o.merge_slow_factor_pairs)
-    merged = channels_last ? merge_slow_factor_pairs(nhwc, x_nhwc, o) : merge_slow_factor_pairs(g, x, o);
   LatencyResult r = channels_last ? time_runs(o, [&] { (void)forward(nhwc, x_nhwc, Mode::kEval); })
                                   : time_runs(o, [&] { (void)forward(g, x, Mode::kEval); });
   r.channels_last = channels_last;
-  r.merged_conv_pairs = merged;
+  const FactorPairPlan& plan = channels_last ? plan_nhwc : plan_nchw;
+  r.merged_conv_pairs = plan.merged;
+  r.fused_conv_pairs = plan.fused;
   return r;
 }
 

@@ -5,6 +5,7 @@
 #include "nnslim/graph/builder.h"
 #include "nnslim/graph/execute.h"
 #include "nnslim/graph/factorize.h"
+#include "nnslim/graph/fused_pair.h"
 #include "nnslim/graph/lowering.h"
 #include "nnslim/graph/shape.h"
 #include "nnslim/models/zoo.h"
@@ -130,14 +131,97 @@ TEST(Lowering, LatencyPlanNeverEditsTheCallersGraph) {
   o.warmup = 1;
   o.min_runs = 2;
   o.min_seconds = 0;
-  o.merge_slow_factor_pairs = false;
+  o.plan_factor_pairs = false;
   EXPECT_EQ(measure_latency(g, o).merged_conv_pairs, 0);
-  o.merge_slow_factor_pairs = true;
+  o.plan_factor_pairs = true;
   auto on = measure_latency(g, o);
   EXPECT_TRUE(std::isfinite(on.median_ms) && on.median_ms > 0);
   EXPECT_LE(on.merged_conv_pairs, 1);
   EXPECT_EQ(g.nodes.size(), nodes);
   EXPECT_NE(g.find("layer1.1.conv1.0"), nullptr);
+}
+
+}  // namespace
+}  // namespace nnslim
+
+namespace nnslim {
+namespace {
+
+// The fused kernel (graph/fused_pair.h) against the two eager convs: ranks that are and are not
+// multiples of its 4-output blocks, widths that are and are not multiples of its 8-pixel
+// vectors, kernels 3x3/5x5/3x1/1x3 with and without padding, bias or none, batch > 1.
+TEST(FusedPair, EqualsTheTwoConvs) {
+  struct Case { int64_t c, r, n, kh, kw, ph, pw, h, w; bool bias; };
+  const Case cases[] = {
+      {16, 9, 16, 3, 3, 1, 1, 32, 32, true}, {16, 4, 16, 3, 3, 1, 1, 16, 16, true},
+      {32, 1, 8, 3, 3, 1, 1, 13, 11, false}, {5, 7, 3, 5, 5, 2, 2, 9, 23, true},
+      {4, 6, 5, 5, 5, 0, 0, 12, 17, true},  {6, 3, 6, 3, 1, 1, 0, 10, 7, false},
+      {6, 5, 4, 1, 3, 0, 1, 7, 10, true},   {3, 2, 2, 3, 3, 2, 2, 5, 5, true},
+  };
+  torch::manual_seed(7);
+  for (const auto& k : cases) {
+    SCOPED_TRACE(::testing::Message() << k.c << "->" << k.r << "->" << k.n << " kernel " << k.kh << "x"
+                                      << k.kw << " padding " << k.ph << "," << k.pw << " input " << k.h
+                                      << "x" << k.w);
+    auto x = torch::randn({3, k.c, k.h, k.w});
+    auto w1 = torch::randn({k.r, k.c, k.kh, k.kw});
+    auto w2 = torch::randn({k.n, k.r, 1, 1});
+    auto b = k.bias ? torch::randn({k.n}) : torch::Tensor();
+    ASSERT_TRUE(fused_pair_supports(x, w1, w2, {1, 1}, {k.ph, k.pw}, {1, 1}, 1));
+    auto want = torch::conv2d(torch::conv2d(x, w1, {}, 1, {k.ph, k.pw}), w2, b);
+    auto got = fused_pair(x, w1, w2, b, {k.ph, k.pw});
+    ASSERT_EQ(got.sizes(), want.sizes());
+    EXPECT_LT(max_abs_diff(got, want), 1e-4 * (1 + want.abs().max().item<double>()));
+  }
+}
+
+TEST(FusedPair, RefusesWhatItCannotCompute) {
+  auto x = torch::randn({1, 4, 8, 8});
+  auto w1 = torch::randn({2, 4, 3, 3});
+  auto w2 = torch::randn({4, 2, 1, 1});
+  EXPECT_FALSE(fused_pair_supports(x, w1, w2, {2, 2}, {1, 1}, {1, 1}, 1));         // stride
+  EXPECT_FALSE(fused_pair_supports(x, w1, w2, {1, 1}, {2, 2}, {2, 2}, 1));         // dilation
+  EXPECT_FALSE(fused_pair_supports(x, w1, w2, {1, 1}, {3, 3}, {1, 1}, 1));         // padding >= kernel
+  EXPECT_FALSE(fused_pair_supports(x.to(torch::kDouble), w1, w2, {1, 1}, {1, 1}, {1, 1}, 1));
+  EXPECT_FALSE(fused_pair_supports(torch::randn({1, 3, 8, 8}), w1, w2, {1, 1}, {1, 1}, {1, 1}, 1));
+  EXPECT_THROW(fused_pair(x, w1, w2, {}, {3, 3}), c10::Error);
+}
+
+// A fused node in a graph: the executor runs the kernel for contiguous inputs without autograd,
+// and falls back to the two convs otherwise (channels-last input, grad mode) with the same
+// result; a bias on the first conv is folded into the second's.
+TEST(FusedPair, FusedNodeInAGraphComputesThePairEveryWay) {
+  torch::manual_seed(8);
+  Graph g = pair_graph(16, 6, 16, 3, 1, 1, 1, /*bias1=*/true, /*bias2=*/true);
+  g.to(torch::kFloat);
+  auto x = torch::randn({2, 16, 13, 11});
+  torch::Tensor want;
+  {
+    torch::NoGradGuard ng;
+    want = forward(g, x, Mode::kEval);
+  }
+  auto pairs = mergeable_conv_pairs(g);
+  ASSERT_EQ(pairs.size(), 1u);
+  ASSERT_TRUE(can_fuse_conv_pair(g, pairs[0]));
+  fuse_conv_pair(g, pairs[0]);
+  EXPECT_EQ(g.nodes.size(), 2u);
+  EXPECT_EQ(g.find("second")->buffers.count(kFusedFirstWeight), 1u);
+  {
+    torch::NoGradGuard ng;
+    EXPECT_LT(max_abs_diff(forward(g, x, Mode::kEval), want), 1e-4);
+    auto xl = x.contiguous(torch::MemoryFormat::ChannelsLast);
+    EXPECT_LT(max_abs_diff(forward(g, xl, Mode::kEval), want), 1e-4);
+  }
+  EXPECT_LT(max_abs_diff(forward(g, x, Mode::kEval).detach(), want), 1e-4);  // grad mode: eager path
+}
+
+TEST(FusedPair, StridedPairsAreNotFused) {
+  Graph g = pair_graph(5, 3, 9, 3, 2, 1, 1, false, false);
+  auto pairs = mergeable_conv_pairs(g);
+  ASSERT_EQ(pairs.size(), 1u);
+  EXPECT_FALSE(can_fuse_conv_pair(g, pairs[0]));
+  EXPECT_THROW(fuse_conv_pair(g, pairs[0]), c10::Error);
+  EXPECT_EQ(g.nodes.size(), 3u);
 }
 
 }  // namespace

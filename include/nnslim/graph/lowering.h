@@ -28,4 +28,14 @@ Node merged_conv(const Graph& graph, const ConvPair& pair);
 // Replaces the pair by merged_conv (first is removed). Throws if `pair` is not mergeable.
 void merge_conv_pair(Graph& graph, const ConvPair& pair);
 
+// Fusing a factor pair: one node that runs the pair in a single pass (graph/fused_pair.h, where
+// the input allows it: float32 NCHW on the CPU; the two eager convs otherwise). It keeps
+// second's id, name, weight and bias, reads first's input with first's attributes, and holds
+// first's weight in this buffer, whose presence switches the executor.
+inline constexpr const char* kFusedFirstWeight = "inference.fused_first_weight";
+// Whether `first` has what the fused kernel needs (stride 1, dilation 1, padding < kernel).
+bool can_fuse_conv_pair(const Graph& graph, const ConvPair& pair);
+Node fused_conv_pair(const Graph& graph, const ConvPair& pair);
+void fuse_conv_pair(Graph& graph, const ConvPair& pair);
+
 }  // namespace nnslim

@@ -25,10 +25,10 @@ struct LatencyOptions {
   enum class Format { kAuto, kContiguous, kChannelsLast };
   Format memory_format = Format::kAuto;
   // Inference only: per-layer choice for factorised convs (graph/lowering.h). Each kxk conv
-  // read only by a 1x1 conv (TRP channel-scheme factors) is timed as the pair and as the single
-  // conv it equals, and merged where the single conv runs faster -- as a deployment runtime
-  // fuses layers. Off: the graph runs as it is.
-  bool merge_slow_factor_pairs = true;
+  // read only by a 1x1 conv (TRP channel-scheme factors) is timed as the pair, as the single
+  // conv it equals, and (NCHW) as one fused kernel; the fastest is kept -- as a deployment
+  // runtime fuses layers. Off: the graph runs as it is.
+  bool plan_factor_pairs = true;
 };
 
 struct LatencyResult {
@@ -39,11 +39,15 @@ struct LatencyResult {
   int64_t runs = 0;
   bool channels_last = false;  // the memory format that was timed
   int64_t merged_conv_pairs = 0;  // factor pairs run as their merged conv
+  int64_t fused_conv_pairs = 0;   // factor pairs run by the fused kernel
 };
 
-// The per-layer choice of LatencyOptions::merge_slow_factor_pairs, applied to `graph` for
-// input x (its batch size and memory format): returns the number of factor pairs merged.
-int64_t merge_slow_factor_pairs(Graph& graph, const torch::Tensor& x, const LatencyOptions& options);
+// The per-layer choice of LatencyOptions::plan_factor_pairs, applied to `graph` for input x (its
+// batch size and memory format).
+struct FactorPairPlan {
+  int64_t merged = 0, fused = 0;
+};
+FactorPairPlan plan_factor_pairs(Graph& graph, const torch::Tensor& x, const LatencyOptions& options);
 
 // Eval-mode forward passes without autograd.
 LatencyResult measure_latency(const Graph& graph, const LatencyOptions& options);
