@@ -5,6 +5,7 @@
 #include "nnslim/report/json.h"
 
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <chrono>
 #include <cmath>
@@ -75,6 +76,29 @@ std::string save_optimizer(torch::optim::Optimizer& o) {
   std::ostringstream os;
   a.save_to(os);
   return os.str();
+}
+
+// The LibTorch that wrote a checkpoint's optimizer state. Its archive keys parameters by
+// address: LibTorch <= 2.1 writes them as hex pointer strings, and 2.2+ parses keys as decimal
+// numbers, so 2.2+ cannot read a <= 2.1 optimizer state (it would hand every parameter another
+// one's state). Checkpoints from before this key was written came from Debian's 1.13.
+constexpr const char* kLibTorchKey = "libtorch";
+std::string this_libtorch() {
+  return std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+         std::to_string(TORCH_VERSION_PATCH);
+}
+bool hex_keyed(int major, int minor) { return major < 2 || (major == 2 && minor < 2); }
+
+void check_optimizer_state_readable(const std::map<std::string, std::string>& options) {
+  auto it = options.find(kLibTorchKey);
+  const std::string writer = it == options.end() ? "1.13 (no version recorded)" : it->second;
+  int major = 1, minor = 13;
+  if (it != options.end()) std::sscanf(it->second.c_str(), "%d.%d", &major, &minor);
+  TORCH_CHECK(!(hex_keyed(major, minor) && !hex_keyed(TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR)),
+              "--resume: this checkpoint's optimizer state was written by LibTorch ", writer,
+              ", which this LibTorch (", this_libtorch(),
+              ") cannot read back correctly; resume with the LibTorch that wrote it, or start a new "
+              "run from its model (nnslim train --init DIR/model.nnslim)");
 }
 
 void load_optimizer(torch::optim::Optimizer& o, const std::string& bytes, torch::Device device) {
@@ -168,8 +192,10 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
                     .momentum(opt_.momentum)
                     .nesterov(opt_.nesterov)
                     .weight_decay(opt_.weight_decay));
-  if (resume && !resume->optimizer_state.empty())
+  if (resume && !resume->optimizer_state.empty()) {
+    check_optimizer_state_readable(resume->options);
     load_optimizer(*optimizer, resume->optimizer_state, device);
+  }
 
   LoaderOptions lo;
   lo.batch_size = opt_.batch_size;
@@ -290,6 +316,7 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
       }
       ck.metrics_lines = metrics_lines;
       ck.options = checkpoint_options;
+      ck.options[kLibTorchKey] = this_libtorch();
       save_checkpoint(ck, checkpoint_path(opt_.out_dir));
     }
   }
