@@ -147,18 +147,17 @@ bool have_avx2() {
 }
 #endif
 
-// One image: y[N, Ho, Wo] = W2 . conv(x, W1) + b, row by row (the r x Wo intermediate of a row
-// stays in L1 and never goes to memory).
-void one_image(const float* x, const float* pk, const float* w2, const float* b, const Shape& s,
-               float* y, float* xp, float* z) {
-  pad_input(x, s, xp);
+// Output rows [ho_begin, ho_end) of one image: y[N, Ho, Wo] = W2 . conv(x, W1) + b, row by row
+// (the r x Wo intermediate of a row stays in L1 and never goes to memory). xp: the padded image.
+void image_rows(const float* xp, const float* pk, const float* w2, const float* b, const Shape& s,
+                float* y, float* z, int ho_begin, int ho_end) {
   const int Ho = s.Ho(), Wo = s.Wo();
   bool avx2 = false;
 #ifdef NNSLIM_HAVE_AVX2_PATH
   avx2 = have_avx2();
 #endif
   const int zrow = avx2 ? Wo + 2 * kWBlock : Wo;  // z row stride (slack for vector stores)
-  for (int ho = 0; ho < Ho; ++ho) {
+  for (int ho = ho_begin; ho < ho_end; ++ho) {
 #ifdef NNSLIM_HAVE_AVX2_PATH
     if (avx2) {
       for (int rb = 0; rb < s.Rp() / kRBlock; ++rb)
@@ -215,12 +214,22 @@ torch::Tensor fused_pair(const torch::Tensor& x_in, const torch::Tensor& w1_in, 
   const float* xd = x.data_ptr<float>();
   float* yd = y.data_ptr<float>();
   const float* w2d = w2.data_ptr<float>();
+  // Pad every image once, then split the output rows of all images between the threads (so a
+  // single image also runs on all of them).
+  const size_t padded = static_cast<size_t>(s.C) * s.Hp() * s.row();
+  std::unique_ptr<float[]> xp(new float[padded * x.size(0)]);  // pad_input writes every value
   at::parallel_for(0, x.size(0), 1, [&](int64_t begin, int64_t end) {
-    // Scratch, not initialised: pad_input writes every value of xp, the kernels every z read.
-    std::unique_ptr<float[]> xp(new float[static_cast<size_t>(s.C) * s.Hp() * s.row()]);
+    for (int64_t i = begin; i < end; ++i) pad_input(xd + i * per_image, s, xp.get() + i * padded);
+  });
+  const int64_t Ho = s.Ho();
+  at::parallel_for(0, x.size(0) * Ho, 4, [&](int64_t begin, int64_t end) {
     std::unique_ptr<float[]> z(new float[static_cast<size_t>(s.Rp()) * (s.Wo() + 2 * kWBlock)]);
-    for (int64_t i = begin; i < end; ++i)
-      one_image(xd + i * per_image, pk.data(), w2d, b, s, yd + i * out_image, xp.get(), z.get());
+    for (int64_t t = begin; t < end;) {
+      const int64_t i = t / Ho, ho = t % Ho, stop = std::min<int64_t>(Ho, ho + (end - t));
+      image_rows(xp.get() + i * padded, pk.data(), w2d, b, s, yd + i * out_image, z.get(),
+                 static_cast<int>(ho), static_cast<int>(stop));
+      t += stop - ho;
+    }
   });
   return y;
 }
