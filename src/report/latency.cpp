@@ -123,33 +123,51 @@ LatencyResult measure_latency(const Graph& graph, const LatencyOptions& o) {
   g.to(o.device);
   auto x = random_input(g, o);
   torch::NoGradGuard no_grad;
-  Graph nhwc = g.clone();
-  auto x_nhwc = x.contiguous(torch::MemoryFormat::ChannelsLast);
-  for (auto& n : nhwc.nodes)
-    if (n.op == Op::kConv2d) n.params["weight"] = n.params["weight"].contiguous(torch::MemoryFormat::ChannelsLast);
+  // Candidates: each allowed layout as it is and with its per-layer plan for factor pairs. The
+  // plan is judged layer by layer in isolation, so the whole graph is timed again here and the
+  // fastest candidate is what gets measured (a runtime keeps a fusion only if it pays).
+  struct Candidate {
+    Graph graph;
+    torch::Tensor input;
+    bool channels_last;
+    FactorPairPlan plan;
+  };
+  std::vector<Candidate> candidates;
   using F = LatencyOptions::Format;
-  // Each layout gets its own per-layer plan first, then the layouts are compared whole.
-  FactorPairPlan plan_nchw, plan_nhwc;
-  if (o.plan_factor_pairs) {
-    if (o.memory_format != F::kChannelsLast) plan_nchw = plan_factor_pairs(g, x, o);
-    if (o.memory_format != F::kContiguous) plan_nhwc = plan_factor_pairs(nhwc, x_nhwc, o);
+  for (bool nhwc : {false, true}) {
+    if ((nhwc && o.memory_format == F::kContiguous) || (!nhwc && o.memory_format == F::kChannelsLast)) continue;
+    Candidate c{g.clone(), nhwc ? x.contiguous(torch::MemoryFormat::ChannelsLast) : x, nhwc, {}};
+    if (nhwc)
+      for (auto& n : c.graph.nodes)
+        if (n.op == Op::kConv2d) n.params["weight"] = n.params["weight"].contiguous(torch::MemoryFormat::ChannelsLast);
+    if (o.plan_factor_pairs) {
+      Candidate planned{c.graph.clone(), c.input, nhwc, {}};
+      planned.plan = plan_factor_pairs(planned.graph, planned.input, o);
+      if (planned.plan.merged + planned.plan.fused > 0) candidates.push_back(std::move(planned));
+    }
+    candidates.push_back(std::move(c));
   }
-  bool channels_last = o.memory_format == F::kChannelsLast;
-  if (o.memory_format == F::kAuto) {
+  size_t best = 0;
+  if (candidates.size() > 1) {
     LatencyOptions trial = o;
     trial.warmup = 2;
     trial.min_runs = 3;
     trial.min_seconds = std::min(0.3, o.min_seconds);
-    double plain = time_runs(trial, [&] { (void)forward(g, x, Mode::kEval); }).median_ms;
-    double cl = time_runs(trial, [&] { (void)forward(nhwc, x_nhwc, Mode::kEval); }).median_ms;
-    channels_last = cl < plain;
+    double best_ms = 1e300;
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      auto& c = candidates[i];
+      double ms = time_runs(trial, [&] { (void)forward(c.graph, c.input, Mode::kEval); }).median_ms;
+      if (ms < best_ms) {
+        best_ms = ms;
+        best = i;
+      }
+    }
   }
-  LatencyResult r = channels_last ? time_runs(o, [&] { (void)forward(nhwc, x_nhwc, Mode::kEval); })
-                                  : time_runs(o, [&] { (void)forward(g, x, Mode::kEval); });
-  r.channels_last = channels_last;
-  const FactorPairPlan& plan = channels_last ? plan_nhwc : plan_nchw;
-  r.merged_conv_pairs = plan.merged;
-  r.fused_conv_pairs = plan.fused;
+  auto& c = candidates[best];
+  LatencyResult r = time_runs(o, [&] { (void)forward(c.graph, c.input, Mode::kEval); });
+  r.channels_last = c.channels_last;
+  r.merged_conv_pairs = c.plan.merged;
+  r.fused_conv_pairs = c.plan.fused;
   return r;
 }
 

@@ -26,8 +26,9 @@ struct LatencyOptions {
   Format memory_format = Format::kAuto;
   // Inference only: per-layer choice for factorised convs (graph/lowering.h). Each kxk conv
   // read only by a 1x1 conv (TRP channel-scheme factors) is timed as the pair, as the single
-  // conv it equals, and (NCHW) as one fused kernel; the fastest is kept -- as a deployment
-  // runtime fuses layers. Off: the graph runs as it is.
+  // conv it equals, and (NCHW) as one fused kernel; the fastest is kept, and the planned graph
+  // is used only if it is also faster whole -- as a deployment runtime fuses layers. Off: the
+  // graph runs as it is.
   bool plan_factor_pairs = true;
 };
 
