@@ -4,6 +4,8 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 #include <memory>
 #include <vector>
 
@@ -141,9 +143,11 @@ __attribute__((target("avx2,fma"))) void second_rows_avx2(const float* w2, const
   }
 }
 
+// NNSLIM_FUSED_PORTABLE=1 forces the portable loops (read per call, so a test can switch).
 bool have_avx2() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
+  static const bool cpu = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const char* portable = std::getenv("NNSLIM_FUSED_PORTABLE");
+  return cpu && !(portable && std::string(portable) == "1");
 }
 #endif
 

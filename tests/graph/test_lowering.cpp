@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 
 namespace nnslim {
 namespace {
@@ -150,7 +151,7 @@ namespace {
 // The fused kernel (graph/fused_pair.h) against the two eager convs: ranks that are and are not
 // multiples of its 4-output blocks, widths that are and are not multiples of its 8-pixel
 // vectors, kernels 3x3/5x5/3x1/1x3 with and without padding, bias or none, batch > 1.
-TEST(FusedPair, EqualsTheTwoConvs) {
+void expect_fused_equals_pair() {
   struct Case { int64_t c, r, n, kh, kw, ph, pw, h, w; bool bias; };
   const Case cases[] = {
       {16, 9, 16, 3, 3, 1, 1, 32, 32, true}, {16, 4, 16, 3, 3, 1, 1, 16, 16, true},
@@ -173,6 +174,15 @@ TEST(FusedPair, EqualsTheTwoConvs) {
     ASSERT_EQ(got.sizes(), want.sizes());
     EXPECT_LT(max_abs_diff(got, want), 1e-4 * (1 + want.abs().max().item<double>()));
   }
+}
+
+TEST(FusedPair, EqualsTheTwoConvs) { expect_fused_equals_pair(); }
+
+// The portable loops (used where the CPU has no AVX2/FMA) give the same results.
+TEST(FusedPair, PortablePathEqualsTheTwoConvs) {
+  setenv("NNSLIM_FUSED_PORTABLE", "1", 1);
+  expect_fused_equals_pair();
+  unsetenv("NNSLIM_FUSED_PORTABLE");
 }
 
 TEST(FusedPair, RefusesWhatItCannotCompute) {

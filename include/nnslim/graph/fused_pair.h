@@ -17,7 +17,8 @@ bool fused_pair_supports(const torch::Tensor& x, const torch::Tensor& w1, const 
                          int64_t groups);
 
 // x [B, C, H, W]; w1 [r, C, kh, kw]; w2 [N, r] or [N, r, 1, 1]; bias [N] or undefined.
-// Returns [B, N, Ho, Wo] (NCHW). AVX2/FMA where the CPU has it, portable loops otherwise.
+// Returns [B, N, Ho, Wo] (NCHW). AVX2/FMA where the CPU has it, portable loops otherwise (or when
+// the environment sets NNSLIM_FUSED_PORTABLE=1, for tests and comparisons).
 torch::Tensor fused_pair(const torch::Tensor& x, const torch::Tensor& w1, const torch::Tensor& w2,
                          const torch::Tensor& bias, at::IntArrayRef padding);
 
