@@ -13,7 +13,6 @@
 // fastest, as `nnslim bench` does by default: graph/lowering.h, report/latency.h).
 #include "nnslim/graph/execute.h"
 #include "nnslim/graph/fold.h"
-#include "nnslim/graph/lowering.h"
 #include "nnslim/graph/serialize.h"
 #include "nnslim/report/latency.h"
 #include "nnslim/train/threads.h"
