@@ -51,15 +51,7 @@ double median(std::vector<double> v) {
 
 // Every node alone on its recorded input: median of 200 runs, interleaved over nodes.
 void profile_nodes(const std::string& model, const Graph& g, const torch::Tensor& x) {
-  std::vector<torch::Tensor> values(g.next_id);
-  values[kGraphInput] = x;
-  std::vector<std::vector<torch::Tensor>> inputs;
-  for (const auto& n : g.nodes) {
-    std::vector<torch::Tensor> ins;
-    for (int id : n.inputs) ins.push_back(values[id]);
-    values[n.id] = run_node(n, ins, Mode::kEval);
-    inputs.push_back(std::move(ins));
-  }
+  auto inputs = node_inputs(g, x);
   std::vector<std::vector<double>> ms(g.nodes.size());
   for (int it = 0; it < 200; ++it)
     for (size_t i = 0; i < g.nodes.size(); ++i) {

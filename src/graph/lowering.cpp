@@ -34,27 +34,38 @@ std::vector<ConvPair> mergeable_conv_pairs(const Graph& g) {
   return pairs;
 }
 
+namespace {
+// The node both rewrites start from: `second` (id, name, weight) reading first's input with
+// first's attributes, with first's bias carried through the 1x1: bias W2 . b1 + b2.
+Node pair_as_one_node(const Graph& g, const ConvPair& p) {
+  const Node& first = g.node(p.first);
+  Node n = g.node(p.second);
+  n.inputs = first.inputs;
+  n.attrs = first.attrs;
+  auto b1 = first.params.find("bias");
+  if (b1 != first.params.end()) {
+    torch::NoGradGuard ng;
+    auto w2 = n.params.at("weight").flatten(1);  // [n, r]
+    auto b2 = n.params.find("bias");
+    auto b = b2 != n.params.end() ? b2->second.clone() : torch::zeros({w2.size(0)}, w2.options());
+    n.params["bias"] = b + torch::matmul(w2, b1->second);
+  }
+  return n;
+}
+}  // namespace
+
 Node merged_conv(const Graph& g, const ConvPair& p) {
   const Node& first = g.node(p.first);
   const Node& second = g.node(p.second);
   TORCH_CHECK(mergeable(g, first, second), "conv '", first.name, "' and '", second.name,
               "' are not a kxk conv read only by a 1x1 conv");
   torch::NoGradGuard ng;
-  const auto& w1 = first.params.at("weight");                    // [r, c, kh, kw]
-  auto w2 = second.params.at("weight").flatten(1);               // [n, r]
-  Node m = second;
-  m.inputs = first.inputs;
-  m.attrs = first.attrs;
+  const auto& w1 = first.params.at("weight");       // [r, c, kh, kw]
+  auto w2 = second.params.at("weight").flatten(1);  // [n, r]
+  Node m = pair_as_one_node(g, p);
   m.params["weight"] = torch::matmul(w2, w1.flatten(1))
                            .view({w2.size(0), w1.size(1), w1.size(2), w1.size(3)})
                            .contiguous(w1.suggest_memory_format());
-  auto b1 = first.params.find("bias");
-  auto b2 = second.params.find("bias");
-  if (b1 != first.params.end() || b2 != second.params.end()) {
-    auto b = b2 != second.params.end() ? b2->second.clone() : torch::zeros({w2.size(0)}, w1.options());
-    if (b1 != first.params.end()) b += torch::matmul(w2, b1->second);
-    m.params["bias"] = b;
-  }
   return m;
 }
 
@@ -83,19 +94,8 @@ bool can_fuse_conv_pair(const Graph& g, const ConvPair& p) {
 Node fused_conv_pair(const Graph& g, const ConvPair& p) {
   TORCH_CHECK(can_fuse_conv_pair(g, p), "conv '", g.node(p.first).name, "' and '",
               g.node(p.second).name, "' cannot be fused (needs a stride-1 undilated kxk conv read only by a 1x1 conv)");
-  const Node& first = g.node(p.first);
-  Node f = g.node(p.second);
-  f.inputs = first.inputs;
-  f.attrs = first.attrs;
-  f.buffers[kFusedFirstWeight] = first.params.at("weight").detach();
-  auto b1 = first.params.find("bias");
-  if (b1 != first.params.end()) {  // fold first's bias into second's: W2 . b1 + b2
-    torch::NoGradGuard ng;
-    auto w2 = f.params.at("weight").flatten(1);
-    auto b2 = f.params.find("bias");
-    auto b = b2 != f.params.end() ? b2->second.clone() : torch::zeros({w2.size(0)}, w2.options());
-    f.params["bias"] = b + torch::matmul(w2, b1->second);
-  }
+  Node f = pair_as_one_node(g, p);
+  f.buffers[kFusedFirstWeight] = g.node(p.first).params.at("weight").detach();
   return f;
 }
 

@@ -2,6 +2,7 @@
 
 #include "nnslim/graph/execute.h"
 #include "nnslim/graph/fold.h"
+#include "nnslim/graph/fused_pair.h"
 #include "nnslim/graph/lowering.h"
 
 #include <torch/torch.h>
@@ -54,7 +55,8 @@ torch::Tensor random_input(const Graph& g, const LatencyOptions& o) {
   return torch::randn(shape, torch::TensorOptions().dtype(dtype).device(o.device));
 }
 
-// The input tensors of every node of `g` for input x (one recorded eval forward).
+}  // namespace
+
 std::vector<std::vector<torch::Tensor>> node_inputs(const Graph& g, const torch::Tensor& x) {
   std::vector<torch::Tensor> values(g.next_id);
   values[kGraphInput] = x;
@@ -67,8 +69,6 @@ std::vector<std::vector<torch::Tensor>> node_inputs(const Graph& g, const torch:
   }
   return inputs;
 }
-
-}  // namespace
 
 // Per-layer choice for conv factor pairs (LatencyOptions::plan_factor_pairs): each pair is
 // timed alone on its real input as the pair, as the merged conv and -- for a contiguous (NCHW)
@@ -91,8 +91,11 @@ FactorPairPlan plan_factor_pairs(Graph& g, const torch::Tensor& x, const Latency
     const Node& second = g.node(p.second);
     const auto& in = inputs[g.index_of(p.first)];
     Node merged = merged_conv(g, p);
+    // Exactly when the executor would run the fused kernel for this input.
+    const auto& a = first.attrs;
     const bool fusable = can_fuse_conv_pair(g, p) && in[0].is_contiguous() &&
-                         in[0].scalar_type() == torch::kFloat && in[0].device().is_cpu();
+                         fused_pair_supports(in[0], first.params.at("weight"), second.params.at("weight"),
+                                             a.stride, a.padding, a.dilation, a.groups);
     Node fused = fusable ? fused_conv_pair(g, p) : Node();
     double t[3] = {1e300, 1e300, 1e300};
     for (int round = 0; round < 3; ++round) {

@@ -6,6 +6,8 @@
 
 #include <torch/types.h>
 
+#include <vector>
+
 namespace nnslim {
 
 struct LatencyOptions {
@@ -42,6 +44,10 @@ struct LatencyResult {
   int64_t merged_conv_pairs = 0;  // factor pairs run as their merged conv
   int64_t fused_conv_pairs = 0;   // factor pairs run by the fused kernel
 };
+
+// The input tensors of every node of `graph` for input x (one eval forward, every value kept):
+// for timing nodes alone on their real inputs.
+std::vector<std::vector<torch::Tensor>> node_inputs(const Graph& graph, const torch::Tensor& x);
 
 // The per-layer choice of LatencyOptions::plan_factor_pairs, applied to `graph` for input x (its
 // batch size and memory format).
