@@ -10,7 +10,8 @@
 //
 // Variants: BatchNorm folded (as exported), NCHW or NHWC (channels_last), and "as is" or
 // "planned" (each factor pair run as the pair, merged (m) or fused (f), whichever measured
-// fastest, as `nnslim bench` does by default: graph/lowering.h, report/latency.h).
+// fastest, and each conv with >= 50% zero weights run dense or by a sparse kernel (s), as
+// `nnslim bench` does by default: graph/lowering.h, graph/sparse_conv.h, report/latency.h).
 #include "nnslim/graph/execute.h"
 #include "nnslim/graph/fold.h"
 #include "nnslim/graph/serialize.h"
@@ -113,11 +114,13 @@ int main(int argc, char** argv) {
       LatencyOptions lo;
       lo.batch_size = batch;
       auto plan = plan_factor_pairs(merged, xin, lo);
-      int64_t count = plan.merged + plan.fused;
+      const int64_t sparse = plan_sparse_convs(merged, xin, lo);
+      int64_t count = plan.merged + plan.fused + sparse;
       std::string layout = nhwc ? "nhwc" : "nchw";
       vs.push_back({path, layout + " as is", std::move(g), xin, {}});
       if (count > 0)
-        vs.push_back({path, layout + " planned (" + std::to_string(plan.merged) + "m " + std::to_string(plan.fused) + "f)", std::move(merged), xin, {}});
+        vs.push_back({path, layout + " planned (" + std::to_string(plan.merged) + "m " + std::to_string(plan.fused) + "f " +
+                                std::to_string(sparse) + "s)", std::move(merged), xin, {}});
     }
   }
   for (auto& v : vs)

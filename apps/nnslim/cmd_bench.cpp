@@ -14,6 +14,7 @@ std::string pairs_note(const LatencyResult& r) {
   std::string s;
   if (r.merged_conv_pairs) s += ", " + std::to_string(r.merged_conv_pairs) + " factor pairs merged";
   if (r.fused_conv_pairs) s += ", " + std::to_string(r.fused_conv_pairs) + " factor pairs fused";
+  if (r.sparse_convs) s += ", " + std::to_string(r.sparse_convs) + " convs run sparse";
   return s;
 }
 }  // namespace
@@ -22,7 +23,8 @@ int cmd_bench(const std::vector<std::string>& args) {
   std::string path, model, input = "1x32x32", device = "cpu";
   int64_t classes = 10, batch = 1, threads = 0, warmup = 5, runs = 20;
   double seconds = 2.0;
-  bool train = false, json = false, no_fold = false, keep_factors = false;
+  bool train = false, json = false, no_fold = false, keep_factors = false,
+       dense = false;
   std::string format = "auto";
   ArgParser p("bench",
               "nnslim bench (MODEL | --model NAME) [--batch-size B] [--threads T] [--train] [--json]",
@@ -47,6 +49,8 @@ int cmd_bench(const std::vector<std::string>& args) {
   p.option("memory-format", &format, "F", "inference: auto (time both, keep the faster), nchw or nhwc");
   p.flag("keep-factors", &keep_factors,
          "inference: run factorised convs as they are (default: each kxk conv read only by a 1x1 conv runs as the pair, the one conv it equals, or a fused kernel, whichever is fastest)");
+  p.flag("dense", &dense,
+         "inference: run every conv dense (default: each conv with >= 50% zero weights runs dense or with a sparse kernel, whichever is fastest)");
   p.flag("no-fold-bn", &no_fold, "inference: keep BatchNorm nodes (default: folded into the convs, as exported)");
   p.flag("json", &json, "print JSON");
   if (!p.parse(args)) return 0;
@@ -64,6 +68,7 @@ int cmd_bench(const std::vector<std::string>& args) {
   o.device = parse_device(device);
   o.fold_batchnorm = !no_fold;
   o.plan_factor_pairs = !keep_factors;
+  o.plan_sparse_convs = !dense;
   if (format == "auto") o.memory_format = LatencyOptions::Format::kAuto;
   else if (format == "nchw") o.memory_format = LatencyOptions::Format::kContiguous;
   else if (format == "nhwc") o.memory_format = LatencyOptions::Format::kChannelsLast;
@@ -79,6 +84,7 @@ int cmd_bench(const std::vector<std::string>& args) {
       j.set("memory_format", r.channels_last ? "nhwc" : "nchw");
       j.set("merged_conv_pairs", r.merged_conv_pairs);
       j.set("fused_conv_pairs", r.fused_conv_pairs);
+      j.set("sparse_convs", r.sparse_convs);
     }
     j.set("batch_size", batch);
     j.set("threads", static_cast<int64_t>(torch::get_num_threads()));

@@ -101,4 +101,35 @@ Node fused_conv_pair(const Graph& g, const ConvPair& p) {
 
 void fuse_conv_pair(Graph& g, const ConvPair& p) { replace_pair(g, p, fused_conv_pair(g, p)); }
 
+bool can_sparsify_conv(const Node& n) {
+  if (n.op != Op::kConv2d || n.attrs.groups != 1 || n.buffers.count(kFusedFirstWeight)) return false;
+  const auto& w = n.params.at("weight");
+  return w.dim() == 4 && w.scalar_type() == torch::kFloat && w.device().is_cpu();
+}
+
+void sparsify_conv(Node& n, SparseConvKernel kernel) {
+  TORCH_CHECK(can_sparsify_conv(n), "node '", n.name, "' is not an ungrouped float32 CPU conv");
+  auto s = to_sparse_conv_weight(n.params.at("weight"));
+  n.buffers[kSparseRowPtr] = s.row_ptr;
+  n.buffers[kSparseCols] = s.cols;
+  n.buffers[kSparseValues] = s.values;
+  n.buffers[kSparseKernel] = torch::tensor(static_cast<int64_t>(kernel), torch::kLong);
+}
+
+std::optional<SparseConvOf> sparse_conv_of(const Node& n) {
+  auto values = n.buffers.find(kSparseValues);
+  if (values == n.buffers.end()) return std::nullopt;
+  const auto& w = n.params.at("weight");
+  SparseConvOf s;
+  s.weight.row_ptr = n.buffers.at(kSparseRowPtr);
+  s.weight.cols = n.buffers.at(kSparseCols);
+  s.weight.values = values->second;
+  s.weight.out_channels = w.size(0);
+  s.weight.in_channels = w.size(1);
+  s.weight.kh = w.size(2);
+  s.weight.kw = w.size(3);
+  s.kernel = static_cast<SparseConvKernel>(n.buffers.at(kSparseKernel).item<int64_t>());
+  return s;
+}
+
 }  // namespace nnslim

@@ -4,11 +4,13 @@
 #include "nnslim/graph/fold.h"
 #include "nnslim/graph/fused_pair.h"
 #include "nnslim/graph/lowering.h"
+#include "nnslim/graph/sparse_conv.h"
 
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 
 namespace nnslim {
 
@@ -70,20 +72,33 @@ std::vector<std::vector<torch::Tensor>> node_inputs(const Graph& g, const torch:
   return inputs;
 }
 
+namespace {
+// Times each way of computing one layer alone, in three interleaved rounds (so a burst of noise
+// hits all of them), and returns each one's best median. An empty function is not timed (1e300).
+std::vector<double> time_alternatives(const LatencyOptions& o, const std::vector<std::function<void()>>& ways) {
+  LatencyOptions trial = o;
+  trial.warmup = 2;
+  trial.min_runs = 5;
+  trial.min_seconds = std::min(0.03, o.min_seconds);
+  std::vector<double> t(ways.size(), 1e300);
+  for (int round = 0; round < 3; ++round)
+    for (size_t i = 0; i < ways.size(); ++i)
+      if (ways[i]) t[i] = std::min(t[i], time_runs(trial, ways[i]).median_ms);
+  return t;
+}
+// A rewrite must beat the layer as it is by 5%, so that noise does not flip a tie.
+constexpr double kMustBeat = 0.95;
+}  // namespace
+
 // Per-layer choice for conv factor pairs (LatencyOptions::plan_factor_pairs): each pair is
 // timed alone on its real input as the pair, as the merged conv and -- for a contiguous (NCHW)
-// float input -- as the fused kernel, in three interleaved rounds; the fastest is kept, and a
-// rewrite must beat the pair by 5% (so noise does not flip a tie).
+// float input -- as the fused kernel; the fastest is kept.
 FactorPairPlan plan_factor_pairs(Graph& g, const torch::Tensor& x, const LatencyOptions& o) {
   FactorPairPlan plan;
   auto pairs = mergeable_conv_pairs(g);
   if (pairs.empty()) return plan;
   torch::NoGradGuard no_grad;
   auto inputs = node_inputs(g, x);
-  LatencyOptions trial = o;
-  trial.warmup = 2;
-  trial.min_runs = 5;
-  trial.min_seconds = std::min(0.03, o.min_seconds);
   enum How { kPair, kMerge, kFuse };
   std::vector<std::pair<ConvPair, How>> choice;
   for (const auto& p : pairs) {
@@ -97,17 +112,13 @@ FactorPairPlan plan_factor_pairs(Graph& g, const torch::Tensor& x, const Latency
                          fused_pair_supports(in[0], first.params.at("weight"), second.params.at("weight"),
                                              a.stride, a.padding, a.dilation, a.groups);
     Node fused = fusable ? fused_conv_pair(g, p) : Node();
-    double t[3] = {1e300, 1e300, 1e300};
-    for (int round = 0; round < 3; ++round) {
-      t[kPair] = std::min(t[kPair], time_runs(trial, [&] {
-                            (void)run_node(second, {run_node(first, in, Mode::kEval)}, Mode::kEval);
-                          }).median_ms);
-      t[kMerge] = std::min(t[kMerge], time_runs(trial, [&] { (void)run_node(merged, in, Mode::kEval); }).median_ms);
-      if (fusable)
-        t[kFuse] = std::min(t[kFuse], time_runs(trial, [&] { (void)run_node(fused, in, Mode::kEval); }).median_ms);
-    }
+    std::function<void()> fuse_run;
+    if (fusable) fuse_run = [&] { (void)run_node(fused, in, Mode::kEval); };
+    auto t = time_alternatives(
+        o, {[&] { (void)run_node(second, {run_node(first, in, Mode::kEval)}, Mode::kEval); },
+            [&] { (void)run_node(merged, in, Mode::kEval); }, fuse_run});
     How best = t[kMerge] <= t[kFuse] ? kMerge : kFuse;
-    if (t[best] < 0.95 * t[kPair]) choice.push_back({p, best});
+    if (t[best] < kMustBeat * t[kPair]) choice.push_back({p, best});
   }
   for (const auto& [p, how] : choice) {
     if (how == kMerge) {
@@ -119,6 +130,36 @@ FactorPairPlan plan_factor_pairs(Graph& g, const torch::Tensor& x, const Latency
     }
   }
   return plan;
+}
+
+// Per-layer choice for sparse weights (LatencyOptions::plan_sparse_convs): each conv with at
+// least kMinZeros of its weights exactly zero is timed alone on its real input dense and with
+// both sparse kernels; the fastest is kept.
+int64_t plan_sparse_convs(Graph& g, const torch::Tensor& x, const LatencyOptions& o) {
+  constexpr double kMinZeros = 0.5;  // below this the sparse kernels never won in our benchmarks
+  std::vector<int> candidates;
+  for (const auto& n : g.nodes)
+    if (can_sparsify_conv(n) && zero_fraction(n.params.at("weight")) >= kMinZeros) candidates.push_back(n.id);
+  if (candidates.empty()) return 0;
+  torch::NoGradGuard no_grad;
+  auto inputs = node_inputs(g, x);
+  std::vector<std::pair<int, SparseConvKernel>> choice;
+  for (int id : candidates) {
+    const Node& dense = g.node(id);
+    const auto& in = inputs[g.index_of(id)];
+    if (!sparse_conv_supports(in[0], dense.params.at("weight"), dense.attrs.groups)) continue;
+    Node direct = dense, csr = dense;
+    sparsify_conv(direct, SparseConvKernel::kDirect);
+    sparsify_conv(csr, SparseConvKernel::kIm2colCsr);
+    auto t = time_alternatives(o, {[&] { (void)run_node(dense, in, Mode::kEval); },
+                                   [&] { (void)run_node(direct, in, Mode::kEval); },
+                                   [&] { (void)run_node(csr, in, Mode::kEval); }});
+    const size_t best = t[1] <= t[2] ? 1 : 2;
+    if (t[best] < kMustBeat * t[0])
+      choice.push_back({id, best == 1 ? SparseConvKernel::kDirect : SparseConvKernel::kIm2colCsr});
+  }
+  for (const auto& [id, kernel] : choice) sparsify_conv(g.node(id), kernel);
+  return static_cast<int64_t>(choice.size());
 }
 
 LatencyResult measure_latency(const Graph& graph, const LatencyOptions& o) {
@@ -134,19 +175,22 @@ LatencyResult measure_latency(const Graph& graph, const LatencyOptions& o) {
     torch::Tensor input;
     bool channels_last;
     FactorPairPlan plan;
+    int64_t sparse_convs = 0;
   };
   std::vector<Candidate> candidates;
   using F = LatencyOptions::Format;
   for (bool nhwc : {false, true}) {
     if ((nhwc && o.memory_format == F::kContiguous) || (!nhwc && o.memory_format == F::kChannelsLast)) continue;
-    Candidate c{g.clone(), nhwc ? x.contiguous(torch::MemoryFormat::ChannelsLast) : x, nhwc, {}};
+    Candidate c{g.clone(), nhwc ? x.contiguous(torch::MemoryFormat::ChannelsLast) : x, nhwc, {}, 0};
     if (nhwc)
       for (auto& n : c.graph.nodes)
         if (n.op == Op::kConv2d) n.params["weight"] = n.params["weight"].contiguous(torch::MemoryFormat::ChannelsLast);
-    if (o.plan_factor_pairs) {
-      Candidate planned{c.graph.clone(), c.input, nhwc, {}};
-      planned.plan = plan_factor_pairs(planned.graph, planned.input, o);
-      if (planned.plan.merged + planned.plan.fused > 0) candidates.push_back(std::move(planned));
+    if (o.plan_factor_pairs || o.plan_sparse_convs) {
+      Candidate planned{c.graph.clone(), c.input, nhwc, {}, 0};
+      if (o.plan_factor_pairs) planned.plan = plan_factor_pairs(planned.graph, planned.input, o);
+      if (o.plan_sparse_convs) planned.sparse_convs = plan_sparse_convs(planned.graph, planned.input, o);
+      if (planned.plan.merged + planned.plan.fused + planned.sparse_convs > 0)
+        candidates.push_back(std::move(planned));
     }
     candidates.push_back(std::move(c));
   }
@@ -171,6 +215,7 @@ LatencyResult measure_latency(const Graph& graph, const LatencyOptions& o) {
   r.channels_last = c.channels_last;
   r.merged_conv_pairs = c.plan.merged;
   r.fused_conv_pairs = c.plan.fused;
+  r.sparse_convs = c.sparse_convs;
   return r;
 }
 

@@ -10,7 +10,9 @@
 #pragma once
 
 #include "nnslim/graph/graph.h"
+#include "nnslim/graph/sparse_conv.h"
 
+#include <optional>
 #include <vector>
 
 namespace nnslim {
@@ -37,5 +39,21 @@ inline constexpr const char* kFusedFirstWeight = "inference.fused_first_weight";
 bool can_fuse_conv_pair(const Graph& graph, const ConvPair& pair);
 Node fused_conv_pair(const Graph& graph, const ConvPair& pair);
 void fuse_conv_pair(Graph& graph, const ConvPair& pair);
+
+// Sparse execution of a conv (graph/sparse_conv.h). The CSR form of its weight and the kernel
+// (int64 scalar) go into these buffers, whose presence switches the executor; the dense weight
+// stays for the fallback (autograd, channels-last input).
+inline constexpr const char* kSparseRowPtr = "inference.sparse_row_ptr";
+inline constexpr const char* kSparseCols = "inference.sparse_cols";
+inline constexpr const char* kSparseValues = "inference.sparse_values";
+inline constexpr const char* kSparseKernel = "inference.sparse_kernel";
+// Whether sparse execution applies to `conv` at all: an ungrouped float32 conv (not a fused pair).
+bool can_sparsify_conv(const Node& conv);
+void sparsify_conv(Node& conv, SparseConvKernel kernel);
+struct SparseConvOf {
+  SparseConvWeight weight;
+  SparseConvKernel kernel;
+};
+std::optional<SparseConvOf> sparse_conv_of(const Node& conv);
 
 }  // namespace nnslim

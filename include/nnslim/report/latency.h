@@ -32,6 +32,10 @@ struct LatencyOptions {
   // is used only if it is also faster whole -- as a deployment runtime fuses layers. Off: the
   // graph runs as it is.
   bool plan_factor_pairs = true;
+  // Inference only: per-layer choice for sparse weights (graph/sparse_conv.h). Each conv with at
+  // least half its weights exactly zero (gRDA, OBProx-SG) is timed dense and with the sparse
+  // kernels; the fastest is kept, and again the planned graph is used only if faster whole.
+  bool plan_sparse_convs = true;
 };
 
 struct LatencyResult {
@@ -43,6 +47,7 @@ struct LatencyResult {
   bool channels_last = false;  // the memory format that was timed
   int64_t merged_conv_pairs = 0;  // factor pairs run as their merged conv
   int64_t fused_conv_pairs = 0;   // factor pairs run by the fused kernel
+  int64_t sparse_convs = 0;       // convs run by a sparse kernel
 };
 
 // The input tensors of every node of `graph` for input x (one eval forward, every value kept):
@@ -55,6 +60,10 @@ struct FactorPairPlan {
   int64_t merged = 0, fused = 0;
 };
 FactorPairPlan plan_factor_pairs(Graph& graph, const torch::Tensor& x, const LatencyOptions& options);
+
+// The per-layer choice of LatencyOptions::plan_sparse_convs, applied to `graph` for input x;
+// returns how many convs now run sparse.
+int64_t plan_sparse_convs(Graph& graph, const torch::Tensor& x, const LatencyOptions& options);
 
 // Eval-mode forward passes without autograd.
 LatencyResult measure_latency(const Graph& graph, const LatencyOptions& options);
