@@ -13,20 +13,21 @@
 //   gemm      im2col + dense torch::mm (conv-as-GEMM, dense), one image at a time
 //   coo       im2col + torch::mm(sparse COO weight, cols)        (LibTorch's sparse kernel)
 //   csr       im2col + torch::mm(sparse CSR weight, cols)        (LibTorch >= 1.10, if it runs)
-//   own-csr   im2col + our CSR x dense kernel (at::parallel_for over output channels)
-//   (the three sparse GEMMs also go one image at a time, like gemm)
-//   direct    our direct sparse convolution: every nonzero w[n,c,dy,dx] adds w * (shifted input
-//             plane c) to output plane n; no im2col (Park et al. 2017 style)
+//   own-csr   our im2col + CSR kernel (graph/sparse_conv.h, SparseConvKernel::kIm2colCsr)
+//   (the sparse GEMMs also go one image at a time, like gemm)
+//   direct    our direct sparse convolution (SparseConvKernel::kDirect): every nonzero
+//             w[n,c,dy,dx] adds w * (shifted input plane c) to output plane n; no im2col (Park
+//             et al. 2017 style)
 // and prints per-layer times (fastest run), the network totals (each conv weighted by how often
 // it occurs) and dense/sparse ratios (> 1 means the sparse version is faster). Only the convolutions are
 // timed (they are > 95% of the MACs of both networks). Weights are converted to their sparse
 // format once, outside the timed region, as a deployed model would.
 #include "nnslim/graph/serialize.h"
 #include "nnslim/graph/shape.h"
+#include "nnslim/graph/sparse_conv.h"
 #include "nnslim/models/zoo.h"
 #include "nnslim/train/threads.h"
 
-#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -88,104 +89,6 @@ std::map<ConvSpec, int> model_convs(const std::string& name) {
   return out;
 }
 
-// CSR of a [rows, cols] float matrix.
-struct Csr {
-  int64_t rows = 0, cols = 0;
-  std::vector<int64_t> ptr;
-  std::vector<int32_t> idx;
-  std::vector<float> val;
-};
-Csr to_csr(const torch::Tensor& m) {
-  auto a = m.contiguous();
-  Csr c;
-  c.rows = a.size(0);
-  c.cols = a.size(1);
-  const float* p = a.data_ptr<float>();
-  c.ptr.push_back(0);
-  for (int64_t r = 0; r < c.rows; ++r) {
-    for (int64_t j = 0; j < c.cols; ++j)
-      if (p[r * c.cols + j] != 0) {
-        c.idx.push_back(static_cast<int32_t>(j));
-        c.val.push_back(p[r * c.cols + j]);
-      }
-    c.ptr.push_back(static_cast<int64_t>(c.idx.size()));
-  }
-  return c;
-}
-
-// out[b][r][0..L) = sum_k A[r][k] * B[b][k][0..L)   for a batch of B matrices [cols, L].
-void csr_mm(const Csr& a, const float* B, int64_t batch, int64_t L, float* out) {
-  at::parallel_for(0, batch * a.rows, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      int64_t b = i / a.rows, r = i % a.rows;
-      float* o = out + (b * a.rows + r) * L;
-      std::fill(o, o + L, 0.0f);
-      const float* Bb = B + b * a.cols * L;
-      for (int64_t k = a.ptr[r]; k < a.ptr[r + 1]; ++k) {
-        const float v = a.val[k];
-        const float* src = Bb + static_cast<int64_t>(a.idx[k]) * L;
-        for (int64_t l = 0; l < L; ++l) o[l] += v * src[l];
-      }
-    }
-  });
-}
-
-// Direct sparse convolution. The weight's nonzeros per output channel as (c, dy, dx, value).
-struct DirectWeights {
-  int64_t cout = 0;
-  std::vector<int64_t> ptr;
-  std::vector<int32_t> c, dy, dx;
-  std::vector<float> val;
-};
-DirectWeights to_direct(const torch::Tensor& w) {
-  auto a = w.contiguous();
-  DirectWeights d;
-  d.cout = a.size(0);
-  int64_t cin = a.size(1), k = a.size(2);
-  const float* p = a.data_ptr<float>();
-  d.ptr.push_back(0);
-  for (int64_t n = 0; n < d.cout; ++n) {
-    for (int64_t c = 0; c < cin; ++c)
-      for (int64_t y = 0; y < k; ++y)
-        for (int64_t x = 0; x < k; ++x) {
-          float v = p[((n * cin + c) * k + y) * k + x];
-          if (v == 0) continue;
-          d.c.push_back(c);
-          d.dy.push_back(y);
-          d.dx.push_back(x);
-          d.val.push_back(v);
-        }
-    d.ptr.push_back(static_cast<int64_t>(d.val.size()));
-  }
-  return d;
-}
-// x: [N, C, H, W] contiguous, already padded; out: [N, cout, Ho, Wo].
-void direct_conv(const DirectWeights& d, const torch::Tensor& xp, int64_t stride, int64_t Ho,
-                 int64_t Wo, torch::Tensor& out) {
-  const int64_t N = xp.size(0), C = xp.size(1), H = xp.size(2), W = xp.size(3);
-  const float* x = xp.data_ptr<float>();
-  float* o = out.data_ptr<float>();
-  at::parallel_for(0, N * d.cout, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      int64_t b = i / d.cout, n = i % d.cout;
-      float* on = o + i * Ho * Wo;
-      std::fill(on, on + Ho * Wo, 0.0f);
-      for (int64_t k = d.ptr[n]; k < d.ptr[n + 1]; ++k) {
-        const float v = d.val[k];
-        const float* plane = x + ((b * C + d.c[k]) * H + d.dy[k]) * W + d.dx[k];
-        for (int64_t y = 0; y < Ho; ++y) {
-          const float* row = plane + y * stride * W;
-          float* orow = on + y * Wo;
-          if (stride == 1)
-            for (int64_t xx = 0; xx < Wo; ++xx) orow[xx] += v * row[xx];
-          else
-            for (int64_t xx = 0; xx < Wo; ++xx) orow[xx] += v * row[xx * stride];
-        }
-      }
-    }
-  });
-}
-
 struct Times {
   double dense = 0, gemm = 0, coo = 0, csr = 0, own = 0, direct = 0;
   bool csr_ok = true;
@@ -226,24 +129,15 @@ Times time_conv(const ConvSpec& s, double sparsity, int64_t batch, double second
   } catch (const c10::Error&) {
     t.csr_ok = false;
   }
-  Csr own = to_csr(w2);
+  // Our kernels (graph/sparse_conv.h), as the executor runs them when the plan picks them.
+  auto sw = to_sparse_conv_weight(w);
   auto own_run = [&] {
-    auto y = torch::empty({batch, s.cout, Ho, Wo});
-    for (int64_t b = 0; b < batch; ++b) {
-      auto cols = cols_of(b).contiguous();
-      csr_mm(own, cols.data_ptr<float>(), 1, L, y[b].data_ptr<float>());
-    }
-    return y;
+    return sparse_conv2d(x, sw, {}, {s.stride}, {s.pad}, {1}, SparseConvKernel::kIm2colCsr);
   };
   TORCH_CHECK(own_run().allclose(ref, 1e-3, 1e-3));
   t.own = time_ms(seconds, own_run);
-  DirectWeights dw = to_direct(w);
   auto direct_run = [&] {
-    auto xp = s.pad > 0 ? torch::constant_pad_nd(x, {s.pad, s.pad, s.pad, s.pad}, 0).contiguous()
-                        : x.contiguous();
-    auto y = torch::empty({batch, s.cout, Ho, Wo});
-    direct_conv(dw, xp, s.stride, Ho, Wo, y);
-    return y;
+    return sparse_conv2d(x, sw, {}, {s.stride}, {s.pad}, {1}, SparseConvKernel::kDirect);
   };
   TORCH_CHECK(direct_run().allclose(ref, 1e-3, 1e-3));
   t.direct = time_ms(seconds, direct_run);

@@ -127,7 +127,15 @@ __attribute__((target("avx2,fma"))) void direct_row_avx2(const float* in, const 
       a = _mm256_fmadd_ps(_mm256_set1_ps(val[k]), _mm256_loadu_ps(in + offset[k] + x0), a);
     _mm256_storeu_ps(orow + x0, a);
   }
-  if (x0 < Wo) direct_row_portable(in + x0, offset, val, nnz, Wo - x0, 1, orow + x0);
+  if (x0 < Wo) {  // the last 1..7 outputs: masked loads (masked-out lanes are never read)
+    alignas(32) int32_t lanes[8];
+    for (int i = 0; i < 8; ++i) lanes[i] = i < Wo - x0 ? -1 : 0;
+    const __m256i mask = _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes));
+    __m256 a = _mm256_maskload_ps(orow + x0, mask);
+    for (int64_t k = 0; k < nnz; ++k)
+      a = _mm256_fmadd_ps(_mm256_set1_ps(val[k]), _mm256_maskload_ps(in + offset[k] + x0, mask), a);
+    _mm256_maskstore_ps(orow + x0, mask, a);
+  }
 }
 #endif
 
