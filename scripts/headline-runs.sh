@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# The long runs that docs/RESULTS.md still needs (issues 4-7: vgg16, resnet56 and mobilenetv2 on
+# Fashion-MNIST), as one resumable script. Each experiment writes runs/headline/NAME; a finished
+# one (summary.json present) is skipped, an interrupted one is resumed from its checkpoints, so
+# the script can be stopped at any time and started again -- in a later session too, after
+# copying runs/headline back.
+#
+#   scripts/headline-runs.sh                 # everything, in dependency order
+#   ONLY="r56_base r56_hspg" scripts/headline-runs.sh
+#   DEVICE=cuda EPOCHS=30 scripts/headline-runs.sh   # on a GPU: minutes per experiment
+#   LIST=1 scripts/headline-runs.sh          # print the experiments and their state
+#   OUT=/tmp/hl LIMIT_TRAIN=256 LIMIT_TEST=256 EPOCHS=1 NO_LATENCY=1 ONLY="r56_init r56_base" ...
+#                                            # a quick trial of the commands
+#
+# On the 2-core CPU machine a resnet56 epoch takes ~17 min at 1 thread, a vgg16 epoch ~35 min:
+# run two experiments at a time with THREADS=1 (ONLY=... in two shells).
+#
+# Every comparison starts from the same initialisation (seed 0) and trains the same number of
+# epochs with the same cosine schedule; the magnitude baselines prune the trained dense model to
+# the compressed model's MACs and fine-tune it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-runs/headline}
+EPOCHS=${EPOCHS:-8}                  # baseline and from-scratch method epochs (HSPG, gRDA)
+METHOD_EPOCHS=${METHOD_EPOCHS:-3}    # AdaPruner sparsity epochs, unification ADMM epochs
+FINETUNE_EPOCHS=${FINETUNE_EPOCHS:-2}
+DEVICE=${DEVICE:-auto}
+THREADS=${THREADS:-0}
+LAMBDA=${LAMBDA:-5e-3}               # HSPG group-lasso weight for short runs (docs/methods/hspg.md)
+GRDA_C=${GRDA_C:-0.01}               # gRDA threshold scale (resnet20, 15 epochs: 89% zeros)
+LIMIT_TRAIN=${LIMIT_TRAIN:-0}        # 0 = all 60000 training images (smaller: a quick trial)
+LIMIT_TEST=${LIMIT_TEST:-0}
+N=./build/nnslim
+common=(--dataset fashion-mnist --device "$DEVICE" --threads "$THREADS" --limit-train "$LIMIT_TRAIN"
+        --limit-test "$LIMIT_TEST")
+[ -n "${NO_LATENCY:-}" ] && latency=(--no-latency) || latency=()
+mkdir -p "$OUT"
+
+done_() { [ -f "$OUT/$1/summary.json" ]; }
+selected() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
+started() { [ -d "$OUT/$1" ] && [ -n "$(ls -A "$OUT/$1" 2>/dev/null)" ]; }
+state() {
+  if done_ "$1"; then echo done; elif started "$1"; then echo interrupted; else echo "not started"; fi
+}
+need() {  # need NAME: a prerequisite experiment must be finished
+  done_ "$1" || { echo "headline: $1 must finish first (run it: ONLY=$1 $0)" >&2; exit 1; }
+}
+# The MAC fraction a compressed run kept (for the magnitude baseline at the same MACs).
+kept_macs() { awk -F': ' '/"macs_ratio"/ { gsub(/[ ,]/, "", $2); printf "%.4f", 1 / $2; exit }' "$OUT/$1/summary.json"; }
+
+train() {  # train NAME MODEL EPOCHS
+  local name=$1 model=$2 epochs=$3
+  selected "$name" || return 0
+  if [ -n "${LIST:-}" ]; then echo "$name: $(state "$name")"; return 0; fi
+  done_ "$name" && { echo "== $name: done"; return 0; }
+  echo "== $name ($(date))"
+  if started "$name"; then
+    $N train --resume "$OUT/$name" --threads "$THREADS"
+  else
+    $N train --model "$model" "${common[@]}" --epochs "$epochs" --seed 0 --out "$OUT/$name"
+  fi
+}
+compress() {  # compress NAME INPUT-EXPERIMENT compress-options...
+  local name=$1 input=$2; shift 2
+  selected "$name" || return 0
+  if [ -n "${LIST:-}" ]; then echo "$name: $(state "$name")"; return 0; fi
+  done_ "$name" && { echo "== $name: done"; return 0; }
+  need "$input"
+  echo "== $name ($(date))"
+  local resume=()
+  started "$name" && resume=(--resume)
+  $N compress --model "$OUT/$input/model.nnslim" "${common[@]}" "${latency[@]}" --out "$OUT/$name" \
+    "${resume[@]}" "$@"
+}
+
+for model in resnet56 vgg16 mobilenetv2; do
+  short=${model/resnet/r}; short=${short/mobilenetv2/mbv2}
+  train "${short}_init" "$model" 0
+  train "${short}_base" "$model" "$EPOCHS"
+done
+
+# Issue 4: HSPG from the initialisation vs the dense baseline, and magnitude pruning at HSPG's MACs.
+hspg_magnitude() {  # needs HSPG's result for its MAC budget
+  local m=$1
+  if ! done_ "${m}_hspg"; then
+    selected "${m}_hspg_mag" || return 0
+    if [ -n "${LIST:-}" ]; then echo "${m}_hspg_mag: waits for ${m}_hspg"; return 0; fi
+    need "${m}_hspg"
+  fi
+  compress "${m}_hspg_mag" "${m}_base" --method magnitude --criterion l1 \
+    --target-macs "$(kept_macs "${m}_hspg")" --recalibrate-bn 50 --finetune-epochs "$FINETUNE_EPOCHS"
+}
+for m in r56 vgg16; do
+  compress "${m}_hspg" "${m}_init" --method hspg --epochs "$EPOCHS" --lr 0.1 --schedule cosine \
+    --lambda "$LAMBDA" --prox-epochs $((EPOCHS / 4))
+  hspg_magnitude "$m"
+done
+
+# Issue 5: AdaPruner and magnitude pruning at 0.7 and 0.5 of the MACs.
+for m in r56 mbv2; do
+  for f in 0.7 0.5; do
+    pct=${f#0.}0
+    compress "${m}_ada${pct}" "${m}_base" --method adapruner --target-macs "$f" --divisor 8 \
+      --epochs "$METHOD_EPOCHS" --finetune-epochs "$FINETUNE_EPOCHS"
+    compress "${m}_mag${pct}" "${m}_base" --method magnitude --criterion l1 --target-macs "$f" \
+      --round-to 8 --recalibrate-bn 50 --finetune-epochs "$FINETUNE_EPOCHS"
+  done
+done
+
+# Issue 6: unification on vgg16 (the resnet20 recipe of docs/RESULTS.md).
+compress vgg16_unify vgg16_base --method unify --prune 0.5 --unify 0.25 --block 1x4xK \
+  --epochs "$METHOD_EPOCHS" --lr 0.01 --round-batches 32 --rho 0.05 --rho-growth 1.2 --rho-max 5 \
+  --finetune-epochs "$FINETUNE_EPOCHS" --finetune-lr 0.01 --recalibrate-bn 50
+
+# Issue 7: gRDA on vgg16 from the baseline's initialisation, same epochs and schedule.
+compress vgg16_grda vgg16_init --method grda --epochs "$EPOCHS" --lr 0.1 --schedule cosine \
+  --c "$GRDA_C" --mu 0.65
