@@ -32,8 +32,9 @@ torch::Tensor run_node(const Node& n, const std::vector<torch::Tensor>& in, Mode
         return torch::conv2d(torch::conv2d(in[0], w1, {}, a.stride, a.padding, a.dilation, a.groups),
                              w2, b ? *b : torch::Tensor());
       }
-      if (auto sparse = sparse_conv_of(n))  // an inference plan's sparse kernel
-        if (!torch::GradMode::is_enabled() && sparse_conv_supports(in[0], n.params.at("weight"), a.groups))
+      if (!torch::GradMode::is_enabled() && n.buffers.count(kSparseValues) &&
+          sparse_conv_supports(in[0], n.params.at("weight"), a.groups))
+        if (auto sparse = sparse_conv_of(n))  // an inference plan's sparse kernel, still current
           return sparse_conv2d(in[0], sparse->weight, b ? *b : torch::Tensor(), a.stride, a.padding,
                                a.dilation, sparse->kernel);
       return torch::conv2d(in[0], n.params.at("weight"), b ? *b : torch::Tensor(), a.stride,

@@ -107,19 +107,37 @@ bool can_sparsify_conv(const Node& n) {
   return w.dim() == 4 && w.scalar_type() == torch::kFloat && w.device().is_cpu();
 }
 
+namespace {
+// [kernel, data pointer, version counter, N, C, kh, kw] of a conv weight.
+std::vector<int64_t> sparse_source(const torch::Tensor& w, SparseConvKernel kernel) {
+  return {static_cast<int64_t>(kernel), reinterpret_cast<int64_t>(w.data_ptr()),
+          static_cast<int64_t>(w._version()), w.size(0), w.size(1), w.size(2), w.size(3)};
+}
+}  // namespace
+
 void sparsify_conv(Node& n, SparseConvKernel kernel) {
   TORCH_CHECK(can_sparsify_conv(n), "node '", n.name, "' is not an ungrouped float32 CPU conv");
-  auto s = to_sparse_conv_weight(n.params.at("weight"));
+  const auto& w = n.params.at("weight");
+  auto s = to_sparse_conv_weight(w);
   n.buffers[kSparseRowPtr] = s.row_ptr;
   n.buffers[kSparseCols] = s.cols;
   n.buffers[kSparseValues] = s.values;
-  n.buffers[kSparseKernel] = torch::tensor(static_cast<int64_t>(kernel), torch::kLong);
+  n.buffers[kSparseSource] = torch::tensor(sparse_source(w, kernel), torch::kLong);
 }
 
 std::optional<SparseConvOf> sparse_conv_of(const Node& n) {
   auto values = n.buffers.find(kSparseValues);
-  if (values == n.buffers.end()) return std::nullopt;
+  if (values == n.buffers.end() || n.op != Op::kConv2d) return std::nullopt;
   const auto& w = n.params.at("weight");
+  const auto& source = n.buffers.at(kSparseSource);
+  if (w.dim() != 4 || !w.device().is_cpu() || !source.device().is_cpu() || source.numel() != 7)
+    return std::nullopt;
+  const int64_t* src = source.data_ptr<int64_t>();
+  const auto now = sparse_source(w, static_cast<SparseConvKernel>(src[0]));
+  if (!std::equal(now.begin() + 1, now.end(), src + 1)) return std::nullopt;  // a changed weight
+  TORCH_CHECK(src[0] == static_cast<int64_t>(SparseConvKernel::kDirect) ||
+                  src[0] == static_cast<int64_t>(SparseConvKernel::kIm2colCsr),
+              "node '", n.name, "': unknown sparse kernel ", src[0]);
   SparseConvOf s;
   s.weight.row_ptr = n.buffers.at(kSparseRowPtr);
   s.weight.cols = n.buffers.at(kSparseCols);
@@ -128,7 +146,7 @@ std::optional<SparseConvOf> sparse_conv_of(const Node& n) {
   s.weight.in_channels = w.size(1);
   s.weight.kh = w.size(2);
   s.weight.kw = w.size(3);
-  s.kernel = static_cast<SparseConvKernel>(n.buffers.at(kSparseKernel).item<int64_t>());
+  s.kernel = static_cast<SparseConvKernel>(src[0]);
   return s;
 }
 

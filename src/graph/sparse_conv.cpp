@@ -68,19 +68,27 @@ struct Geometry {
 
 Geometry geometry_of(const torch::Tensor& x, const SparseConvWeight& w, at::IntArrayRef stride,
                      at::IntArrayRef padding, at::IntArrayRef dilation) {
+  for (auto a : {stride, padding, dilation})
+    TORCH_CHECK(a.size() == 1 || a.size() == 2, "sparse conv: stride, padding and dilation need 1 or 2 values");
   auto pick = [](at::IntArrayRef a, size_t i) { return a.size() == 1 ? a[0] : a[i]; };
   Geometry g{x.size(0), x.size(1), x.size(2), x.size(3), w.out_channels, 0, 0,
              pick(stride, 0), pick(stride, 1), pick(padding, 0), pick(padding, 1),
              pick(dilation, 0), pick(dilation, 1)};
-  g.Ho = (g.H + 2 * g.ph - g.dh * (w.kh - 1) - 1) / g.sh + 1;
-  g.Wo = (g.W + 2 * g.pw - g.dw * (w.kw - 1) - 1) / g.sw + 1;
-  TORCH_CHECK(g.Ho > 0 && g.Wo > 0, "sparse conv: input ", x.sizes(), " is smaller than the kernel");
+  TORCH_CHECK(g.sh >= 1 && g.sw >= 1 && g.dh >= 1 && g.dw >= 1 && g.ph >= 0 && g.pw >= 0,
+              "sparse conv: stride and dilation must be >= 1 and padding >= 0");
+  // The padded input must hold one dilated kernel (integer division alone would round a
+  // negative span up to one output row).
+  const int64_t span_h = g.dh * (w.kh - 1) + 1, span_w = g.dw * (w.kw - 1) + 1;
+  TORCH_CHECK(g.H + 2 * g.ph >= span_h && g.W + 2 * g.pw >= span_w, "sparse conv: input ", x.sizes(),
+              " (padded by ", g.ph, ",", g.pw, ") is smaller than the ", span_h, "x", span_w, " kernel");
+  g.Ho = (g.H + 2 * g.ph - span_h) / g.sh + 1;
+  g.Wo = (g.W + 2 * g.pw - span_w) / g.sw + 1;
   return g;
 }
 
 // Output planes start at the bias (or zero); the kernels add the products.
 torch::Tensor output_with_bias(const Geometry& g, const torch::Tensor& bias) {
-  if (!bias.defined()) return torch::zeros({g.B, g.N, g.Ho, g.Wo});
+  if (!bias.defined()) return torch::zeros({g.B, g.N, g.Ho, g.Wo}, torch::kFloat);
   return bias.detach().to(torch::kFloat).reshape({1, g.N, 1, 1}).expand({g.B, g.N, g.Ho, g.Wo}).contiguous();
 }
 

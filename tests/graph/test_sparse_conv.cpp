@@ -3,6 +3,7 @@
 // zeros at all); the executor runs a sparsified conv with them and falls back to dense under
 // autograd or for channels-last input; the latency plan picks by time and never edits the
 // caller's graph.
+#include "nnslim/graph/builder.h"
 #include "nnslim/graph/execute.h"
 #include "nnslim/graph/lowering.h"
 #include "nnslim/graph/sparse_conv.h"
@@ -51,6 +52,8 @@ TEST(SparseConv, BothKernelsEqualDenseConvForEveryShapeStridePaddingDilationAndB
       {1, 4, 6, 5, 5, 1, 1, 2, 2, 1, 1, 7, 8, 0.8, true},       // 5x5
       {2, 3, 4, 3, 1, 1, 1, 1, 0, 1, 1, 6, 5, 0.3, false},      // 3x1, padding on one axis
       {1, 4, 4, 3, 3, 1, 2, 2, 1, 2, 1, 9, 9, 0.7, true},       // dilation, mixed stride
+      {1, 4, 4, 3, 3, 2, 1, 1, 2, 1, 2, 9, 20, 0.7, true},      // vertical stride, AVX2 direct, dilation
+      {2, 3, 5, 3, 3, 1, 1, 2, 2, 2, 2, 11, 37, 0.5, false},    // dilation 2 on the AVX2 path
       {1, 512, 8, 3, 3, 1, 1, 1, 1, 1, 1, 2, 2, 0.98, true},    // vgg16's last stage: 2x2 maps
       {2, 5, 3, 3, 3, 1, 1, 0, 0, 1, 1, 4, 4, 0.0, true},       // no zeros at all
       {1, 5, 3, 3, 3, 1, 1, 1, 1, 1, 1, 4, 4, 1.0, true},       // all zero: output = bias
@@ -90,6 +93,34 @@ TEST(SparseConv, SupportsOnlyWhatTheKernelsCompute) {
                c10::Error);
   EXPECT_THROW(sparse_conv2d(torch::randn({1, 3, 1, 1}), s, {}, {1}, {0}, {1}, SparseConvKernel::kDirect),
                c10::Error);  // smaller than the kernel
+  // Integer division alone would make this one output row, read past the input (dense conv
+  // rejects it too).
+  EXPECT_THROW(sparse_conv2d(torch::randn({1, 3, 2, 8}), s, {}, {2}, {0}, {1}, SparseConvKernel::kDirect),
+               c10::Error);
+  EXPECT_THROW(sparse_conv2d(x, s, {}, {0}, {1}, {1}, SparseConvKernel::kDirect), c10::Error);  // stride 0
+}
+
+TEST(SparseConv, AStaleSparseFormIsNeverUsed) {
+  // A conv sparsified, then its weight changed in place (an optimizer step) or replaced (BN
+  // folding, surgery): the executor must compute with the weight as it is now.
+  GraphBuilder b({3, 8, 8});
+  Graph g = b.build(b.conv(b.input(), 4, 3, 1, 1, "conv", /*bias=*/true), {{"classes", "1"}});
+  auto x = torch::randn({1, 3, 8, 8});
+  torch::NoGradGuard ng;
+  Node& conv = g.nodes[0];
+  conv.params["weight"].masked_fill_(torch::rand(conv.params["weight"].sizes()) < 0.8, 0);
+  sparsify_conv(conv, SparseConvKernel::kDirect);
+  ASSERT_TRUE(sparse_conv_of(conv).has_value());
+  conv.params["weight"].mul_(2);
+  EXPECT_FALSE(sparse_conv_of(conv).has_value());
+  auto want = torch::conv2d(x, conv.params["weight"], conv.params["bias"], 1, 1);
+  EXPECT_LT(max_abs_diff(forward(g, x, Mode::kEval), want), 1e-5);
+  sparsify_conv(conv, SparseConvKernel::kIm2colCsr);
+  ASSERT_TRUE(sparse_conv_of(conv).has_value());
+  conv.params["weight"] = torch::randn({4, 3, 3, 3});
+  EXPECT_FALSE(sparse_conv_of(conv).has_value());
+  want = torch::conv2d(x, conv.params["weight"], conv.params["bias"], 1, 1);
+  EXPECT_LT(max_abs_diff(forward(g, x, Mode::kEval), want), 1e-5);
 }
 
 // resnet20 with every conv weight 90% zeros (as gRDA leaves it).
@@ -127,12 +158,40 @@ TEST(SparseConv, ExecutorRunsSparsifiedConvsAndFallsBackToDenseUnderAutograd) {
     EXPECT_LT(max_abs_diff(forward(direct, x, Mode::kEval), want), 1e-4);
     EXPECT_LT(max_abs_diff(forward(csr, x, Mode::kEval), want), 1e-4);
   }
+  // Channels-last input (the sparse kernels need NCHW) runs dense.
+  {
+    torch::NoGradGuard ng;
+    auto nhwc = x.contiguous(torch::MemoryFormat::ChannelsLast);
+    EXPECT_LT(max_abs_diff(forward(direct, nhwc, Mode::kEval), want), 1e-4);
+  }
   // With autograd the dense weight is used, so gradients reach it.
   auto out = forward(direct, x, Mode::kEval);
   EXPECT_TRUE(out.requires_grad());
   EXPECT_LT(max_abs_diff(out.detach(), want), 1e-4);
   out.sum().backward();
   EXPECT_TRUE(direct.find("layer1.0.conv1")->params.at("weight").grad().defined());
+}
+
+TEST(SparseConv, LatencyPlanPicksSparseWhereItIsFarFaster) {
+  // One 64 -> 64 3x3 conv at 32x32 with 99.5% zeros (~3 nonzeros per filter against 576): the
+  // sparse kernels do ~1% of dense's work, a margin no timing noise closes.
+  torch::manual_seed(2);
+  GraphBuilder b({64, 32, 32});
+  Graph g = b.build(b.relu(b.conv(b.input(), 64, 3, 1, 1, "conv"), "relu"), {{"classes", "1"}});
+  {
+    torch::NoGradGuard ng;
+    auto& w = g.nodes[0].params["weight"];
+    w.masked_fill_(torch::rand(w.sizes()) < 0.995, 0);
+  }
+  LatencyOptions o;
+  o.warmup = 1;
+  o.min_runs = 3;
+  o.min_seconds = 0;
+  o.memory_format = LatencyOptions::Format::kContiguous;
+  Graph planned = g.clone();
+  EXPECT_EQ(plan_sparse_convs(planned, torch::randn({1, 64, 32, 32}), o), 1);
+  EXPECT_TRUE(sparse_conv_of(planned.nodes[0]).has_value());
+  EXPECT_EQ(measure_latency(g, o).sparse_convs, 1);
 }
 
 TEST(SparseConv, LatencyPlanKeepsTheFunctionAndNeverEditsTheCallersGraph) {

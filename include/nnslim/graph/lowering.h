@@ -40,13 +40,16 @@ bool can_fuse_conv_pair(const Graph& graph, const ConvPair& pair);
 Node fused_conv_pair(const Graph& graph, const ConvPair& pair);
 void fuse_conv_pair(Graph& graph, const ConvPair& pair);
 
-// Sparse execution of a conv (graph/sparse_conv.h). The CSR form of its weight and the kernel
-// (int64 scalar) go into these buffers, whose presence switches the executor; the dense weight
-// stays for the fallback (autograd, channels-last input).
+// Sparse execution of a conv (graph/sparse_conv.h). The CSR form of its weight goes into these
+// buffers, whose presence switches the executor; the dense weight stays for the fallback
+// (autograd, channels-last input). kSparseSource records the kernel and which weight the CSR
+// form was made from (its storage, version counter and shape): if the weight has been replaced
+// or changed in place since (an optimizer step, BN folding, surgery), sparse_conv_of returns
+// nothing and the conv runs dense -- a stale sparse form is never used.
 inline constexpr const char* kSparseRowPtr = "inference.sparse_row_ptr";
 inline constexpr const char* kSparseCols = "inference.sparse_cols";
 inline constexpr const char* kSparseValues = "inference.sparse_values";
-inline constexpr const char* kSparseKernel = "inference.sparse_kernel";
+inline constexpr const char* kSparseSource = "inference.sparse_source";
 // Whether sparse execution applies to `conv` at all: an ungrouped float32 conv (not a fused pair).
 bool can_sparsify_conv(const Node& conv);
 void sparsify_conv(Node& conv, SparseConvKernel kernel);

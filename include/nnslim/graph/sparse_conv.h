@@ -40,7 +40,9 @@ bool sparse_conv_supports(const torch::Tensor& x, const torch::Tensor& weight, i
 // conv2d(x, weight, bias; stride, padding, dilation) from the CSR form. bias [N] or undefined.
 // Both kernels keep a row of outputs in registers while they run over a channel's nonzeros;
 // AVX2/FMA where the CPU has it, portable loops otherwise (or when the environment sets
-// NNSLIM_SPARSE_PORTABLE=1, for tests and comparisons).
+// NNSLIM_SPARSE_PORTABLE=1, for tests and comparisons). Zero weights are skipped, so a NaN or
+// Inf input meets no 0 * Inf product: where dense conv would give NaN, this gives the sum of the
+// nonzero products.
 torch::Tensor sparse_conv2d(const torch::Tensor& x, const SparseConvWeight& weight,
                             const torch::Tensor& bias, at::IntArrayRef stride,
                             at::IntArrayRef padding, at::IntArrayRef dilation,
