@@ -113,14 +113,13 @@ int main(int argc, char** argv) {
       Graph merged = g.clone();
       LatencyOptions lo;
       lo.batch_size = batch;
-      auto plan = plan_factor_pairs(merged, xin, lo);
-      const int64_t sparse = plan_sparse_convs(merged, xin, lo);
-      int64_t count = plan.merged + plan.fused + sparse;
+      const auto plan = plan_inference(merged, xin, lo);
       std::string layout = nhwc ? "nhwc" : "nchw";
       vs.push_back({path, layout + " as is", std::move(g), xin, {}});
-      if (count > 0)
-        vs.push_back({path, layout + " planned (" + std::to_string(plan.merged) + "m " + std::to_string(plan.fused) + "f " +
-                                std::to_string(sparse) + "s)", std::move(merged), xin, {}});
+      if (plan.changes() > 0)
+        vs.push_back({path, layout + " planned (" + std::to_string(plan.pairs.merged) + "m " +
+                                std::to_string(plan.pairs.fused) + "f " + std::to_string(plan.sparse_convs) + "s)",
+                      std::move(merged), xin, {}});
     }
   }
   for (auto& v : vs)

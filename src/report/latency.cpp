@@ -162,6 +162,13 @@ int64_t plan_sparse_convs(Graph& g, const torch::Tensor& x, const LatencyOptions
   return static_cast<int64_t>(choice.size());
 }
 
+InferencePlan plan_inference(Graph& g, const torch::Tensor& x, const LatencyOptions& o) {
+  InferencePlan plan;
+  if (o.plan_factor_pairs) plan.pairs = plan_factor_pairs(g, x, o);
+  if (o.plan_sparse_convs) plan.sparse_convs = plan_sparse_convs(g, x, o);
+  return plan;
+}
+
 LatencyResult measure_latency(const Graph& graph, const LatencyOptions& o) {
   Graph g = o.fold_batchnorm ? fold_batchnorm(graph) : graph.clone();
   g.to(o.device);
@@ -174,23 +181,20 @@ LatencyResult measure_latency(const Graph& graph, const LatencyOptions& o) {
     Graph graph;
     torch::Tensor input;
     bool channels_last;
-    FactorPairPlan plan;
-    int64_t sparse_convs = 0;
+    InferencePlan plan;
   };
   std::vector<Candidate> candidates;
   using F = LatencyOptions::Format;
   for (bool nhwc : {false, true}) {
     if ((nhwc && o.memory_format == F::kContiguous) || (!nhwc && o.memory_format == F::kChannelsLast)) continue;
-    Candidate c{g.clone(), nhwc ? x.contiguous(torch::MemoryFormat::ChannelsLast) : x, nhwc, {}, 0};
+    Candidate c{g.clone(), nhwc ? x.contiguous(torch::MemoryFormat::ChannelsLast) : x, nhwc, {}};
     if (nhwc)
       for (auto& n : c.graph.nodes)
         if (n.op == Op::kConv2d) n.params["weight"] = n.params["weight"].contiguous(torch::MemoryFormat::ChannelsLast);
     if (o.plan_factor_pairs || o.plan_sparse_convs) {
-      Candidate planned{c.graph.clone(), c.input, nhwc, {}, 0};
-      if (o.plan_factor_pairs) planned.plan = plan_factor_pairs(planned.graph, planned.input, o);
-      if (o.plan_sparse_convs) planned.sparse_convs = plan_sparse_convs(planned.graph, planned.input, o);
-      if (planned.plan.merged + planned.plan.fused + planned.sparse_convs > 0)
-        candidates.push_back(std::move(planned));
+      Candidate planned{c.graph.clone(), c.input, nhwc, {}};
+      planned.plan = plan_inference(planned.graph, planned.input, o);
+      if (planned.plan.changes() > 0) candidates.push_back(std::move(planned));
     }
     candidates.push_back(std::move(c));
   }
@@ -213,9 +217,9 @@ LatencyResult measure_latency(const Graph& graph, const LatencyOptions& o) {
   auto& c = candidates[best];
   LatencyResult r = time_runs(o, [&] { (void)forward(c.graph, c.input, Mode::kEval); });
   r.channels_last = c.channels_last;
-  r.merged_conv_pairs = c.plan.merged;
-  r.fused_conv_pairs = c.plan.fused;
-  r.sparse_convs = c.sparse_convs;
+  r.merged_conv_pairs = c.plan.pairs.merged;
+  r.fused_conv_pairs = c.plan.pairs.fused;
+  r.sparse_convs = c.plan.sparse_convs;
   return r;
 }
 

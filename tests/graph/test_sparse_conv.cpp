@@ -224,4 +224,32 @@ TEST(SparseConv, LatencyPlanKeepsTheFunctionAndNeverEditsTheCallersGraph) {
 }
 
 }  // namespace
+TEST(SparseConv, PlanInferenceAppliesOnlyTheEnabledPlans) {
+  // The 99.5%-sparse conv of the test above: with the sparse plan on it runs sparse; with it
+  // off, plan_inference leaves the graph alone.
+  torch::manual_seed(2);
+  GraphBuilder b({64, 32, 32});
+  Graph g = b.build(b.relu(b.conv(b.input(), 64, 3, 1, 1, "conv"), "relu"), {{"classes", "1"}});
+  {
+    torch::NoGradGuard ng;
+    auto& w = g.nodes[0].params["weight"];
+    w.masked_fill_(torch::rand(w.sizes()) < 0.995, 0);
+  }
+  auto x = torch::randn({1, 64, 32, 32});
+  LatencyOptions o;
+  o.warmup = 1;
+  o.min_runs = 3;
+  o.min_seconds = 0;
+  Graph on = g.clone();
+  const auto plan = plan_inference(on, x, o);
+  EXPECT_EQ(plan.sparse_convs, 1);
+  EXPECT_EQ(plan.changes(), plan.pairs.merged + plan.pairs.fused + 1);
+  EXPECT_TRUE(sparse_conv_of(on.nodes[0]).has_value());
+  o.plan_sparse_convs = false;
+  o.plan_factor_pairs = false;
+  Graph off = g.clone();
+  EXPECT_EQ(plan_inference(off, x, o).changes(), 0);
+  EXPECT_FALSE(sparse_conv_of(off.nodes[0]).has_value());
+}
+
 }  // namespace nnslim

@@ -65,6 +65,15 @@ FactorPairPlan plan_factor_pairs(Graph& graph, const torch::Tensor& x, const Lat
 // returns how many convs now run sparse.
 int64_t plan_sparse_convs(Graph& graph, const torch::Tensor& x, const LatencyOptions& options);
 
+// Both per-layer plans that `options` enables, applied to `graph` for input x: what measure_latency
+// times against the graph as it is (and what the benches time the same way).
+struct InferencePlan {
+  FactorPairPlan pairs;
+  int64_t sparse_convs = 0;
+  int64_t changes() const { return pairs.merged + pairs.fused + sparse_convs; }
+};
+InferencePlan plan_inference(Graph& graph, const torch::Tensor& x, const LatencyOptions& options);
+
 // Eval-mode forward passes without autograd.
 LatencyResult measure_latency(const Graph& graph, const LatencyOptions& options);
 
