@@ -36,7 +36,7 @@ int cmd_bench(const std::vector<std::string>& args) {
               "machine, OMP_WAIT_POLICY=ACTIVE nnslim bench ... measures what a dedicated inference\n"
               "runtime gets (its threads spin): much faster for small layers at several threads.");
   p.positional("MODEL", &path, "a *.nnslim model file", /*required=*/false);
-  p.option("model", &model, "NAME", "a zoo model instead of a file");
+  p.option("model", &model, "NAME", "a zoo model instead of a file (a file path works too)");
   p.option("input", &input, "CxHxW", "input shape for --model");
   p.option("classes", &classes, "K", "classes for --model");
   p.option("batch-size", &batch, "B", "batch size");
@@ -54,12 +54,10 @@ int cmd_bench(const std::vector<std::string>& args) {
   p.flag("no-fold-bn", &no_fold, "inference: keep BatchNorm nodes (default: folded into the convs, as exported)");
   p.flag("json", &json, "print JSON");
   if (!p.parse(args)) return 0;
-  if (path.empty() == model.empty()) throw UsageError("give either a MODEL file or --model NAME");
   if (batch < 1) throw UsageError("--batch-size must be >= 1");
   if (warmup < 0 || runs < 1 || seconds < 0) throw UsageError("--warmup >= 0, --runs >= 1, --seconds >= 0");
   set_threads(threads);
-  Graph g = path.empty() ? build_model(model, parse_shape(input, "input"), classes)
-                         : load_model_file(path);
+  Graph g = file_or_zoo_model(path, model, input, classes);
   LatencyOptions o;
   o.batch_size = batch;
   o.warmup = warmup;

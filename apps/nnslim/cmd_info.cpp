@@ -18,15 +18,13 @@ int cmd_info(const std::vector<std::string>& args) {
               "MACs count the multiply-accumulates of Conv2d and Linear layers only; params count\n"
               "all trainable elements (BatchNorm running statistics excluded).");
   p.positional("MODEL", &path, "a *.nnslim model file", /*required=*/false);
-  p.option("model", &model, "NAME", "a zoo model instead of a file");
+  p.option("model", &model, "NAME", "a zoo model instead of a file (a file path works too)");
   p.option("input", &input, "CxHxW", "input shape for --model");
   p.option("classes", &classes, "K", "classes for --model");
   p.flag("json", &json,
          "print JSON (params, macs, nonzero counts and sparsity, in total and per layer)");
   if (!p.parse(args)) return 0;
-  if (path.empty() == model.empty()) throw UsageError("give either a MODEL file or --model NAME");
-  Graph g = path.empty() ? build_model(model, parse_shape(input, "input"), classes)
-                         : load_model_file(path);
+  Graph g = file_or_zoo_model(path, model, input, classes);
   auto r = count_cost(g);
   if (json) {
     Json j = Json::object();

@@ -3,6 +3,7 @@
 #include "nnslim/graph/shape.h"
 #include "nnslim/graph/serialize.h"
 #include "nnslim/methods/unify_format.h"
+#include "nnslim/models/zoo.h"
 #include "nnslim/train/threads.h"
 
 #include <fstream>
@@ -128,6 +129,14 @@ Graph load_model_file(const std::string& path) {
   f.read(magic, 8);
   if (f && std::string(magic, 7) == "NNSLIMU") return load_unified(path);
   return load_graph(path);
+}
+
+Graph file_or_zoo_model(std::string& path, std::string& model, const std::string& input, int64_t classes) {
+  const bool looks_like_file = model.find('/') != std::string::npos ||
+                               model.find(".nnslim") != std::string::npos || std::filesystem::is_regular_file(model);
+  if (path.empty() && looks_like_file) std::swap(path, model);
+  if (path.empty() == model.empty()) throw UsageError("give either a MODEL file or --model NAME");
+  return path.empty() ? build_model(model, parse_shape(input, "input"), classes) : load_model_file(path);
 }
 
 void check_fits_data(const Graph& graph, const Dataset& data, const std::string& path) {

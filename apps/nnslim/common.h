@@ -64,6 +64,11 @@ void create_out_dir(const std::string& dir);
 // Loads a model file: an ordinary *.nnslim or the compact unified form (model.unified.nnslim).
 Graph load_model_file(const std::string& path);
 
+// For verbs that take a model file as MODEL or a zoo model as --model NAME: the model, with a
+// file given as --model accepted too (what users of `compress --model FILE` type). Throws a
+// UsageError when neither or both are given.
+Graph file_or_zoo_model(std::string& path, std::string& model, const std::string& input, int64_t classes);
+
 // A clear usage error when `graph` (loaded from `path`) cannot take `data`'s images or labels.
 void check_fits_data(const Graph& graph, const Dataset& data, const std::string& path);
 

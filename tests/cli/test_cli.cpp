@@ -59,6 +59,9 @@ TEST(Cli, TrainEvalInfoBenchOnSyntheticData) {
   Json i = Json::parse(out);
   EXPECT_EQ(i.get("params").integer(), s.get("params").integer());
   EXPECT_EQ(i.get("macs").integer(), s.get("macs").integer());
+  // The file given as --model (as compress takes it) is the same model.
+  ASSERT_EQ(run_cli("info --model " + run + "/model.nnslim --json", &out), 0) << out;
+  EXPECT_EQ(Json::parse(out).get("macs").integer(), s.get("macs").integer());
 
   ASSERT_EQ(run_cli("bench " + run + "/model.nnslim --batch-size 4 --runs 3 --seconds 0 --json", &out), 0)
       << out;
