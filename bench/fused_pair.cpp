@@ -6,6 +6,7 @@
 //   build/fused_pair [threads] [batch]
 #include "nnslim/graph/fused_pair.h"
 #include "nnslim/train/threads.h"
+#include "timing.h"
 
 #include <torch/torch.h>
 
@@ -44,22 +45,16 @@ int main(int argc, char** argv) {
         [&] { return torch::conv2d(xl, wml, b, 1, 1); },
         [&] { return nnslim::fused_pair(x, w1, w2, b, {1, 1}); }};
     double err = (fs[4]() - fs[0]()).abs().max().item<double>();
-    std::vector<std::vector<double>> ms(fs.size());
-    for (auto& f : fs) for (int i = 0; i < 5; ++i) f();
-    auto start = std::chrono::steady_clock::now();
-    for (int it = 0; it < 30 || std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < (batch > 1 ? 3.0 : 1.0); ++it)
-      for (size_t j = 0; j < fs.size(); ++j) {
-        auto t0 = std::chrono::steady_clock::now();
-        (void)fs[j]();
-        ms[j].push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-      }
+    std::vector<std::function<void()>> runs;
+    for (auto& f : fs) {
+      for (int i = 0; i < 5; ++i) (void)f();  // warm-up
+      runs.push_back([&f] { (void)f(); });
+    }
+    const auto ms = nnslim::bench::medians(nnslim::bench::interleaved_ms(runs, {30, batch > 1 ? 3.0 : 1.0}));
     char name[32];
     std::snprintf(name, sizeof name, "%lld->%lld @%lld", (long long)k.c, (long long)k.r, (long long)k.hw);
     std::printf("%-14s", name);
-    for (auto& v : ms) {
-      std::sort(v.begin(), v.end());
-      std::printf(" %9.4f", v[v.size() / 2]);
-    }
+    for (double m : ms) std::printf(" %9.4f", m);
     std::printf("   (max |fused - pair| %.1e)\n", err);
   }
   return 0;

@@ -17,11 +17,11 @@
 #include "nnslim/graph/serialize.h"
 #include "nnslim/report/latency.h"
 #include "nnslim/train/threads.h"
+#include "timing.h"
 
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -45,21 +45,14 @@ Graph channels_last(Graph g) {
   return g;
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+using bench::median;
 
 // Every node alone on its recorded input: median of 200 runs, interleaved over nodes.
 void profile_nodes(const std::string& model, const Graph& g, const torch::Tensor& x) {
   auto inputs = node_inputs(g, x);
-  std::vector<std::vector<double>> ms(g.nodes.size());
-  for (int it = 0; it < 200; ++it)
-    for (size_t i = 0; i < g.nodes.size(); ++i) {
-      auto t0 = std::chrono::steady_clock::now();
-      (void)run_node(g.nodes[i], inputs[i], Mode::kEval);
-      ms[i].push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-    }
+  std::vector<std::function<void()>> runs;
+  for (size_t i = 0; i < g.nodes.size(); ++i) runs.push_back([&, i] { (void)run_node(g.nodes[i], inputs[i], Mode::kEval); });
+  const auto ms = bench::interleaved_ms(runs, {200, 0, 200});
   double total = 0;
   std::printf("profile of %s (node alone on its input):\n", model.c_str());
   for (size_t i = 0; i < g.nodes.size(); ++i) {
@@ -103,7 +96,13 @@ int main(int argc, char** argv) {
   torch::NoGradGuard ng;
   std::vector<Variant> vs;
   for (const auto& path : models) {
-    Graph folded = fold_batchnorm(load_graph(path));
+    Graph folded;
+    try {
+      folded = fold_batchnorm(load_graph(path));
+    } catch (const c10::Error& e) {
+      std::fprintf(stderr, "error: %s\n", e.what_without_backtrace());
+      return 1;
+    }
     std::vector<int64_t> shape{batch};
     shape.insert(shape.end(), folded.input_shape.begin(), folded.input_shape.end());
     auto x = torch::randn(shape);
@@ -124,14 +123,10 @@ int main(int argc, char** argv) {
   }
   for (auto& v : vs)
     for (int i = 0; i < 3; ++i) (void)forward(v.graph, v.input, Mode::kEval);
-  auto start = std::chrono::steady_clock::now();
-  for (size_t it = 0; it < 20 || std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < seconds; ++it)
-    for (size_t k = 0; k < vs.size(); ++k) {
-      auto& v = vs[(it + k) % vs.size()];
-      auto t0 = std::chrono::steady_clock::now();
-      (void)forward(v.graph, v.input, Mode::kEval);
-      v.ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-    }
+  std::vector<std::function<void()>> runs;
+  for (auto& v : vs) runs.push_back([&v] { (void)forward(v.graph, v.input, Mode::kEval); });
+  auto ms = bench::interleaved_ms(runs, {20, seconds, std::numeric_limits<size_t>::max(), /*rotate=*/true});
+  for (size_t i = 0; i < vs.size(); ++i) vs[i].ms = std::move(ms[i]);
   double first_best = 0;
   std::string last;
   std::printf("batch %lld, %d thread(s), %zu runs per variant\n", (long long)batch, threads, vs[0].ms.size());

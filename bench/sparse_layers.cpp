@@ -10,6 +10,7 @@
 #include "nnslim/graph/sparse_conv.h"
 #include "nnslim/report/latency.h"
 #include "nnslim/train/threads.h"
+#include "timing.h"
 
 #include <torch/torch.h>
 
@@ -23,32 +24,35 @@
 
 using namespace nnslim;
 
-namespace {
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-}  // namespace
+using bench::median;
 
 int main(int argc, char** argv) {
   int threads = 1;
   int64_t batch = 1;
   double seconds = 10;
   std::string path;
+  bool bad_option = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
     else if (a == "--batch" && i + 1 < argc) batch = std::atoll(argv[++i]);
     else if (a == "--seconds" && i + 1 < argc) seconds = std::atof(argv[++i]);
+    else if (a.rfind("--", 0) == 0) bad_option = true;  // unknown option (or --help): usage
     else path = a;
   }
-  if (path.empty()) {
+  if (path.empty() || bad_option) {
     std::fprintf(stderr, "usage: %s [--threads N] [--batch B] [--seconds S] MODEL.nnslim\n", argv[0]);
     return 2;
   }
   set_compute_threads(threads);
   torch::NoGradGuard ng;
-  Graph g = fold_batchnorm(load_graph(path));
+  Graph g;
+  try {
+    g = fold_batchnorm(load_graph(path));
+  } catch (const c10::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what_without_backtrace());
+    return 1;
+  }
   std::vector<int64_t> shape{batch};
   shape.insert(shape.end(), g.input_shape.begin(), g.input_shape.end());
   auto inputs = node_inputs(g, torch::randn(shape));
@@ -76,14 +80,11 @@ int main(int argc, char** argv) {
       l.ways.push_back([=] { (void)sparse_conv2d(x, s, b, a.stride, a.padding, a.dilation, k); });
     layers.push_back(std::move(l));
   }
-  auto start = std::chrono::steady_clock::now();
-  for (int it = 0; it < 20 || std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < seconds; ++it)
-    for (auto& l : layers)
-      for (size_t k = 0; k < l.ways.size(); ++k) {
-        auto t0 = std::chrono::steady_clock::now();
-        l.ways[k]();
-        l.ms[k].push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-      }
+  std::vector<std::function<void()>> runs;  // every way of every layer, in one interleaved loop
+  for (auto& l : layers) runs.insert(runs.end(), l.ways.begin(), l.ways.end());
+  auto ms = bench::interleaved_ms(runs, {20, seconds});
+  for (size_t i = 0, j = 0; i < layers.size(); ++i)
+    for (size_t k = 0; k < layers[i].ways.size(); ++k) layers[i].ms[k] = std::move(ms[j++]);
   std::printf("%s: batch %lld, %d thread(s), %zu runs per variant; median ms\n", path.c_str(),
               (long long)batch, threads, layers.empty() ? 0 : layers[0].ms[0].size());
   std::printf("%-22s %6s %8s %8s %8s %8s  %s\n", "conv", "zeros", "nchw", "nhwc", "direct", "csr", "best");

@@ -17,6 +17,7 @@
 #include "nnslim/methods/trp.h"
 #include "nnslim/models/zoo.h"
 #include "nnslim/train/threads.h"
+#include "timing.h"
 
 #include <torch/torch.h>
 
@@ -43,8 +44,7 @@ double median_ms(const Graph& g, const torch::Tensor& x, double seconds) {
     (void)forward(g, x, Mode::kEval);
     ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
   }
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
+  return bench::median(ms);
 }
 
 int64_t conv_macs_of(const Graph& g) {

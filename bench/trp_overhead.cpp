@@ -12,6 +12,7 @@
 #include "nnslim/models/zoo.h"
 #include "nnslim/report/latency.h"
 #include "nnslim/train/threads.h"
+#include "timing.h"
 
 #include <torch/torch.h>
 
@@ -25,10 +26,7 @@ using namespace nnslim;
 
 namespace {
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+using bench::median;
 
 // Median seconds of `reps` calls of f.
 template <typename F>

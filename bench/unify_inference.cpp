@@ -11,6 +11,7 @@
 // per layer). Set OMP_WAIT_POLICY=PASSIVE on a busy machine.
 #include "nnslim/methods/unify.h"
 #include "nnslim/train/threads.h"
+#include "timing.h"
 
 #include <torch/torch.h>
 
@@ -26,31 +27,11 @@ using namespace nnslim;
 
 namespace {
 
-// Times the functions in interleaved rounds (each round runs every function once), so that a
-// change of machine load hits all of them alike; returns the median of each, in ms.
+// The median ms of each function, timed in interleaved rounds after one warm-up call each.
 std::vector<double> interleaved_median_ms(const std::vector<std::function<void()>>& fs,
                                           double seconds) {
-  for (const auto& f : fs) f();  // warm-up
-  std::vector<std::vector<double>> t(fs.size());
-  auto start = std::chrono::steady_clock::now();
-  auto elapsed = [&] {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  };
-  while (t[0].size() < 7 || elapsed() < seconds) {
-    for (size_t i = 0; i < fs.size(); ++i) {
-      auto t0 = std::chrono::steady_clock::now();
-      fs[i]();
-      t[i].push_back(
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-    }
-    if (t[0].size() >= 2000) break;
-  }
-  std::vector<double> med;
-  for (auto& v : t) {
-    std::sort(v.begin(), v.end());
-    med.push_back(v[v.size() / 2]);
-  }
-  return med;
+  for (const auto& f : fs) f();
+  return bench::medians(bench::interleaved_ms(fs, {7, seconds, 2000}));
 }
 
 struct Layer {
