@@ -172,9 +172,9 @@ TEST(SparseConv, ExecutorRunsSparsifiedConvsAndFallsBackToDenseUnderAutograd) {
   EXPECT_TRUE(direct.find("layer1.0.conv1")->params.at("weight").grad().defined());
 }
 
-TEST(SparseConv, LatencyPlanPicksSparseWhereItIsFarFaster) {
-  // One 64 -> 64 3x3 conv at 32x32 with 99.5% zeros (~3 nonzeros per filter against 576): the
-  // sparse kernels do ~1% of dense's work, a margin no timing noise closes.
+// One 64 -> 64 3x3 conv at 32x32 with 99.5% zeros (~3 nonzeros per filter against 576): the
+// sparse kernels do ~1% of dense's work, a margin no timing noise closes.
+Graph very_sparse_conv() {
   torch::manual_seed(2);
   GraphBuilder b({64, 32, 32});
   Graph g = b.build(b.relu(b.conv(b.input(), 64, 3, 1, 1, "conv"), "relu"), {{"classes", "1"}});
@@ -183,6 +183,11 @@ TEST(SparseConv, LatencyPlanPicksSparseWhereItIsFarFaster) {
     auto& w = g.nodes[0].params["weight"];
     w.masked_fill_(torch::rand(w.sizes()) < 0.995, 0);
   }
+  return g;
+}
+
+TEST(SparseConv, LatencyPlanPicksSparseWhereItIsFarFaster) {
+  Graph g = very_sparse_conv();
   LatencyOptions o;
   o.warmup = 1;
   o.min_runs = 3;
@@ -225,16 +230,8 @@ TEST(SparseConv, LatencyPlanKeepsTheFunctionAndNeverEditsTheCallersGraph) {
 
 }  // namespace
 TEST(SparseConv, PlanInferenceAppliesOnlyTheEnabledPlans) {
-  // The 99.5%-sparse conv of the test above: with the sparse plan on it runs sparse; with it
-  // off, plan_inference leaves the graph alone.
-  torch::manual_seed(2);
-  GraphBuilder b({64, 32, 32});
-  Graph g = b.build(b.relu(b.conv(b.input(), 64, 3, 1, 1, "conv"), "relu"), {{"classes", "1"}});
-  {
-    torch::NoGradGuard ng;
-    auto& w = g.nodes[0].params["weight"];
-    w.masked_fill_(torch::rand(w.sizes()) < 0.995, 0);
-  }
+  // With the sparse plan on the conv runs sparse; with both plans off the graph is left alone.
+  Graph g = very_sparse_conv();
   auto x = torch::randn({1, 64, 32, 32});
   LatencyOptions o;
   o.warmup = 1;
