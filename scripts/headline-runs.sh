@@ -101,9 +101,20 @@ compress r56_hspg_paper r56_init --method hspg --epochs "$EPOCHS" --lr 0.1 --sch
   --lambda 1e-3 --prox-epochs $((EPOCHS / 4))
 
 # Issue 5: AdaPruner and magnitude pruning at 0.7 and 0.5 of the MACs.
+# AdaPruner's sparse training does not depend on the budget: a run whose sibling has finished it
+# starts from the sibling's training checkpoint (resumed: straight to the width search).
+share_sparse_training() {  # share_sparse_training FROM TO
+  local from=$1 to=$2 ck=$OUT/$1/train
+  [ "$from" != "$to" ] && [ -z "${LIST:-}" ] && selected "$to" && ! started "$to" || return 0
+  [ -f "$ck/checkpoint.nnslim-ckpt" ] && [ "$(wc -l < "$ck/metrics.jsonl")" -ge "$METHOD_EPOCHS" ] || return 0
+  mkdir -p "$OUT/$to/train"
+  cp "$ck/checkpoint.nnslim-ckpt" "$ck/metrics.jsonl" "$OUT/$to/train/"
+  echo "== $to: sparse training taken from $from"
+}
 for m in r56 mbv2; do
   for f in 0.7 0.5; do
     pct=${f#0.}0
+    share_sparse_training "${m}_ada70" "${m}_ada${pct}"
     compress "${m}_ada${pct}" "${m}_base" --method adapruner --target-macs "$f" --divisor 8 \
       --epochs "$METHOD_EPOCHS" --finetune-epochs "$FINETUNE_EPOCHS"
     compress "${m}_mag${pct}" "${m}_base" --method magnitude --criterion l1 --target-macs "$f" \

@@ -13,7 +13,10 @@
 
 #include <torch/torch.h>
 
+#include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <ostream>
 
 namespace nnslim {
 
@@ -281,6 +284,15 @@ void AdaPruner::finalize(Context& ctx) {
     }
     return sub;
   };
+  if (ctx.progress) {
+    char line[160];
+    std::snprintf(line, sizeof line, "== widths for %.2f%% of the MACs (alpha %.4g after %lld bisection steps)",
+                  100.0 * ws.macs / base, ws.alpha, (long long)ws.iterations);
+    *ctx.progress << line << std::endl;
+  }
+  if (ctx.progress && candidates.size() > 1)
+    *ctx.progress << "== scoring " << candidates.size() << " weight-inheritance candidates on " << heldout.size()
+                  << " held-out images (" << opt_.candidate_steps << " fine-tune steps each)" << std::endl;
   for (const auto& crit : candidates) {
     Graph sub = build(crit);
     if (candidates.size() == 1) {  // nothing to choose
@@ -288,7 +300,14 @@ void AdaPruner::finalize(Context& ctx) {
       best_name = crit;
       break;
     }
+    const auto t0 = std::chrono::steady_clock::now();
     double s = evaluator ? evaluator(sub, crit) : score_candidate(sub, fit, heldout);
+    if (ctx.progress) {
+      char line[160];
+      std::snprintf(line, sizeof line, "   %-7s held-out top-1 %6.2f%%  (%.0f s)", crit.c_str(), s,
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      *ctx.progress << line << std::endl;
+    }
     scores.set(crit, s);
     if (s > best_score) {  // ties: the earlier candidate
       best_score = s;
@@ -299,6 +318,7 @@ void AdaPruner::finalize(Context& ctx) {
   // The chosen candidate is rebuilt from its inherited weights: the short fine-tune was only
   // for scoring, the real fine-tune follows in the pipeline.
   if (candidates.size() > 1) best = build(best_name);
+  if (ctx.progress) *ctx.progress << "== inheriting " << best_name << "'s channels" << std::endl;
   if (ctx.train) recalibrate_bn(best, *ctx.train, opt_.recal_batches, 128, opt_.seed);
   g = std::move(best);
 

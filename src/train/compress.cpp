@@ -85,38 +85,40 @@ CompressResult compress(Graph& graph, Method& method, const Dataset& train, cons
   r.before = measure_model(graph, test, o.measure_latency, o.latency_seconds, device);
   std::ostream* log = o.train.progress;
 
+  // Progress lines are flushed (std::endl): a long phase follows each, and a log file must show it.
   // Train with the method (its hooks shape the weights); with 0 epochs the method still gets
   // begin() through a zero-epoch fit so it can set up state that finalize() reads.
   auto shared = std::shared_ptr<Method>(&method, [](Method*) {});
   TrainOptions t = o.train;
   t.out_dir = phase_dir(o.train.out_dir, "train");
-  if (log && t.epochs > 0) *log << "== training with " << method.name() << " for " << t.epochs << " epochs\n";
+  if (log && t.epochs > 0) *log << "== training with " << method.name() << " for " << t.epochs << " epochs" << std::endl;
   Trainer trainer(graph, t, {shared});
   auto trained = resume_point(t.out_dir, o.resume);
-  if (log && trained) *log << "== resuming the training phase after epoch " << trained->epochs_done << "\n";
+  if (log && trained) *log << "== resuming the training phase after epoch " << trained->epochs_done << std::endl;
   trainer.fit(train, &test, trained ? &*trained : nullptr);
 
   // Surgery.
-  if (log) *log << "== finalizing " << method.name() << "\n";
+  if (log) *log << "== finalizing " << method.name() << std::endl;
   graph.to(device);
   torch::optim::SGD dummy(graph.parameters(), torch::optim::SGDOptions(1e-3));
   Context ctx{graph, dummy};
   Dataset normalised = with_graph_normalisation(graph, train);
   ctx.train = &normalised;
   ctx.epochs = t.epochs;
+  ctx.progress = log;
   method.finalize(ctx);
   validate(graph);
   graph.to(torch::kCPU);
   r.after_surgery = measure_model(graph, test, false, 0, device);
   if (o.recalibrate_batches > 0 && has_batchnorm(graph)) {
-    if (log) *log << "== recalibrating BatchNorm statistics on " << o.recalibrate_batches << " batches\n";
+    if (log) *log << "== recalibrating BatchNorm statistics on " << o.recalibrate_batches << " batches" << std::endl;
     recalibrate_bn(graph, normalised, o.recalibrate_batches, o.train.batch_size, o.train.seed);
     r.after_recalibration = measure_model(graph, test, false, 0, device);
   }
 
   // Fine-tune.
   if (o.finetune_epochs > 0) {
-    if (log) *log << "== fine-tuning for " << o.finetune_epochs << " epochs\n";
+    if (log) *log << "== fine-tuning for " << o.finetune_epochs << " epochs" << std::endl;
     TrainOptions f = o.train;
     f.epochs = o.finetune_epochs;
     f.schedule = LrSchedule();
@@ -126,7 +128,7 @@ CompressResult compress(Graph& graph, Method& method, const Dataset& train, cons
     std::vector<std::shared_ptr<Method>> hooks;
     if (auto m = method.finetune_method()) hooks.push_back(m);
     auto tuned = resume_point(f.out_dir, o.resume);
-    if (log && tuned) *log << "== resuming fine-tuning after epoch " << tuned->epochs_done << "\n";
+    if (log && tuned) *log << "== resuming fine-tuning after epoch " << tuned->epochs_done << std::endl;
     Trainer(graph, f, hooks).fit(train, &test, tuned ? &*tuned : nullptr);
     graph.to(torch::kCPU);
   }

@@ -96,9 +96,14 @@ TEST(AdaPruner, SelectionPicksTheBestCandidateAndCouplesIndices) {
   };
   torch::optim::SGD dummy(g.parameters(), torch::optim::SGDOptions(0.1));
   Context ctx{g, dummy};
+  std::ostringstream progress;
+  ctx.progress = &progress;
   int64_t before = count_cost(g).macs;
   m->finalize(ctx);
   EXPECT_EQ(seen, (std::vector<std::string>{"l1", "l2", "bn", "fpgm", "random", "scratch"}));
+  // The long choice reports itself: each candidate's score and the one inherited.
+  EXPECT_NE(progress.str().find("fpgm    held-out top-1   0.90%"), std::string::npos) << progress.str();
+  EXPECT_NE(progress.str().find("== inheriting fpgm's channels"), std::string::npos) << progress.str();
   Json d = Json::object();
   m->describe(d);
   EXPECT_EQ(d.get("inherit").str(), "fpgm");

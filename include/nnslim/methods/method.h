@@ -12,6 +12,7 @@
 
 #include <torch/optim/optimizer.h>
 
+#include <iosfwd>
 #include <map>
 #include <memory>
 #include <string>
@@ -32,6 +33,7 @@ struct Context {
   double lr = 0;
   std::map<std::string, double>* log = nullptr;  // values a method wants in this epoch's metrics
   const Dataset* train = nullptr;  // the training data (data-driven criteria, BN recalibration)
+  std::ostream* progress = nullptr;  // where a long finalize() reports what it is doing (or none)
 };
 
 class Method {
