@@ -35,15 +35,21 @@ std::string format_duration(double s) {
   return buf;
 }
 
-// One live line on a terminal, redrawn at most 5 times a second.
+// On a terminal: one live line, redrawn at most 5 times a second. Elsewhere (a log file): a plain
+// line every `log_seconds` (a minute), so a long epoch in a background run still shows its
+// progress and ETA, while short epochs print nothing but their summary line.
 class ProgressBar {
  public:
-  ProgressBar(std::ostream* out, bool live, int64_t epoch, int64_t epochs, int64_t total)
-      : out_(out), live_(live), epoch_(epoch), epochs_(epochs), total_(total) {}
+  ProgressBar(std::ostream* out, bool live, double log_seconds, int64_t epoch, int64_t epochs,
+              int64_t total)
+      : out_(out), live_(live), interval_(live ? 0.2 : log_seconds), epoch_(epoch),
+        epochs_(epochs), total_(total), last_(live ? Clock::time_point{} : Clock::now()) {}
   void update(int64_t done, double loss, double acc, double ips) {
-    if (!out_ || !live_) return;
+    if (!out_) return;
     auto now = Clock::now();
-    if (done < total_ && std::chrono::duration<double>(now - last_).count() < 0.2) return;
+    const double interval = interval_;
+    if (!live_ && done >= total_) return;  // the epoch's summary line follows
+    if (done < total_ && std::chrono::duration<double>(now - last_).count() < interval) return;
     last_ = now;
     const int width = 24;
     int filled = static_cast<int>(width * done / std::max<int64_t>(1, total_));
@@ -52,9 +58,10 @@ class ProgressBar {
     double eta = ips > 0 ? (total_ - done) * (images_per_batch_ / ips) : 0;
     char buf[256];
     std::snprintf(buf, sizeof buf,
-                  "\repoch %3lld/%lld [%s] %5lld/%lld  loss %.4f  acc %6.2f%%  %6.0f img/s  ETA %s ",
-                  (long long)epoch_, (long long)epochs_, bar.c_str(), (long long)done,
-                  (long long)total_, loss, acc, ips, format_duration(eta).c_str());
+                  "%sepoch %3lld/%lld [%s] %5lld/%lld  loss %.4f  acc %6.2f%%  %6.0f img/s  ETA %s%s",
+                  live_ ? "\r" : "", (long long)epoch_, (long long)epochs_, bar.c_str(),
+                  (long long)done, (long long)total_, loss, acc, ips, format_duration(eta).c_str(),
+                  live_ ? " " : "\n");
     *out_ << buf << std::flush;
   }
   void set_batch(int64_t b) { images_per_batch_ = static_cast<double>(b); }
@@ -65,6 +72,7 @@ class ProgressBar {
  private:
   std::ostream* out_;
   bool live_;
+  double interval_;
   int64_t epoch_, epochs_, total_;
   double images_per_batch_ = 1;
   Clock::time_point last_{};
@@ -230,7 +238,8 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
     rec.epoch = epoch + 1;
     ctx.log = &rec.extra;
     ctx.epoch = epoch;
-    ProgressBar bar(opt_.progress, opt_.progress_bar, epoch + 1, opt_.epochs, steps);
+    ProgressBar bar(opt_.progress, opt_.progress_bar, opt_.progress_log_seconds, epoch + 1,
+                    opt_.epochs, steps);
     bar.set_batch(opt_.batch_size);
     EpochLoader loader(train, lo, epoch);
     auto t0 = Clock::now();

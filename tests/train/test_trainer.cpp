@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <sstream>
 
 namespace nnslim {
 namespace {
@@ -72,6 +73,32 @@ TEST(Trainer, ConvergesOnTinyLearnableData) {
   auto r = Trainer(g, opt).fit(d.train, &d.test);
   EXPECT_GT(r.history.back().eval.top1, 90.0);
   EXPECT_LT(r.history.back().train_loss, r.history.front().train_loss);
+}
+
+// Without a terminal (a log file) a long epoch prints plain progress lines, never a '\r' redraw;
+// the default interval (a minute) keeps short epochs to their summary line.
+TEST(Trainer, LogFileGetsPlainProgressLinesOnLongEpochsOnly) {
+  auto d = testing::tiny_data();
+  auto run = [&](double log_seconds) {
+    Graph g = testing::tiny_convnet(2);
+    std::ostringstream log;
+    auto opt = small_options(1);
+    opt.progress = &log;
+    opt.progress_log_seconds = log_seconds;
+    Trainer(g, opt).fit(d.train, nullptr);
+    return log.str();
+  };
+  auto count = [](const std::string& s, const std::string& what) {
+    int n = 0;
+    for (auto p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) ++n;
+    return n;
+  };
+  std::string every_step = run(0), quiet = run(60);
+  const int steps = 96 / 16;  // small_options: batch 16 over tiny_data's 96 images
+  EXPECT_EQ(count(every_step, "ETA"), steps - 1) << every_step;  // the last is the summary
+  EXPECT_EQ(count(every_step, "\r"), 0);
+  EXPECT_EQ(count(quiet, "ETA"), 0) << quiet;
+  EXPECT_EQ(count(quiet, "epoch   1/1"), 1) << quiet;
 }
 
 TEST(Trainer, NanLossStopsWithClearMessageAndKeepsCheckpoint) {

@@ -32,6 +32,7 @@ struct TrainOptions {
   std::string out_dir;           // "" = no files (metrics.jsonl, checkpoint)
   std::ostream* progress = nullptr;  // progress output (nullptr = silent)
   bool progress_bar = false;     // live bar (terminals) instead of one line per epoch
+  double progress_log_seconds = 60;  // without the bar: a progress line at most this often
 
   void validate() const;  // throws c10::Error naming the bad option
 };
