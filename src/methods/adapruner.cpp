@@ -35,9 +35,11 @@ KeepPlan plan_of_widths(const Coupling& c, const std::map<int, int64_t>& widths)
   return p;
 }
 
-int64_t round_width(int64_t n, int64_t divisor, int64_t total) {
-  if (divisor <= 1) return std::min(total, std::max<int64_t>(1, n));
-  int64_t r = static_cast<int64_t>(std::llround(static_cast<double>(n) / divisor)) * divisor;
+// round_to(width, divisor) of METHODS §3.3, from the real-valued width: rounding it to an integer
+// first would round twice (11.6 -> 12 -> 16 where round_to(11.6, 8) = 8).
+int64_t round_width(double width, int64_t divisor, int64_t total) {
+  if (divisor <= 1) return std::min(total, std::max<int64_t>(1, std::llround(width)));
+  int64_t r = static_cast<int64_t>(std::llround(width / divisor)) * divisor;
   return std::min(total, std::max(divisor, r));
 }
 }  // namespace
@@ -94,7 +96,7 @@ std::map<int, int64_t> widths_for_alpha(const Coupling& c, const std::map<int, d
   for (const auto& [id, ib] : norm) {
     int64_t total = c.groups[id].channels;
     double keep = std::min(1.0, std::max(o.min_keep, alpha * ib));
-    int64_t n = round_width(static_cast<int64_t>(std::llround(keep * total)), o.divisor, total);
+    int64_t n = round_width(keep * static_cast<double>(total), o.divisor, total);
     w[id] = std::min(total, std::max(std::min(o.min_channels, total), n));
   }
   return w;

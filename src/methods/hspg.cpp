@@ -316,7 +316,9 @@ torch::Tensor HSPG::step(LossClosure closure) {
     x2 = group_dot(x, x);
   }
   if (G > 0 && reg_grad) {
-    reg = torch::where(x2 > 0, lambda / x2.sqrt(), torch::zeros_like(x2));
+    // Stage 1's OTOv1 form divides by ||x_g|| + 1e-6 (§2.5, code); stage 2 by ||x_g||.
+    const double guard = half ? 0.0 : 1e-6;
+    reg = torch::where(x2 > 0, lambda / (x2.sqrt() + guard), torch::zeros_like(x2));
     reg[G] = 0;
   }
   if (G > 0 && half) dx = torch::zeros({G + 1}, group_options_);

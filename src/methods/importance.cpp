@@ -22,13 +22,19 @@ bool is_filter(const Graph& g, const ParamDim& pd) {
          (n.op == Op::kConv2d || n.op == Op::kLinear);
 }
 
-// [channels, D]: all producer/depthwise filters of the group side by side.
-torch::Tensor filters(const Graph& g, const Coupling& c, const ChannelGroup& grp) {
-  std::vector<torch::Tensor> rows;
+// A per-channel score summed over the group's coupled layers (METHODS §3.3: "coupled layers use
+// the summed score"): `score` maps one producer's / depthwise layer's [channels, D] filter rows
+// to [channels]. For l1 this equals scoring the concatenation; for l2 and fpgm it does not.
+template <typename Score>
+torch::Tensor summed_over_filters(const Graph& g, const Coupling& c, const ChannelGroup& grp,
+                                  Score score) {
+  auto s = torch::zeros({grp.channels}, torch::kDouble);
   for (const auto& pd : grp.params)
-    if (is_filter(g, pd)) rows.push_back(channel_rows(g, c, grp, pd).to(torch::kCPU, torch::kDouble));
-  return torch::cat(rows, 1);
+    if (is_filter(g, pd)) s += score(channel_rows(g, c, grp, pd).to(torch::kCPU, torch::kDouble));
+  return s;
 }
+
+torch::Tensor l1_rows(const torch::Tensor& f) { return f.abs().sum(1); }
 
 std::map<int, torch::Tensor> taylor(const Graph& graph, const Coupling& c,
                                     const ImportanceData& d) {
@@ -98,14 +104,15 @@ std::map<int, torch::Tensor> channel_importance(const Graph& graph, const Coupli
     const auto& grp = c.groups[id];
     switch (criterion) {
       case Criterion::kL1:
-        out[id] = filters(graph, c, grp).abs().sum(1);
+        out[id] = summed_over_filters(graph, c, grp, l1_rows);
         break;
       case Criterion::kL2:
-        out[id] = filters(graph, c, grp).pow(2).sum(1).sqrt();
+        out[id] = summed_over_filters(graph, c, grp,
+                                      [](const torch::Tensor& f) { return f.pow(2).sum(1).sqrt(); });
         break;
       case Criterion::kBn: {
         if (grp.norms.empty()) {
-          out[id] = filters(graph, c, grp).abs().sum(1);
+          out[id] = summed_over_filters(graph, c, grp, l1_rows);
           break;
         }
         auto s = torch::zeros({grp.channels}, torch::kDouble);
@@ -117,11 +124,12 @@ std::map<int, torch::Tensor> channel_importance(const Graph& graph, const Coupli
         out[id] = s;
         break;
       }
-      case Criterion::kFpgm: {
-        auto f = filters(graph, c, grp);
-        out[id] = torch::cdist(f.unsqueeze(0), f.unsqueeze(0)).squeeze(0).sum(1);
+      case Criterion::kFpgm:
+        // Each filter's summed distance to the layer's other filters (the geometric-median proxy).
+        out[id] = summed_over_filters(graph, c, grp, [](const torch::Tensor& f) {
+          return torch::cdist(f.unsqueeze(0), f.unsqueeze(0)).squeeze(0).sum(1);
+        });
         break;
-      }
       case Criterion::kRandom:
         out[id] = torch::rand({grp.channels}, gen, torch::kDouble);
         break;

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <sstream>
 
 namespace nnslim {
 
@@ -233,7 +234,8 @@ void Unify::after_backward(Context& ctx) {
 }
 
 void Unify::after_step(Context& ctx) {
-  if (opt_.round_batches > 0 && (ctx.batch + 1) % opt_.round_batches == 0) admm_round(ctx);
+  // The global step, not the batch within the epoch: a round every N batches across epoch ends.
+  if (opt_.round_batches > 0 && (ctx.step + 1) % opt_.round_batches == 0) admm_round(ctx);
 }
 
 void Unify::end_epoch(Context& ctx) {
@@ -368,7 +370,17 @@ void Unify::describe(Json& out) const {
   out.set("block", opt_.conv_block.str());
 }
 
+// The constraint set S(p, u, blocks) the saved Z and U belong to: a resume with other values
+// would mix the old projections with the new constraint, so load() refuses it.
+std::string Unify::constraint() const {
+  std::ostringstream s;
+  s << "prune " << opt_.prune << ", unify " << opt_.unify << ", conv blocks "
+    << opt_.conv_block.str() << ", linear blocks " << opt_.linear_block.str();
+  return s.str();
+}
+
 void Unify::save(Writer& w) const {
+  w.str(constraint());
   w.f64(rho_);
   w.i64(rounds_);
   w.u64(state_.size());
@@ -381,6 +393,10 @@ void Unify::save(Writer& w) const {
 }
 
 void Unify::load(Reader& r) {
+  const std::string saved = r.str();
+  TORCH_CHECK(saved == constraint(), "unify: --resume: the checkpoint was trained for ", saved,
+              "; this command asks for ", constraint(),
+              ". Resume with the same --prune/--unify/--block, or start a new --out");
   rho_ = r.f64();
   rounds_ = r.i64();
   uint64_t n = r.u64();

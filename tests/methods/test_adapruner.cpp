@@ -16,6 +16,7 @@
 
 #include <fstream>
 #include <numeric>
+#include <set>
 #include <sstream>
 
 namespace nnslim {
@@ -80,7 +81,57 @@ TEST(AdaPruner, BisectionIsMonotoneAndWithinBudget) {
     // The stage widths are fixed here, so the reachable floor may leave a gap; when the budget is
     // reachable the search must land within 1%.
     EXPECT_LT(double(ws.budget - ws.macs) / ws.budget, 0.01) << name;
+    // The final widths (after the greedy fill) keep the divisibility.
+    for (auto& [id, n] : ws.widths)
+      if (n % o.divisor != 0) EXPECT_EQ(n, c.groups[id].channels) << name;
   }
+}
+
+// round_to(keep * N, divisor) from the real-valued width (§3.3), not from a rounded integer:
+// 0.725 * 16 = 11.6 -> 8 with divisor 8 (rounding to 12 first would give 16).
+TEST(AdaPruner, WidthsAreRoundedOnceToTheDivisor) {
+  Graph g = build_model("resnet20", {1, 32, 32}, 10);
+  Coupling c = analyze_coupling(g);
+  int id = adapruner_blocks(c, false).front();
+  ASSERT_EQ(c.groups[id].channels, 16);
+  AdaPrunerOptions o;
+  o.divisor = 8;
+  EXPECT_EQ(widths_for_alpha(c, {{id, 1.0}}, 0.725, o).at(id), 8);
+  EXPECT_EQ(widths_for_alpha(c, {{id, 1.0}}, 0.76, o).at(id), 16);  // 12.16 -> 16
+  o.divisor = 1;
+  EXPECT_EQ(widths_for_alpha(c, {{id, 1.0}}, 0.725, o).at(id), 12);
+}
+
+// Sparse training (§3.3 step 1): gamma.grad += s * sign(gamma) on the blocks' BNs only; the
+// residual stages' BNs are not blocks by default and keep their gradient.
+TEST(AdaPruner, SparseTrainingAddsTheL1SubgradientToBlockGammas) {
+  Graph g = model_with_random_gammas("resnet20", 2);
+  Coupling c = analyze_coupling(g);
+  std::set<int> block_bns;
+  for (int id : adapruner_blocks(c, false))
+    for (int bn : c.groups[id].norms) block_bns.insert(bn);
+  torch::NoGradGuard ng;
+  for (auto& n : g.nodes)
+    if (n.op == Op::kBatchNorm2d) {
+      auto& w = n.params.at("weight");
+      w.index_put_({0}, -0.5);  // one negative gamma per BN: the sign matters
+      w.mutable_grad() = torch::full_like(w, 0.25);
+    }
+  AdaPrunerOptions o;
+  o.sparsity_l1 = 1e-2;
+  AdaPruner m(o);
+  torch::optim::SGD sgd(g.parameters(), torch::optim::SGDOptions(0.1));
+  Context ctx{g, sgd};
+  m.after_backward(ctx);
+  int checked = 0;
+  for (auto& n : g.nodes) {
+    if (n.op != Op::kBatchNorm2d) continue;
+    const auto& w = n.params.at("weight");
+    auto want = block_bns.count(n.id) ? 0.25 + 1e-2 * torch::sign(w) : torch::full_like(w, 0.25);
+    EXPECT_TRUE(torch::allclose(w.grad(), want)) << n.name;
+    checked += block_bns.count(n.id);
+  }
+  EXPECT_EQ(checked, 9);
 }
 
 TEST(AdaPruner, SelectionPicksTheBestCandidateAndCouplesIndices) {

@@ -66,6 +66,41 @@ TEST(Importance, FpgmRanksTheMedianFilterLowest) {
   EXPECT_THROW(criterion_from_name("l3"), c10::Error);
 }
 
+// A channel's filters in several coupled layers (mobilenetv2: the expand conv and its depthwise
+// conv) add their per-layer scores (METHODS §3.3 "coupled layers use the summed score"); l2 of the
+// concatenated filters would differ.
+TEST(Importance, CoupledLayersAddTheirScores) {
+  Graph g = build_model("mobilenetv2", {1, 32, 32}, 10);
+  Coupling c = analyze_coupling(g);
+  auto l2 = channel_importance(g, c, Criterion::kL2);
+  int checked = 0;
+  for (int id : c.prunable()) {
+    const auto& grp = c.groups[id];
+    auto summed = torch::zeros({grp.channels}, torch::kDouble);
+    std::vector<torch::Tensor> rows;
+    for (const auto& pd : grp.params) {
+      const Node& n = g.node(pd.node);
+      if (!pd.out_side || pd.buffer || pd.param != "weight" || n.op != Op::kConv2d) continue;
+      rows.push_back(channel_rows(g, c, grp, pd).to(torch::kDouble));
+      summed += rows.back().pow(2).sum(1).sqrt();
+    }
+    if (rows.size() < 2) continue;
+    ++checked;
+    EXPECT_TRUE(torch::allclose(l2.at(id), summed)) << grp.name;
+    EXPECT_FALSE(torch::allclose(l2.at(id), torch::cat(rows, 1).pow(2).sum(1).sqrt())) << grp.name;
+  }
+  EXPECT_GT(checked, 0);
+}
+
+// Top-n selection breaks ties by the lower index (§3.5 invariant 4), and returns indices sorted.
+TEST(PruningPlan, TopChannelsBreaksTiesByLowerIndex) {
+  auto s = torch::tensor({0.5, 0.9, 0.5, 0.5, 0.1, 0.9}, torch::kDouble);
+  EXPECT_EQ(top_channels(s, 2), (std::vector<int64_t>{1, 5}));
+  EXPECT_EQ(top_channels(s, 3), (std::vector<int64_t>{0, 1, 5}));
+  EXPECT_EQ(top_channels(s, 4), (std::vector<int64_t>{0, 1, 2, 5}));
+  EXPECT_EQ(top_channels(torch::zeros({4}, torch::kDouble), 2), (std::vector<int64_t>{0, 1}));
+}
+
 TEST(PruningPlan, AnalyticMacsMatchSurgery) {
   std::mt19937_64 rng(3);
   for (const char* name : {"resnet20", "mobilenetv2", "lenet5"}) {

@@ -241,6 +241,19 @@ TEST(UnifyAdmm, BookkeepingAndResidualOnConvexToy) {
   EXPECT_TRUE(m2.z("fc1").equal(m.z("fc1")));
   EXPECT_TRUE(m2.u("fc1").equal(m.u("fc1")));
   EXPECT_EQ(m2.rho(), m.rho());
+  EXPECT_EQ(m2.rounds(), m.rounds());
+  // State saved for one constraint is refused for another (a resume with another --prune).
+  auto other = o;
+  other.prune = 0.125;
+  Unify m3(other);
+  m3.begin(ctx);
+  Reader rd3(wr.bytes(), "test");
+  try {
+    m3.load(rd3);
+    ADD_FAILURE() << "a checkpoint for another constraint was accepted";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--prune"), std::string::npos) << e.what();
+  }
 }
 
 // Checks after every optimizer step that the frozen entries hold exactly (runs after the

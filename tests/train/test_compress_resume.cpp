@@ -89,6 +89,12 @@ void check_resume(const std::string& method, const std::map<std::string, std::st
 TEST(CompressResume, HspgInterruptedInTrainingPhase) { check_resume("hspg", {{"lambda", "0.01"}}, false); }
 TEST(CompressResume, GrdaInterruptedInTrainingPhase) { check_resume("grda", {{"c", "0.05"}}, false); }
 TEST(CompressResume, MagnitudeInterruptedInFinetuning) { check_resume("magnitude", {{"ratio", "0.5"}}, true); }
+// Unify: ADMM state (Z, U, rho) in training, rounds every 4 batches across epoch ends (6 batches
+// per epoch here); the frozen structure in masked retraining.
+const std::map<std::string, std::string> kUnify = {
+    {"prune", "0.5"}, {"unify", "0.25"}, {"rho", "0.05"}, {"round-batches", "4"}};
+TEST(CompressResume, UnifyInterruptedInTrainingPhase) { check_resume("unify", kUnify, false); }
+TEST(CompressResume, UnifyInterruptedInFinetuning) { check_resume("unify", kUnify, true); }
 
 }  // namespace
 }  // namespace nnslim

@@ -4,8 +4,9 @@
 //   training (--epochs): network-slimming sparsity, gamma.grad += s * sign(gamma) on the BNs of
 //                        every block
 //   finalize:            block importance I_b = mean |gamma| (normalised by the mean over blocks);
-//                        widths n_b(alpha) = round(clamp(alpha * I_b, r_min, 1) * N_b); bisection
-//                        on alpha (+ a greedy fill) to land within 1% under the budget; then every
+//                        widths n_b(alpha) = round_to(clamp(alpha * I_b, r_min, 1) * N_b, divisor);
+//                        bisection on alpha (stops within 0.2% under the budget) and a greedy
+//                        fill (one divisor step at a time, most important block first); then every
 //                        inheritance candidate (l1, l2, bn, fpgm, random, scratch) is built,
 //                        BN-recalibrated, briefly fine-tuned and scored on held-out training
 //                        images; the best one becomes the compressed graph.

@@ -25,7 +25,7 @@
 // W-step plain SGD for any p, u.
 //
 // Layers (§4.3, our choice): every Conv2d and Linear except the first conv (graph order) and the
-// classifier (the Linear producing the graph output), minus `exclude`.
+// classifier (the last Linear in graph order), minus `exclude`.
 //
 // CLI: `nnslim compress --method unify --prune P --unify U [--block 1x4xK] --epochs R
 // --finetune-epochs N`: R = ADMM rounds (the issue's --admm-rounds), N = masked-retraining
@@ -128,6 +128,8 @@ class Unify : public Method {
   torch::Tensor u(const std::string& name) const;
   double rho() const { return rho_; }
   int64_t rounds() const { return rounds_; }
+  // "prune P, unify U, conv blocks B, linear blocks B": the constraint the ADMM state is for.
+  std::string constraint() const;
   // Primal residuals ||W - Z|| / ||W|| of the last round, per selected layer.
   std::vector<double> residuals() const;
   // The frozen structure (after finalize()).
