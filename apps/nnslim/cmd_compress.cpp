@@ -101,6 +101,12 @@ int cmd_compress(const std::vector<std::string>& args) {
   }
   if (!resume) check_out_dir(out, force);
   else if (out.empty()) throw UsageError("--out DIR is required");  // continue in it, whatever is there
+  for (const char* file : {"/model.nnslim", "/model.unified.nnslim"}) {
+    std::error_code ec;
+    if (std::filesystem::equivalent(out + file, model_path, ec))
+      throw UsageError("--model " + model_path + " is in --out " + out +
+                       ", where the compressed model is written; choose another --out");
+  }
   set_threads(train.threads);
 
   Graph g = load_model_file(model_path);
@@ -109,6 +115,14 @@ int cmd_compress(const std::vector<std::string>& args) {
   auto d = load_data(data);
   check_fits_data(g, d.train, model_path);
   create_out_dir(out);
+  Json identity = Json::object();
+  identity.set("method", method);
+  Json method_options = Json::object();
+  for (const auto& kv : method_values) method_options.set(kv.first, kv.second);
+  identity.set("options", method_options);
+  identity.set("input_model", model_path);
+  identity.set("input_fingerprint", file_fingerprint(model_path));
+  check_or_record_run(out, identity, resume);
   CompressOptions co;
   co.train = topt;
   co.finetune_epochs = finetune_epochs;
@@ -125,9 +139,7 @@ int cmd_compress(const std::vector<std::string>& args) {
 
   Json s = Json::object();
   s.set("method", method);
-  Json opts = Json::object();
-  for (const auto& kv : method_values) opts.set(kv.first, kv.second);
-  s.set("options", opts);
+  s.set("options", method_options);
   s.set("input_model", model_path);
   s.set("model", g.meta.count("model") ? g.meta.at("model") : "");
   s.set("dataset", data.dataset);

@@ -3,7 +3,9 @@
 
 #include "nnslim/graph/serialize.h"
 
+#include <cmath>
 #include <iostream>
+#include <stdexcept>
 
 namespace nnslim::cli {
 
@@ -33,6 +35,10 @@ int cmd_eval(const std::vector<std::string>& args) {
   torch::Device dev = parse_device(device);
   g.to(dev);
   EvalResult r = evaluate(g, d.test, batch, dev);
+  if (!std::isfinite(r.loss))
+    throw std::runtime_error(model_path + " computes non-finite outputs (loss " +
+                             std::to_string(r.loss) + "): its weights contain NaN/Inf or its " +
+                             "normalisation is broken; the model cannot be evaluated");
   if (json) {
     Json j = Json::object();
     j.set("model", model_path);

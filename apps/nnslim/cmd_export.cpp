@@ -26,8 +26,7 @@ int cmd_export(const std::vector<std::string>& args) {
   if (!p.parse(args)) return 0;
   if (onnx_path.empty()) throw UsageError("--onnx OUT.onnx is required");
   if (opset < 9 || opset > 17) throw UsageError("--opset must be between 9 and 17");
-  if (std::filesystem::exists(onnx_path) && std::filesystem::equivalent(onnx_path, model_path))
-    throw UsageError("--onnx must not be the input model");
+  check_out_file(onnx_path, "onnx", {model_path});
   Graph g = load_model_file(model_path);
   OnnxExportOptions opt;
   opt.opset = opset;

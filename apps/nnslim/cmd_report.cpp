@@ -22,6 +22,11 @@ int cmd_report(const std::vector<std::string>& args) {
   p.option("title", &title, "TEXT", "page title");
   if (!p.parse(args)) return 0;
   if (dirs.empty()) throw UsageError("give at least one run directory");
+  if (!out.empty()) {
+    std::vector<std::string> inputs;
+    for (const auto& d : dirs) inputs.push_back(d + "/summary.json");
+    check_out_file(out, "out", inputs);
+  }
   std::vector<ReportEntry> entries;
   for (const auto& d : dirs) entries.push_back(load_report_entry(d));
   std::cout << comparison_table(entries);

@@ -51,8 +51,13 @@ int cmd_train(const std::vector<std::string>& args) {
   }
   if (resuming) {
     if (!out.empty() && out != resume) throw UsageError("--resume DIR writes into DIR; drop --out");
+    if (p.given("model")) throw UsageError("--resume DIR continues the model it trained; drop --model");
     ckpt = load_checkpoint(checkpoint_path(resume));
     p.apply(ckpt.options);  // the run's own options, except those given now
+    if (train.epochs < ckpt.epochs_done)
+      throw UsageError("--epochs " + std::to_string(train.epochs) + ": the run in " + resume +
+                       " has already trained " + std::to_string(ckpt.epochs_done) +
+                       " epochs; to train further, pass a larger --epochs");
     out = resume;
   } else {
     check_out_dir(out, force);

@@ -10,12 +10,14 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <sstream>
 #include <thread>
 #include <unistd.h>
+#include <vector>
 
 namespace nnslim::cli {
 
@@ -104,6 +106,13 @@ TrainOptions to_train_options(const TrainFlags& f, const std::string& out_dir) {
 
 void set_threads(int64_t threads) {
   if (threads < 0) throw UsageError("--threads must be >= 0");
+  // Far more threads than cores only thrashes (and 100000 would exhaust the process limits).
+  const int64_t cores = std::max(1u, std::thread::hardware_concurrency());
+  const int64_t most = std::max<int64_t>(64, 4 * cores);
+  if (threads > most)
+    throw UsageError("--threads " + std::to_string(threads) + " is far more than this machine's " +
+                     std::to_string(cores) + " cores (at most " + std::to_string(most) +
+                     "; 0 = all cores)");
   set_compute_threads(static_cast<int>(threads));
 }
 
@@ -121,6 +130,77 @@ void create_out_dir(const std::string& dir) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   TORCH_CHECK(!ec, dir, ": cannot create directory: ", ec.message());
+}
+
+namespace {
+bool is_nnslim_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  char magic[6] = {0};
+  f.read(magic, 6);
+  return f && std::string(magic, 6) == "NNSLIM";
+}
+}  // namespace
+
+void check_out_file(const std::string& out, const std::string& flag,
+                    const std::vector<std::string>& inputs) {
+  if (!fs::exists(out)) return;
+  std::error_code ec;
+  for (const auto& in : inputs)
+    if (fs::equivalent(out, in, ec)) throw UsageError("--" + flag + " " + out + " is the input " + in);
+  if (fs::is_directory(out)) throw UsageError("--" + flag + " " + out + " is a directory");
+  if (is_nnslim_file(out))
+    throw UsageError("--" + flag + " " + out + " is an nnslim model or checkpoint; refusing to " +
+                     "overwrite it (choose another file name)");
+}
+
+std::string file_fingerprint(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  TORCH_CHECK(f, path, ": cannot read");
+  uint64_t h = 1469598103934665603ull;  // FNV-1a 64
+  uint64_t size = 0;
+  std::vector<char> buf(1 << 16);
+  while (f.read(buf.data(), buf.size()) || f.gcount() > 0) {
+    for (std::streamsize i = 0; i < f.gcount(); ++i) {
+      h ^= static_cast<unsigned char>(buf[i]);
+      h *= 1099511628211ull;
+    }
+    size += static_cast<uint64_t>(f.gcount());
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  return std::to_string(size) + ":" + hex;
+}
+
+Json read_json_file(const std::string& path) {
+  std::ifstream f(path);
+  TORCH_CHECK(f, path, ": cannot read");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  try {
+    return Json::parse(ss.str());
+  } catch (const c10::Error& e) {
+    throw std::runtime_error(path + ": not valid JSON (" + e.what_without_backtrace() + ")");
+  }
+}
+
+void check_or_record_run(const std::string& out, const Json& identity, bool resume) {
+  const std::string path = out + "/run.json";
+  if (resume && fs::exists(path)) {
+    Json was = read_json_file(path);
+    for (const auto& [key, what] : std::vector<std::pair<std::string, std::string>>{
+             {"method", "method"}, {"input_fingerprint", "input model (file contents)"},
+             {"options", "method options"}, {"recipe", "recipe"}}) {
+      const bool had = was.has(key), has = identity.has(key);
+      if (!had && !has) continue;
+      const std::string a = had ? was.get(key).dump() : "none", b = has ? identity.get(key).dump() : "none";
+      if (a != b)
+        throw UsageError("--resume: the run in " + out + " was started with another " + what +
+                         " (" + a + ", now " + b + "); resume with the same command, or start a "
+                         "new --out");
+    }
+    return;
+  }
+  write_text(path, identity.dump(2) + "\n");
 }
 
 Graph load_model_file(const std::string& path) {

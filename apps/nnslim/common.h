@@ -61,6 +61,15 @@ void check_out_dir(const std::string& dir, bool force);
 // or dataset leaves no empty directory behind.
 void create_out_dir(const std::string& dir);
 
+// Output files never replace a model, checkpoint or input: refuses `out` (the value of `flag`)
+// when it is one of `inputs` or an existing nnslim file (models and checkpoints start "NNSLIM").
+void check_out_file(const std::string& out, const std::string& flag,
+                    const std::vector<std::string>& inputs = {});
+
+// What a resumed run must match: the file's size and a 64-bit FNV-1a hash of its bytes, as
+// "SIZE:HEX" (a different input model under the same path is caught).
+std::string file_fingerprint(const std::string& path);
+
 // Loads a model file: an ordinary *.nnslim or the compact unified form (model.unified.nnslim).
 Graph load_model_file(const std::string& path);
 
@@ -71,6 +80,14 @@ Graph file_or_zoo_model(std::string& path, std::string& model, const std::string
 
 // A clear usage error when `graph` (loaded from `path`) cannot take `data`'s images or labels.
 void check_fits_data(const Graph& graph, const Dataset& data, const std::string& path);
+
+// Reads a JSON file; errors name the file.
+Json read_json_file(const std::string& path);
+
+// A compression run's identity, kept in OUT/run.json: the method, its options and the input
+// model's fingerprint. A fresh run writes it; `--resume` refuses a command that differs (another
+// method, other method options or another input model would mix two runs' checkpoints).
+void check_or_record_run(const std::string& out, const Json& identity, bool resume);
 
 // Writes text atomically.
 void write_text(const std::string& path, const std::string& text);

@@ -80,13 +80,6 @@ std::vector<std::string> common_args(const std::vector<std::string>& args) {
   return out;
 }
 
-Json read_json_file(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return Json::parse(ss.str());
-}
-
 }  // namespace
 
 std::vector<RecipeStage> parse_recipe(const std::string& path) {
@@ -166,14 +159,44 @@ int run_recipe(const std::vector<std::string>& args) {
                        ": " + e.what_without_backtrace());
     }
   }
+  if (has_flag(args, "check")) return 0;  // every stage validated; nothing is run or written
   if (!resume) check_out_dir(out, force);
+  {
+    std::error_code ec;
+    if (fs::equivalent(out + "/model.nnslim", model, ec))
+      throw UsageError("--model " + model + " is in --out " + out +
+                       ", where the recipe's model is written; choose another --out");
+  }
   create_out_dir(out);
+  // The recipe's text and input model: a resume with another recipe or model would reuse stages
+  // that belong to a different run.
+  // Stages as parsed (comments and layout may change between the runs).
+  Json identity = Json::object();
+  Json stage_list = Json::array();
+  for (const auto& st : stages) {
+    std::string line = st.method;
+    for (const auto& a : stage_args(st)) line += " " + a;
+    stage_list.push(Json(line));
+  }
+  identity.set("recipe", stage_list);
+  identity.set("input_model", model);
+  identity.set("input_fingerprint", file_fingerprint(model));
+  check_or_record_run(out, identity, resume);
 
   std::string input = model;
   Json stage_summaries = Json::array();
   for (size_t i = 0; i < stages.size(); ++i) {
     std::string dir = out + "/" + std::to_string(i + 1) + "-" + stages[i].method;
     bool done = fs::exists(dir + "/summary.json") && fs::exists(dir + "/model.nnslim");
+    if (done && resume) {
+      try {
+        load_model_file(dir + "/model.nnslim");  // a damaged file is not a finished stage
+      } catch (const c10::Error& e) {
+        std::cout << "== stage " << i + 1 << ": " << dir << "/model.nnslim is unreadable ("
+                  << e.what_without_backtrace() << "); running the stage again\n";
+        done = false;
+      }
+    }
     if (done && resume) {
       std::cout << "== stage " << i + 1 << "/" << stages.size() << " (" << stages[i].method
                 << ") already done in " << dir << "\n";

@@ -26,8 +26,8 @@ Json read_json(const std::string& path) {
   ss << f.rdbuf();
   try {
     return Json::parse(ss.str());
-  } catch (const std::exception& e) {
-    TORCH_CHECK(false, path, ": not valid JSON: ", e.what());
+  } catch (const c10::Error& e) {  // without LibTorch's backtrace
+    TORCH_CHECK(false, path, ": not valid JSON: ", e.what_without_backtrace());
   }
 }
 

@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
+#include <cstdlib>
 #include <sstream>
 
 namespace nnslim {
@@ -21,11 +23,21 @@ std::string join_floats(const std::vector<float>& v) {
   for (size_t i = 0; i < v.size(); ++i) os << (i ? "," : "") << v[i];
   return os.str();
 }
-std::vector<float> split_floats(const std::string& s) {
+// The model file's "mean"/"std" metadata: finite numbers, std > 0 (a file edited by hand or an
+// imported ONNX model could say anything; std = 0 would turn every input into inf).
+std::vector<float> split_floats(const std::string& s, const char* key) {
   std::vector<float> out;
   std::stringstream ss(s);
   std::string item;
-  while (std::getline(ss, item, ',')) out.push_back(std::stof(item));
+  while (std::getline(ss, item, ',')) {
+    char* end = nullptr;
+    float v = std::strtof(item.c_str(), &end);
+    TORCH_CHECK(!item.empty() && end && *end == '\0' && std::isfinite(v),
+                "the model's normalisation metadata '", key, "' is not a list of numbers: '", s, "'");
+    TORCH_CHECK(std::string(key) != "std" || v > 0, "the model's normalisation metadata 'std' must be "
+                "> 0, got '", s, "'");
+    out.push_back(v);
+  }
   return out;
 }
 }  // namespace
@@ -42,8 +54,8 @@ void graph_normalisation(const Graph& graph, std::vector<float>& mean, std::vect
   std.clear();
   auto m = graph.meta.find("mean"), s = graph.meta.find("std");
   if (m == graph.meta.end() || s == graph.meta.end()) return;
-  mean = split_floats(m->second);
-  std = split_floats(s->second);
+  mean = split_floats(m->second, "mean");
+  std = split_floats(s->second, "std");
 }
 
 Dataset with_graph_normalisation(const Graph& graph, const Dataset& data) {

@@ -144,6 +144,64 @@ TEST(Cli, UsageErrorsExitTwoAndNameTheFlag) {
   EXPECT_EQ(slurp(dir.file("full/keep.txt")), "user data");
 }
 
+// Outputs never replace an input or a model; a resumed run must be the run that was started.
+TEST(Cli, OutputsNeverReplaceInputsAndResumeMustMatchTheRun) {
+  testing::TempDir dir;
+  std::string out, in = dir.file("in/model.nnslim");
+  const std::string data = " --dataset synthetic --limit-train 64 --limit-test 32 --no-latency --quiet";
+  ASSERT_EQ(run_cli("train --model lenet5 --epochs 1" + data + " --out " + dir.file("in"), &out), 0) << out;
+  const std::string before = slurp(in);
+  // compress into the input's own directory (--force or --resume): refused, the model kept.
+  for (const char* how : {" --force", " --resume"}) {
+    EXPECT_EQ(run_cli("compress --method grda --model " + in + data + " --out " + dir.file("in") + how, &out), 2);
+    EXPECT_TRUE(contains(out, "choose another --out")) << out;
+  }
+  EXPECT_EQ(slurp(in), before);
+  // export / report onto a model file: refused.
+  EXPECT_EQ(run_cli("export " + in + " --onnx " + in, &out), 2);
+  EXPECT_EQ(run_cli("report " + dir.file("in") + " --out " + in, &out), 2);
+  EXPECT_TRUE(contains(out, "refusing to overwrite")) << out;
+  EXPECT_EQ(slurp(in), before);
+  // A compression resumed with another method, other options or another input: refused.
+  ASSERT_EQ(run_cli("compress --method grda --c 0.05 --epochs 1 --model " + in + data + " --out " +
+                    dir.file("c"), &out), 0) << out;
+  EXPECT_EQ(run_cli("compress --method hspg --epochs 1 --model " + in + data + " --out " + dir.file("c") +
+                    " --resume", &out), 2);
+  EXPECT_TRUE(contains(out, "another method")) << out;
+  EXPECT_EQ(run_cli("compress --method grda --c 0.07 --epochs 1 --model " + in + data + " --out " +
+                    dir.file("c") + " --resume", &out), 2);
+  EXPECT_TRUE(contains(out, "another method options")) << out;
+  EXPECT_EQ(run_cli("compress --method grda --c 0.05 --epochs 1 --model " + dir.file("c/model.nnslim") +
+                    data + " --out " + dir.file("c") + " --resume", &out), 2);
+  EXPECT_EQ(run_cli("compress --method grda --c 0.05 --epochs 1 --model " + in + data + " --out " +
+                    dir.file("c") + " --resume", &out), 0) << out;  // the same command resumes
+  // train --resume: the checkpoint's model, and no fewer epochs than it has done.
+  EXPECT_EQ(run_cli("train --resume " + dir.file("in") + " --model resnet20", &out), 2);
+  EXPECT_TRUE(contains(out, "drop --model")) << out;
+  ASSERT_EQ(run_cli("train --resume " + dir.file("in") + " --epochs 2 --quiet", &out), 0) << out;
+  EXPECT_EQ(run_cli("train --resume " + dir.file("in") + " --epochs 1 --quiet", &out), 2);
+  EXPECT_TRUE(contains(out, "already trained 2 epochs")) << out;
+  EXPECT_EQ(run_cli("train --model lenet5 --epochs 0 --threads 100000" + data + " --out " + dir.file("t"), &out), 2);
+  EXPECT_TRUE(contains(out, "--threads 100000")) << out;
+}
+
+// A model whose normalisation metadata is broken (std 0) is an error, not NaN results.
+TEST(Cli, BrokenNormalisationIsAnErrorNotNan) {
+  testing::TempDir dir;
+  std::string out;
+  ASSERT_EQ(run_cli("train --model lenet5 --dataset synthetic --epochs 0 --quiet --no-latency --out " +
+                    dir.file("m"), &out), 0) << out;
+  Graph g = load_graph(dir.file("m/model.nnslim"));
+  g.meta["std"] = "0";
+  save_graph(g, dir.file("zero_std.nnslim"));
+  EXPECT_EQ(run_cli("eval " + dir.file("zero_std.nnslim") + " --dataset synthetic", &out), 1);
+  EXPECT_TRUE(contains(out, "'std' must be > 0")) << out;
+  g.meta["std"] = "abc";
+  save_graph(g, dir.file("text_std.nnslim"));
+  EXPECT_EQ(run_cli("eval " + dir.file("text_std.nnslim") + " --dataset synthetic", &out), 1);
+  EXPECT_TRUE(contains(out, "not a list of numbers")) << out;
+}
+
 TEST(Cli, BadFilesExitOneWithAnError) {
   testing::TempDir dir;
   std::string out;

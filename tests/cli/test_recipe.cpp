@@ -58,6 +58,23 @@ TEST(Recipe, StagesChainAndTheSummaryComparesInputWithOutput) {
                        "target-macs = 0.6\nfinetune-epochs = 1\n\n[[stage]]\nmethod = \"grda\"\nlr = 0.01\n",
                        &out, "--resume"), 0) << out;
   EXPECT_TRUE(contains(out, "already done")) << out;
+
+  // A damaged finished stage is run again (from its checkpoints), not passed on.
+  fs::resize_file(r.dir.file("out/2-grda/model.nnslim"), 100);
+  ASSERT_EQ(r.compress("epochs = 1\n[[stage]]\nmethod = \"magnitude\"\ntarget-macs = 0.6\nfinetune-epochs = 1\n"
+                       "[[stage]]\nmethod = \"grda\"\nlr = 0.01\n", &out, "--resume"), 0) << out;
+  EXPECT_TRUE(contains(out, "running the stage again")) << out;
+  EXPECT_NO_THROW(load_graph(r.dir.file("out/model.nnslim")));
+  // Another recipe in the same --out: refused.
+  EXPECT_EQ(r.compress("epochs = 1\n[[stage]]\nmethod = \"magnitude\"\ntarget-macs = 0.5\n", &out, "--resume"), 2);
+  EXPECT_TRUE(contains(out, "another recipe")) << out;
+}
+
+TEST(Recipe, CheckValidatesAndWritesNothing) {
+  RecipeRun r;
+  std::string out;
+  ASSERT_EQ(r.compress("[[stage]]\nmethod = \"grda\"\nepochs = 1\n", &out, "--check"), 0) << out;
+  EXPECT_FALSE(fs::exists(r.dir.file("out"))) << out;
 }
 
 TEST(Recipe, BadRecipesAreRejectedBeforeTrainingNamingTheLine) {
