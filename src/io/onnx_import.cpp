@@ -46,6 +46,7 @@ class Importer {
     } catch (const c10::Error& e) {
       TORCH_CHECK(false, what_, ": the imported graph is inconsistent: ", e.what_without_backtrace());
     }
+    check_values();
     return std::move(g_);
   }
 
@@ -88,6 +89,25 @@ class Importer {
     TORCH_CHECK(m_.graph().output_size() == 1, what_, ": the model has ",
                 m_.graph().output_size(), " outputs; nnslim graphs have one");
     g_.output = value(m_.graph().output(0).name(), "the graph output");
+  }
+
+  // Numbers the graph cannot compute with: NaN/Inf weights (e.g. from a NaN Gemm alpha), a
+  // negative BatchNorm variance or epsilon, a layer with no output channels.
+  void check_values() const {
+    for (const auto& n : g_.nodes) {
+      for (const auto* tensors : {&n.params, &n.buffers})
+        for (const auto& [key, t] : *tensors)
+          TORCH_CHECK(!t.defined() || torch::isfinite(t).all().item<bool>(), what_, ": node '",
+                      n.name, "': ", key, " holds NaN or Inf values");
+      if (n.op == Op::kBatchNorm2d) {
+        TORCH_CHECK((n.buffers.at("running_var") >= 0).all().item<bool>() && n.attrs.eps >= 0,
+                    what_, ": node '", n.name, "': BatchNormalization needs var >= 0 and epsilon >= 0");
+      }
+      if (n.op == Op::kConv2d || n.op == Op::kLinear) {
+        const auto& w = n.params.at("weight");
+        TORCH_CHECK(w.numel() > 0, what_, ": node '", n.name, "' has an empty weight ", w.sizes());
+      }
+    }
   }
 
   void restore_meta() {

@@ -42,6 +42,10 @@ int64_t round_width(double width, int64_t divisor, int64_t total) {
   int64_t r = static_cast<int64_t>(std::llround(width / divisor)) * divisor;
   return std::min(total, std::max(divisor, r));
 }
+void check_excluded_nodes_exist(const Graph& g, const std::set<std::string>& exclude) {
+  for (const auto& name : exclude)
+    TORCH_CHECK(g.find(name), "adapruner: --exclude names unknown node '", name, "'");
+}
 }  // namespace
 
 void AdaPrunerOptions::validate() const {
@@ -205,6 +209,7 @@ std::shared_ptr<Method> AdaPruner::create(const MethodConfig& c) {
 void AdaPruner::after_backward(Context& ctx) {
   if (opt_.sparsity_l1 <= 0) return;
   if (gammas_.empty()) {
+    check_excluded_nodes_exist(ctx.graph, opt_.exclude);
     Coupling c = analyze_coupling(ctx.graph, opt_.exclude);
     for (int id : adapruner_blocks(c, opt_.prune_stages))
       for (int bn : c.groups[id].norms) gammas_.push_back(ctx.graph.node(bn).params.at("weight"));
@@ -246,6 +251,7 @@ double AdaPruner::score_candidate(Graph& g, const Dataset& fit, const Dataset& h
 
 void AdaPruner::finalize(Context& ctx) {
   Graph& g = ctx.graph;
+  check_excluded_nodes_exist(g, opt_.exclude);
   Coupling c = analyze_coupling(g, opt_.exclude);
   auto blocks = adapruner_blocks(c, opt_.prune_stages);
   WidthSearch ws = search_widths(g, c, blocks, opt_);

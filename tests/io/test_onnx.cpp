@@ -268,6 +268,33 @@ TEST(OnnxImport, CorruptAndTruncatedFilesFailClearly) {
   EXPECT_THROW(import_onnx("/nonexistent/model.onnx"), c10::Error);
 }
 
+// Values a graph cannot compute with are refused at import, naming the node.
+TEST(OnnxImport, NonFiniteWeightsAndNegativeVarianceAreRefused) {
+  REQUIRE_ONNX();
+  OnnxExportOptions keep_bn;
+  keep_bn.fold_batchnorm = false;
+  auto refused = [&](Graph g, const std::string& expect) {
+    try {
+      import_onnx_bytes(export_onnx_bytes(g, keep_bn), "bad.onnx");
+      ADD_FAILURE() << "accepted: " << expect;
+    } catch (const c10::Error& e) {
+      std::string msg = e.what_without_backtrace();
+      EXPECT_NE(msg.find(expect), std::string::npos) << msg;
+      EXPECT_NE(msg.find("bad.onnx"), std::string::npos) << msg;
+    }
+  };
+  Graph g = build_model("lenet5", {1, 32, 32}, 10);
+  g.find("conv1")->params.at("weight").detach().view({-1})[3] = NAN;
+  refused(g, "NaN or Inf");
+  Graph r = build_model("resnet20", {1, 32, 32}, 10);
+  for (auto& n : r.nodes)
+    if (n.op == Op::kBatchNorm2d) {
+      n.buffers.at("running_var")[0] = -1.0;
+      break;
+    }
+  refused(r, "var >= 0");
+}
+
 TEST(OnnxImport, InputShapeOverride) {
   REQUIRE_ONNX();
   torch::manual_seed(1);

@@ -202,6 +202,19 @@ TEST(AdaPruner, OptionsAreValidated) {
   o = AdaPrunerOptions();
   o.inherit = "magic";
   EXPECT_THROW(AdaPruner{o}, c10::Error);
+  // An --exclude that names no node is an error (a typo would silently prune the layer).
+  o = AdaPrunerOptions();
+  o.exclude = {"layer1.0.conv9"};
+  Graph g = build_model("resnet20", {1, 32, 32}, 10);
+  torch::optim::SGD sgd(g.parameters(), torch::optim::SGDOptions(0.1));
+  Context ctx{g, sgd};
+  AdaPruner m(o);
+  try {
+    m.finalize(ctx);
+    ADD_FAILURE() << "an unknown --exclude node was accepted";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("layer1.0.conv9"), std::string::npos) << e.what();
+  }
 }
 
 TEST(AdaPruner, CompressCli) {
