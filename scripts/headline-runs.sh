@@ -99,6 +99,10 @@ done
 # 8 epochs and cost 2.9 points (docs/RESULTS.md); this is the gentler end of the trade-off.
 compress r56_hspg_paper r56_init --method hspg --epochs "$EPOCHS" --lr 0.1 --schedule cosine \
   --lambda 1e-3 --prox-epochs $((EPOCHS / 4))
+# Between the two: lambda 5e-3 with the group-sparsity cap at 50% (§2.5's upper_group_sparsity),
+# so the half-space stage stops zeroing at half of the groups and the survivors keep more width.
+compress r56_hspg_cap50 r56_init --method hspg --epochs "$EPOCHS" --lr 0.1 --schedule cosine \
+  --lambda "$LAMBDA" --prox-epochs $((EPOCHS / 4)) --target-group-sparsity 0.5
 
 # Issue 5: AdaPruner and magnitude pruning at 0.7 and 0.5 of the MACs.
 # AdaPruner's sparse training does not depend on the budget: a run whose sibling has finished it
