@@ -103,6 +103,9 @@ void UnifyOptions::validate() const {
   TORCH_CHECK(round_batches >= 0, "unify: round-batches must be >= 0, got ", round_batches);
   for (const BlockShape& b : {conv_block, linear_block})
     TORCH_CHECK(b.out >= 1 && b.in >= 1 && b.k >= 0, "unify: bad block shape ", b.str());
+  // A linear weight has no kernel: its blocks are OxIx1 (K, the whole kernel, is the same).
+  TORCH_CHECK(linear_block.k <= 1, "unify: linear-block must be OxIx1 (a linear layer has no "
+              "kernel), got ", linear_block.str());
 }
 
 std::vector<MethodOption> Unify::option_list() {

@@ -532,6 +532,7 @@ TEST(UnifyOptions, AreValidatedWithTheOptionName) {
   expect_error({{"block", "1x4"}}, "unify: --block expects OxIxK");
   expect_error({{"rho-growth", "0.5"}}, "unify: rho-growth must be >= 1");
   expect_error({{"prune", "-0.1"}}, "unify: prune must be in [0, 1]");
+  expect_error({{"linear-block", "1x8x2"}}, "unify: linear-block must be OxIx1");
   expect_error({{"rho", "abc"}}, "expects a number");
   auto m = create_method("unify", {{"block", "4x4x1"}, {"exclude", "nope"}});
   Graph g = testing::tiny_convnet();
