@@ -145,6 +145,7 @@ int cmd_compress(const std::vector<std::string>& args) {
   s.set("dataset", data.dataset);
   s.set("epochs", train.epochs);
   s.set("finetune_epochs", finetune_epochs);
+  if (finetune_epochs > 0) s.set("finetune_lr", r.finetune_lr);
   s.set("before", r.before.to_json());
   s.set("after_surgery", r.after_surgery.to_json());
   if (r.after_recalibration) s.set("after_recalibration", r.after_recalibration->to_json());

@@ -42,10 +42,6 @@ int64_t round_width(double width, int64_t divisor, int64_t total) {
   int64_t r = static_cast<int64_t>(std::llround(width / divisor)) * divisor;
   return std::min(total, std::max(divisor, r));
 }
-void check_excluded_nodes_exist(const Graph& g, const std::set<std::string>& exclude) {
-  for (const auto& name : exclude)
-    TORCH_CHECK(g.find(name), "adapruner: --exclude names unknown node '", name, "'");
-}
 }  // namespace
 
 void AdaPrunerOptions::validate() const {
@@ -63,6 +59,7 @@ void AdaPrunerOptions::validate() const {
   TORCH_CHECK(recal_batches >= 1 && candidate_steps >= 0, "adapruner: recal-batches >= 1, "
               "candidate-steps >= 0");
   TORCH_CHECK(candidate_lr > 0, "adapruner: candidate-lr must be > 0");
+  TORCH_CHECK(scratch_lr > 0, "adapruner: scratch-lr must be > 0");
 }
 
 std::vector<int> adapruner_blocks(const Coupling& c, bool prune_stages) {
@@ -185,6 +182,8 @@ std::vector<MethodOption> AdaPruner::option_list() {
       {"recal-batches", "50", "BN recalibration batches per candidate"},
       {"candidate-steps", "100", "fine-tune steps per candidate before scoring (0 = none)"},
       {"candidate-lr", "0.01", "learning rate of the candidates' short fine-tune"},
+      {"scratch-lr", "0.1", "fine-tuning learning rate when 'scratch' wins (fresh weights need the "
+                            "full rate; inherited ones use --finetune-lr)"},
       {"exclude", "", "comma-separated node names whose groups are kept whole"},
   };
 }
@@ -202,6 +201,7 @@ std::shared_ptr<Method> AdaPruner::create(const MethodConfig& c) {
   o.recal_batches = c.integer("recal-batches");
   o.candidate_steps = c.integer("candidate-steps");
   o.candidate_lr = c.number("candidate-lr");
+  o.scratch_lr = c.number("scratch-lr");
   o.exclude = split_names(c.str("exclude"));
   return std::make_shared<AdaPruner>(o);
 }
@@ -209,7 +209,7 @@ std::shared_ptr<Method> AdaPruner::create(const MethodConfig& c) {
 void AdaPruner::after_backward(Context& ctx) {
   if (opt_.sparsity_l1 <= 0) return;
   if (gammas_.empty()) {
-    check_excluded_nodes_exist(ctx.graph, opt_.exclude);
+    check_nodes_exist(ctx.graph, opt_.exclude, "adapruner");
     Coupling c = analyze_coupling(ctx.graph, opt_.exclude);
     for (int id : adapruner_blocks(c, opt_.prune_stages))
       for (int bn : c.groups[id].norms) gammas_.push_back(ctx.graph.node(bn).params.at("weight"));
@@ -251,7 +251,7 @@ double AdaPruner::score_candidate(Graph& g, const Dataset& fit, const Dataset& h
 
 void AdaPruner::finalize(Context& ctx) {
   Graph& g = ctx.graph;
-  check_excluded_nodes_exist(g, opt_.exclude);
+  check_nodes_exist(g, opt_.exclude, "adapruner");
   Coupling c = analyze_coupling(g, opt_.exclude);
   auto blocks = adapruner_blocks(c, opt_.prune_stages);
   WidthSearch ws = search_widths(g, c, blocks, opt_);
@@ -329,6 +329,7 @@ void AdaPruner::finalize(Context& ctx) {
   if (ctx.progress) *ctx.progress << "== inheriting " << best_name << "'s channels" << std::endl;
   if (ctx.train) recalibrate_bn(best, *ctx.train, opt_.recal_batches, 128, opt_.seed);
   g = std::move(best);
+  inherited_ = best_name;
 
   details_ = Json::object();
   details_.set("alpha", ws.alpha);

@@ -406,8 +406,7 @@ Hspg::Hspg(HspgOptions options) : opt_(std::move(options)) { opt_.validate(); }
 
 std::unique_ptr<torch::optim::Optimizer> Hspg::make_optimizer(Graph& graph,
                                                               const TrainOptions& options) {
-  for (const auto& name : opt_.exclude)
-    TORCH_CHECK(graph.find(name), "hspg: --exclude names unknown node '", name, "'");
+  check_nodes_exist(graph, opt_.exclude, "hspg");
   Coupling c = analyze_coupling(graph, opt_.exclude);
   HSPGOptions o(options.schedule.base_lr);
   o.lambda(opt_.lambda)

@@ -17,6 +17,11 @@ std::set<std::string> split_names(const std::string& csv) {
   return out;
 }
 
+void check_nodes_exist(const Graph& g, const std::set<std::string>& names, const char* method) {
+  for (const auto& name : names)
+    TORCH_CHECK(g.find(name), method, ": --exclude names unknown node '", name, "'");
+}
+
 MagnitudePruning::MagnitudePruning(MagnitudeOptions o) : opt_(std::move(o)) {
   TORCH_CHECK(opt_.ratio >= 0 && opt_.ratio < 1, "magnitude: ratio must be in [0, 1), got ",
               opt_.ratio);
@@ -58,8 +63,7 @@ std::shared_ptr<Method> MagnitudePruning::create(const MethodConfig& c) {
 
 void MagnitudePruning::finalize(Context& ctx) {
   Graph& g = ctx.graph;
-  for (const auto& name : opt_.exclude)
-    TORCH_CHECK(g.find(name), "magnitude: --exclude names unknown node '", name, "'");
+  check_nodes_exist(g, opt_.exclude, "magnitude");
   Coupling c = analyze_coupling(g, opt_.exclude);
   ImportanceData data;
   data.train = ctx.train;

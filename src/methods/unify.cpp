@@ -162,8 +162,7 @@ BlockShape Unify::block_for(const Node& node) const {
 }
 
 void Unify::select(const Graph& g) {
-  for (const auto& name : opt_.exclude)
-    TORCH_CHECK(g.find(name), "unify: --exclude names unknown node '", name, "'");
+  check_nodes_exist(g, opt_.exclude, "unify");
   // §4.3 [OUR CHOICE]: the first conv and the classifier stay dense.
   int first_conv = -1, classifier = -1;
   for (const auto& n : g.nodes) {

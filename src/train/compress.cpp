@@ -118,12 +118,13 @@ CompressResult compress(Graph& graph, Method& method, const Dataset& train, cons
 
   // Fine-tune.
   if (o.finetune_epochs > 0) {
-    if (log) *log << "== fine-tuning for " << o.finetune_epochs << " epochs" << std::endl;
+    r.finetune_lr = method.finetune_lr(o.finetune_lr);
+    if (log) *log << "== fine-tuning for " << o.finetune_epochs << " epochs from lr " << r.finetune_lr << std::endl;
     TrainOptions f = o.train;
     f.epochs = o.finetune_epochs;
     f.schedule = LrSchedule();
     f.schedule.kind = "cosine";
-    f.schedule.base_lr = o.finetune_lr;
+    f.schedule.base_lr = r.finetune_lr;
     f.out_dir = phase_dir(o.train.out_dir, "finetune");
     std::vector<std::shared_ptr<Method>> hooks;
     if (auto m = method.finetune_method()) hooks.push_back(m);

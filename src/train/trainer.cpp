@@ -47,9 +47,8 @@ class ProgressBar {
   void update(int64_t done, double loss, double acc, double ips) {
     if (!out_) return;
     auto now = Clock::now();
-    const double interval = interval_;
     if (!live_ && done >= total_) return;  // the epoch's summary line follows
-    if (done < total_ && std::chrono::duration<double>(now - last_).count() < interval) return;
+    if (done < total_ && std::chrono::duration<double>(now - last_).count() < interval_) return;
     last_ = now;
     const int width = 24;
     int filled = static_cast<int>(width * done / std::max<int64_t>(1, total_));

@@ -6,6 +6,8 @@
 #include "nnslim/methods/adapruner.h"
 #include "nnslim/methods/pruning_plan.h"
 #include "nnslim/methods/recalibrate.h"
+#include "nnslim/methods/registry.h"
+#include "nnslim/train/compress.h"
 #include "nnslim/models/zoo.h"
 #include "nnslim/report/json.h"
 #include "support/fixtures.h"
@@ -165,6 +167,35 @@ TEST(AdaPruner, SelectionPicksTheBestCandidateAndCouplesIndices) {
   // Coupled layers share indices by construction: the pruned graph is valid and runs.
   EXPECT_EQ(forward(g, torch::randn({2, 1, 32, 32}), Mode::kEval).sizes(),
             (std::vector<int64_t>{2, 10}));
+}
+
+// §3.3: a fresh initialisation is fine-tuned at lr 0.1, inherited weights at 0.01.
+TEST(AdaPruner, ScratchWinnerFineTunesAtTheScratchRate) {
+  for (std::string winner : {"scratch", "l2"}) {
+    Graph g = model_with_random_gammas("resnet20", 4);
+    AdaPrunerOptions o;
+    o.target_macs = 0.7;
+    auto m = std::make_shared<AdaPruner>(o);
+    m->evaluator = [&](Graph&, const std::string& crit) { return crit == winner ? 0.9 : 0.1; };
+    EXPECT_DOUBLE_EQ(m->finetune_lr(0.01), 0.01);  // nothing chosen yet
+    torch::optim::SGD dummy(g.parameters(), torch::optim::SGDOptions(0.1));
+    Context ctx{g, dummy};
+    m->finalize(ctx);
+    EXPECT_DOUBLE_EQ(m->finetune_lr(0.01), winner == "scratch" ? 0.1 : 0.01) << winner;
+  }
+  // The pipeline fine-tunes at the method's rate and reports it.
+  auto data = testing::tiny_data();
+  for (std::string inherit : {"scratch", "l1"}) {
+    Graph g = testing::tiny_convnet(1);
+    CompressOptions o;
+    o.train = testing::small_options(0);
+    o.measure_latency = false;
+    o.finetune_epochs = 1;
+    o.finetune_lr = 0.02;
+    auto m = create_method("adapruner", {{"target-macs", "0.7"}, {"inherit", inherit}, {"scratch-lr", "0.3"}});
+    CompressResult r = compress(g, *m, data.train, data.test, o);
+    EXPECT_DOUBLE_EQ(r.finetune_lr, inherit == "scratch" ? 0.3 : 0.02) << inherit;
+  }
 }
 
 TEST(AdaPruner, KeepAllReproducesTheDenseModel) {

@@ -35,6 +35,7 @@ struct AdaPrunerOptions {
   int64_t recal_batches = 50;   // BN recalibration batches per candidate
   int64_t candidate_steps = 100;  // fine-tune steps per candidate before scoring
   double candidate_lr = 0.01;
+  double scratch_lr = 0.1;      // fine-tuning rate when `scratch` is chosen (§3.3: 0.1 vs 0.01)
   uint64_t seed = 0;
   std::set<std::string> exclude;
   void validate() const;
@@ -70,6 +71,11 @@ class AdaPruner : public Method {
   void after_backward(Context& ctx) override;
   void finalize(Context& ctx) override;
   void describe(Json& out) const override { out = details_; }
+  // A fresh initialisation (the `scratch` candidate) trains at --scratch-lr, inherited weights
+  // at the requested rate.
+  double finetune_lr(double requested) const override {
+    return inherited_ == "scratch" ? opt_.scratch_lr : requested;
+  }
 
   // Scores a candidate sub-network (higher is better). Default: BN recalibration, a short
   // fine-tune and top-1 on the held-out images. Tests replace it with a mock.
@@ -80,6 +86,7 @@ class AdaPruner : public Method {
   AdaPrunerOptions opt_;
   std::vector<torch::Tensor> gammas_;  // BN gammas under the L1 penalty
   Json details_ = Json::object();
+  std::string inherited_;  // the candidate finalize() chose
 };
 
 }  // namespace nnslim

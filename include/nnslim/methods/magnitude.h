@@ -38,5 +38,7 @@ class MagnitudePruning : public Method {
 
 // Parses "a,b,c" into a set (shared by methods with an exclude option).
 std::set<std::string> split_names(const std::string& csv);
+// Throws "<method>: --exclude names unknown node 'X'" for a name the graph does not have.
+void check_nodes_exist(const Graph& g, const std::set<std::string>& names, const char* method);
 
 }  // namespace nnslim

@@ -56,6 +56,9 @@ class Method {
   // Hooks to keep active while fine-tuning the finalized graph (e.g. masks that must stay
   // applied); nullptr = plain fine-tuning.
   virtual std::shared_ptr<Method> finetune_method() { return nullptr; }
+  // The fine-tuning learning rate after finalize(), given the one the user asked for: a method
+  // whose result starts from fresh weights (AdaPruner's `scratch` candidate) needs a higher one.
+  virtual double finetune_lr(double requested) const { return requested; }
   // Method-specific results for summary.json (per-layer ranks, sparsity, ...).
   virtual void describe(Json& out) const {}
   virtual void save(Writer&) const {}                      // resumable state

@@ -38,6 +38,7 @@ struct CompressResult {
   ModelStats before, after_surgery, after;
   std::optional<ModelStats> after_recalibration;  // when options.recalibrate_batches > 0
   Json method;                   // the method's describe() output
+  double finetune_lr = 0;        // the rate fine-tuning started from (0 = no fine-tuning)
 };
 
 // Measures a graph: cost, accuracy on `test`, latency (if asked), file size.
