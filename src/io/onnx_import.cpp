@@ -51,9 +51,17 @@ class Importer {
   }
 
  private:
+  // The default domain's opset. One newer than any ONNX release nnslim knows may change the
+  // meaning of the operators it translates, so it is refused rather than guessed.
   int64_t default_opset() const {
+    constexpr int64_t kNewestKnown = 23;
     for (const auto& o : m_.opset_import())
-      if (o.domain().empty() || o.domain() == "ai.onnx") return o.version();
+      if (o.domain().empty() || o.domain() == "ai.onnx") {
+        TORCH_CHECK(o.version() >= 1 && o.version() <= kNewestKnown, what_, ": opset ", o.version(),
+                    " is not an ONNX opset nnslim knows (1-", kNewestKnown,
+                    "); export the model with an opset in that range");
+        return o.version();
+      }
     return 1;
   }
 
@@ -123,6 +131,11 @@ class Importer {
   // ---- per node ------------------------------------------------------------
   void translate(const onnx::NodeProto& p, int index) {
     std::string name = unique_name(p, index);
+    // ONNX graphs are single-assignment: a value written twice makes every later reader ambiguous.
+    for (const auto& o : p.output())
+      TORCH_CHECK(o.empty() || (!ids_.count(o) && !consts_.count(o) && !padded_.count(o)), what_,
+                  ": node '", name, "' writes value '", o,
+                  "', which an earlier node, initializer or the input already defines");
     try {
       if (p.op_type() == "Constant") return constant(p);
       if (p.op_type() == "Pad") return pad(p);

@@ -13,6 +13,12 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+
+#ifdef NNSLIM_HAVE_ONNX
+#include <onnx/onnx_pb.h>
+#endif
+
 #ifdef NNSLIM_HAVE_OPENCV
 #include <opencv2/core.hpp>
 #include <opencv2/dnn.hpp>
@@ -294,6 +300,34 @@ TEST(OnnxImport, NonFiniteWeightsAndNegativeVarianceAreRefused) {
     }
   refused(r, "var >= 0");
 }
+
+#ifdef NNSLIM_HAVE_ONNX
+// Structurally broken models that parse: an opset no ONNX release has, a value written twice.
+TEST(OnnxImport, UnknownOpsetAndDoublyWrittenValuesAreRefused) {
+  REQUIRE_ONNX();
+  auto bytes = export_onnx_bytes(build_model("lenet5", {1, 32, 32}, 10));
+  auto refused = [&](const std::function<void(onnx::ModelProto&)>& edit, const std::string& expect) {
+    onnx::ModelProto m;
+    ASSERT_TRUE(m.ParseFromString(bytes));
+    edit(m);
+    try {
+      import_onnx_bytes(m.SerializeAsString(), "bad.onnx");
+      ADD_FAILURE() << "accepted: " << expect;
+    } catch (const c10::Error& e) {
+      std::string msg = e.what_without_backtrace();
+      EXPECT_NE(msg.find(expect), std::string::npos) << msg;
+      EXPECT_NE(msg.find("bad.onnx"), std::string::npos) << msg;
+    }
+  };
+  refused([](onnx::ModelProto& m) { m.mutable_opset_import(0)->set_version(99); }, "opset 99");
+  refused([](onnx::ModelProto& m) {
+    auto* g = m.mutable_graph();
+    g->mutable_node(1)->set_output(0, g->node(0).output(0));
+  }, "already defines");
+  // The unedited model still imports.
+  EXPECT_NO_THROW(import_onnx_bytes(bytes, "good.onnx"));
+}
+#endif
 
 TEST(OnnxImport, InputShapeOverride) {
   REQUIRE_ONNX();
