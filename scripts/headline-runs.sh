@@ -12,8 +12,9 @@
 #   OUT=/tmp/hl LIMIT_TRAIN=256 LIMIT_TEST=256 EPOCHS=1 NO_LATENCY=1 ONLY="r56_init r56_base" ...
 #                                            # a quick trial of the commands
 #
-# On the 2-core CPU machine a resnet56 epoch takes ~17 min at 1 thread, a vgg16 epoch ~35 min:
-# run two experiments at a time with THREADS=1 (ONLY=... in two shells).
+# On the 2-core CPU machine, at 1 thread with another run on the other core, an epoch takes
+# ~17 min (resnet56), ~30-40 min (vgg16), ~25-34 min (mobilenetv2), ~3.5 min (resnet20): run two
+# experiments at a time with THREADS=1 (ONLY=... in two shells).
 #
 # Every comparison starts from the same initialisation (seed 0) and trains the same number of
 # epochs with the same cosine schedule; the magnitude baselines prune the trained dense model to
