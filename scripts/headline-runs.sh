@@ -13,7 +13,7 @@
 #                                            # a quick trial of the commands
 #
 # On the 2-core CPU machine, at 1 thread with another run on the other core, an epoch takes
-# ~17 min (resnet56), ~30-40 min (vgg16), ~25-34 min (mobilenetv2), ~3.5 min (resnet20): run two
+# ~17 min (resnet56), ~30-40 min (vgg16), ~25-34 min (mobilenetv2), ~6 min (resnet20): run two
 # experiments at a time with THREADS=1 (ONLY=... in two shells).
 #
 # Every comparison starts from the same initialisation (seed 0) and trains the same number of
