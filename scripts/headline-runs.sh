@@ -91,9 +91,15 @@ hspg_magnitude() {  # needs HSPG's result for its MAC budget
   compress "${m}_hspg_mag" "${m}_base" --method magnitude --criterion l1 \
     --target-macs "$(kept_macs "${m}_hspg")" --recalibrate-bn 50 --finetune-epochs "$FINETUNE_EPOCHS"
 }
+# vgg16 takes a lambda between resnet56's two runs (5e-3: 87% of the groups zero, 18x fewer MACs,
+# -2.9 points; 1e-3: 10%, 1.14x, -0.5): the goal is >= 3x at <= 0.5 points, and a vgg16 run is
+# ~4 h on one core, so it starts where the resnet56 runs point rather than at either end.
+VGG_LAMBDA=${VGG_LAMBDA:-2e-3}
 for m in r56 vgg16; do
+  lambda=$LAMBDA
+  [ "$m" = vgg16 ] && lambda=$VGG_LAMBDA
   compress "${m}_hspg" "${m}_init" --method hspg --epochs "$EPOCHS" --lr 0.1 --schedule cosine \
-    --lambda "$LAMBDA" --prox-epochs $((EPOCHS / 4))
+    --lambda "$lambda" --prox-epochs $((EPOCHS / 4))
   hspg_magnitude "$m"
 done
 # The same with the paper's ResNet lambda (1e-3): lambda 5e-3 zeroed 87% of resnet56's groups in
