@@ -81,15 +81,15 @@ for model in resnet56 vgg16 mobilenetv2; do
 done
 
 # Issue 4: HSPG from the initialisation vs the dense baseline, and magnitude pruning at HSPG's MACs.
-hspg_magnitude() {  # needs HSPG's result for its MAC budget
-  local m=$1
-  if ! done_ "${m}_hspg"; then
-    selected "${m}_hspg_mag" || return 0
-    if [ -n "${LIST:-}" ]; then echo "${m}_hspg_mag: waits for ${m}_hspg"; return 0; fi
-    need "${m}_hspg"
+magnitude_at_macs_of() {  # magnitude_at_macs_of NAME BASE: magnitude pruning of BASE to NAME's MACs
+  local name=$1 base=$2
+  if ! done_ "$name"; then
+    selected "${name}_mag" || return 0
+    if [ -n "${LIST:-}" ]; then echo "${name}_mag: waits for $name"; return 0; fi
+    need "$name"
   fi
-  compress "${m}_hspg_mag" "${m}_base" --method magnitude --criterion l1 \
-    --target-macs "$(kept_macs "${m}_hspg")" --recalibrate-bn 50 --finetune-epochs "$FINETUNE_EPOCHS"
+  compress "${name}_mag" "$base" --method magnitude --criterion l1 \
+    --target-macs "$(kept_macs "$name")" --recalibrate-bn 50 --finetune-epochs "$FINETUNE_EPOCHS"
 }
 # vgg16 takes a lambda between resnet56's two runs (5e-3: 87% of the groups zero, 18x fewer MACs,
 # -2.9 points; 1e-3: 10%, 1.14x, -0.5): the goal is >= 3x at <= 0.5 points, and a vgg16 run is
@@ -100,7 +100,7 @@ for m in r56 vgg16; do
   [ "$m" = vgg16 ] && lambda=$VGG_LAMBDA
   compress "${m}_hspg" "${m}_init" --method hspg --epochs "$EPOCHS" --lr 0.1 --schedule cosine \
     --lambda "$lambda" --prox-epochs $((EPOCHS / 4))
-  hspg_magnitude "$m"
+  magnitude_at_macs_of "${m}_hspg" "${m}_base"
 done
 # The same with the paper's ResNet lambda (1e-3): lambda 5e-3 zeroed 87% of resnet56's groups in
 # 8 epochs and cost 2.9 points (docs/RESULTS.md); this is the gentler end of the trade-off.
@@ -110,6 +110,7 @@ compress r56_hspg_paper r56_init --method hspg --epochs "$EPOCHS" --lr 0.1 --sch
 # so the half-space stage stops zeroing at half of the groups and the survivors keep more width.
 compress r56_hspg_cap50 r56_init --method hspg --epochs "$EPOCHS" --lr 0.1 --schedule cosine \
   --lambda "$LAMBDA" --prox-epochs $((EPOCHS / 4)) --target-group-sparsity 0.5
+magnitude_at_macs_of r56_hspg_cap50 r56_base
 
 # Issue 5: AdaPruner and magnitude pruning at 0.7 and 0.5 of the MACs.
 # AdaPruner's sparse training does not depend on the budget: a run whose sibling has finished it
