@@ -20,6 +20,9 @@
 # epochs with the same cosine schedule; the magnitude baselines prune the trained dense model to
 # the compressed model's MACs and fine-tune it.
 set -euo pipefail
+# Everything below is one block that bash reads whole before running it, so editing this file
+# while a run is going does not make the running copy execute shifted lines.
+{
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/headline}
 EPOCHS=${EPOCHS:-8}                  # baseline and from-scratch method epochs (HSPG, gRDA)
@@ -153,3 +156,5 @@ train r20_init resnet20 0
 train r20_sgd30 resnet20 "$R20_EPOCHS"
 compress r20_grda30 r20_init --method grda --epochs "$R20_EPOCHS" --lr 0.1 --schedule cosine \
   --c "$R20_C" --mu 0.65
+exit
+}
