@@ -81,7 +81,7 @@ int cmd_train(const std::vector<std::string>& args) {
               << " classes), " << human(cost.params) << " params, " << human(cost.macs)
               << " MACs, " << torch::get_num_threads() << " threads, device "
               << parse_device(opt.device) << "\n";
-    if (resuming) std::cout << "resuming after epoch " << ckpt.epochs_done << "\n";
+    if (resuming) std::cout << "resuming " << resume_position(ckpt) << "\n";
     std::cout << std::flush;
   }
   Trainer trainer(g, opt);

@@ -72,6 +72,9 @@ void add_train_flags(ArgParser& p, TrainFlags& f) {
   p.section("runtime");
   p.option("device", &f.device, "DEV", "cpu, cuda or auto (cuda when available)");
   p.option("threads", &f.threads, "N", "CPU threads (0 = all cores)");
+  p.option("checkpoint-minutes", &f.checkpoint_minutes, "M",
+           "also checkpoint inside an epoch every M minutes, so --resume after a kill loses at "
+           "most that much (0 = at epoch ends only)");
   p.flag("quiet", &f.quiet, "print nothing while training");
 }
 
@@ -92,6 +95,9 @@ TrainOptions to_train_options(const TrainFlags& f, const std::string& out_dir) {
   o.augment = !f.no_augment;
   o.hflip = !f.no_flip;
   o.device = f.device;
+  if (!(f.checkpoint_minutes >= 0))
+    throw UsageError("--checkpoint-minutes must be >= 0 (0 = at epoch ends only)");
+  o.checkpoint_seconds = 60 * f.checkpoint_minutes;
   o.out_dir = out_dir;
   o.progress = f.quiet ? nullptr : &std::cout;
   o.progress_bar = !f.quiet && ::isatty(STDOUT_FILENO);

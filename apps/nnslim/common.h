@@ -47,6 +47,7 @@ struct TrainFlags {
   bool no_flip = false;
   std::string device = "auto";
   int64_t threads = 0;
+  double checkpoint_minutes = 10;
   bool quiet = false;
 };
 void add_train_flags(ArgParser& p, TrainFlags& f);

@@ -145,11 +145,16 @@ Batch BatchMaker::make(const std::vector<int64_t>& order, int64_t index, int64_t
   return batch;
 }
 
-EpochLoader::EpochLoader(const Dataset& data, LoaderOptions options, int64_t epoch)
+EpochLoader::EpochLoader(const Dataset& data, LoaderOptions options, int64_t epoch,
+                         int64_t first_batch)
     : maker_(data, options),
       epoch_(epoch),
+      first_batch_(first_batch),
       order_(maker_.order(epoch)),
       prefetch_(std::max<int64_t>(1, options.prefetch)) {
+  TORCH_CHECK(first_batch >= 0 && first_batch <= maker_.batches_per_epoch(), "loader: batch ",
+              first_batch, " is outside an epoch of ", maker_.batches_per_epoch(), " batches");
+  produced_ = consumed_ = first_batch;
   worker_ = std::thread(&EpochLoader::work, this);
 }
 
@@ -164,7 +169,7 @@ EpochLoader::~EpochLoader() {
 
 void EpochLoader::work() {
   const int64_t total = maker_.batches_per_epoch();
-  for (int64_t i = 0; i < total; ++i) {
+  for (int64_t i = first_batch_; i < total; ++i) {
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stop_ || static_cast<int64_t>(queue_.size()) < prefetch_; });

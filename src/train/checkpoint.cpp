@@ -28,6 +28,13 @@ std::map<std::string, std::string> read_map(Reader& r) {
 }
 }  // namespace
 
+std::string resume_position(const Checkpoint& c) {
+  if (c.in_epoch.batches_done == 0) return "after epoch " + std::to_string(c.epochs_done);
+  return "in epoch " + std::to_string(c.epochs_done + 1) + " after batch " +
+         std::to_string(c.in_epoch.batches_done) + " of " +
+         std::to_string(c.in_epoch.batches_per_epoch);
+}
+
 std::string checkpoint_path(const std::string& run_dir) { return run_dir + "/checkpoint.nnslim-ckpt"; }
 
 void save_checkpoint(const Checkpoint& c, const std::string& path) {
@@ -39,6 +46,18 @@ void save_checkpoint(const Checkpoint& c, const std::string& path) {
   w.u64(c.metrics_lines.size());
   for (const auto& l : c.metrics_lines) w.str(l);
   write_map(w, c.options);
+  const EpochProgress& e = c.in_epoch;
+  w.i64(e.batches_done);
+  w.i64(e.batches_per_epoch);
+  w.f64(e.loss_sum);
+  w.i64(e.correct);
+  w.i64(e.seen);
+  w.f64(e.train_seconds);
+  w.u64(e.extra.size());
+  for (const auto& kv : e.extra) {
+    w.str(kv.first);
+    w.f64(kv.second);
+  }
   write_framed_file(path, kCkptMagic, kCheckpointVersion, w.bytes());
 }
 
@@ -59,6 +78,24 @@ Checkpoint load_checkpoint(const std::string& path) {
   TORCH_CHECK(n < 1000000, path, ": implausible metrics count (corrupt file?)");
   for (uint64_t i = 0; i < n; ++i) c.metrics_lines.push_back(r.str());
   c.options = read_map(r);
+  if (version >= 3) {
+    EpochProgress& e = c.in_epoch;
+    e.batches_done = r.i64();
+    e.batches_per_epoch = r.i64();
+    e.loss_sum = r.f64();
+    e.correct = r.i64();
+    e.seen = r.i64();
+    e.train_seconds = r.f64();
+    TORCH_CHECK(e.batches_done >= 0 && e.batches_done <= e.batches_per_epoch && e.correct >= 0 &&
+                    e.correct <= e.seen,
+                path, ": implausible position within the epoch (corrupt file?)");
+    uint64_t m = r.u64();
+    TORCH_CHECK(m < 100000, path, ": implausible log count (corrupt file?)");
+    for (uint64_t i = 0; i < m; ++i) {
+      auto k = r.str();
+      e.extra[k] = r.f64();
+    }
+  }
   TORCH_CHECK(r.done(), path, ": trailing bytes (corrupt file?)");
   return c;
 }

@@ -94,7 +94,7 @@ CompressResult compress(Graph& graph, Method& method, const Dataset& train, cons
   if (log && t.epochs > 0) *log << "== training with " << method.name() << " for " << t.epochs << " epochs" << std::endl;
   Trainer trainer(graph, t, {shared});
   auto trained = resume_point(t.out_dir, o.resume);
-  if (log && trained) *log << "== resuming the training phase after epoch " << trained->epochs_done << std::endl;
+  if (log && trained) *log << "== resuming the training phase " << resume_position(*trained) << std::endl;
   trainer.fit(train, &test, trained ? &*trained : nullptr);
 
   // Surgery.
@@ -129,7 +129,7 @@ CompressResult compress(Graph& graph, Method& method, const Dataset& train, cons
     std::vector<std::shared_ptr<Method>> hooks;
     if (auto m = method.finetune_method()) hooks.push_back(m);
     auto tuned = resume_point(f.out_dir, o.resume);
-    if (log && tuned) *log << "== resuming fine-tuning after epoch " << tuned->epochs_done << std::endl;
+    if (log && tuned) *log << "== resuming fine-tuning " << resume_position(*tuned) << std::endl;
     Trainer(graph, f, hooks).fit(train, &test, tuned ? &*tuned : nullptr);
     graph.to(torch::kCPU);
   }

@@ -121,6 +121,24 @@ void write_lines(const std::string& path, const std::vector<std::string>& lines)
   write_file_atomic(path, all);
 }
 
+// The seed of the global generator for one batch. Dropout (the only randomness inside the graph)
+// and any method that draws random numbers get a stream fixed by (seed, epoch, batch), so a run
+// resumed at any batch draws what an uninterrupted one would.
+uint64_t batch_seed(uint64_t seed, int64_t epoch, int64_t batch) {
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull ^ (static_cast<uint64_t>(epoch) << 32) ^
+               static_cast<uint64_t>(batch);
+  x ^= x >> 30;  // splitmix64's finaliser: nearby triples get unrelated seeds
+  x *= 0xBF58476D1CE4E5B9ull;
+  x ^= x >> 27;
+  x *= 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+std::string checkpoint_label(int64_t epochs_done, const EpochProgress& p) {
+  if (p.batches_done == 0) return "epoch " + std::to_string(epochs_done);
+  return "epoch " + std::to_string(epochs_done + 1) + ", batch " + std::to_string(p.batches_done);
+}
+
 }  // namespace
 
 torch::Device parse_device(const std::string& name) {
@@ -175,11 +193,15 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
   auto t_start = Clock::now();
   torch::Device device = parse_device(opt_.device);
   int64_t start_epoch = 0;
+  EpochProgress resumed_in_epoch;
   std::vector<std::string> metrics_lines;
+  std::string saved_at;  // the last checkpoint on disk, for the divergence message
   if (resume) {
     graph_ = resume->graph.clone();
     start_epoch = resume->epochs_done;
+    resumed_in_epoch = resume->in_epoch;
     metrics_lines = resume->metrics_lines;
+    saved_at = checkpoint_label(start_epoch, resumed_in_epoch);
   }
   graph_.to(device);
 
@@ -212,6 +234,10 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
   lo.hflip = opt_.hflip;
   lo.seed = opt_.seed;
   const int64_t steps = BatchMaker(train, lo).batches_per_epoch();
+  TORCH_CHECK(resumed_in_epoch.batches_done == 0 || resumed_in_epoch.batches_per_epoch == steps,
+              "--resume: the checkpoint stopped inside an epoch of ",
+              resumed_in_epoch.batches_per_epoch, " batches, but this run has ", steps,
+              " batches per epoch; resume with the same data and --batch-size");
 
   Context ctx{graph_, *optimizer};
   ctx.steps_per_epoch = steps;
@@ -229,27 +255,48 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
   TrainResult result;
   int64_t images_total = 0;
   double train_seconds_total = 0;
+  auto save = [&](int64_t epochs_done, const EpochProgress& in_epoch) {
+    Checkpoint ck;
+    ck.graph = graph_;
+    ck.epochs_done = epochs_done;
+    ck.in_epoch = in_epoch;
+    ck.optimizer_state = save_optimizer(*optimizer);
+    for (auto& m : methods_) {
+      Writer w;
+      m->save(w);
+      ck.method_states[m->name()] = w.bytes();
+    }
+    ck.metrics_lines = metrics_lines;
+    ck.options = checkpoint_options;
+    ck.options[kLibTorchKey] = this_libtorch();
+    save_checkpoint(ck, checkpoint_path(opt_.out_dir));
+    saved_at = checkpoint_label(epochs_done, in_epoch);
+  };
+
   for (int64_t epoch = start_epoch; epoch < opt_.epochs; ++epoch) {
-    // Dropout (the only randomness inside the graph) is reseeded per epoch: a resumed run draws
-    // the same masks as an uninterrupted one.
-    torch::manual_seed(opt_.seed * 1000003ull + static_cast<uint64_t>(epoch));
+    // The epoch's running totals: empty, or where a checkpoint inside this epoch left them.
+    EpochProgress p = epoch == start_epoch ? resumed_in_epoch : EpochProgress{};
+    p.batches_per_epoch = steps;
     EpochRecord rec;
     rec.epoch = epoch + 1;
+    rec.lr = opt_.schedule.at(epoch, 0, opt_.epochs);
+    rec.extra = p.extra;
     ctx.log = &rec.extra;
     ctx.epoch = epoch;
     ProgressBar bar(opt_.progress, opt_.progress_bar, opt_.progress_log_seconds, epoch + 1,
                     opt_.epochs, steps);
     bar.set_batch(opt_.batch_size);
-    EpochLoader loader(train, lo, epoch);
-    auto t0 = Clock::now();
-    double loss_sum = 0;
-    int64_t correct = 0, seen = 0, batch = 0;
+    EpochLoader loader(train, lo, epoch, p.batches_done);
+    auto t0 = Clock::now(), last_saved = t0;
+    const double seconds_before = p.train_seconds;
+    const int64_t seen_before = p.seen;
+    int64_t batch = p.batches_done;
     while (auto b = loader.next()) {
+      torch::manual_seed(batch_seed(opt_.seed, epoch, batch));
       ctx.batch = batch;
       ctx.step = epoch * steps + batch;
       ctx.lr = opt_.schedule.at(epoch, static_cast<double>(batch) / steps, opt_.epochs);
       for (auto& g : optimizer->param_groups()) g.options().set_lr(ctx.lr);
-      if (batch == 0) rec.lr = ctx.lr;
       for (auto& m : methods_) m->before_step(ctx);
 
       auto x = b->x.to(device, dtype, /*non_blocking=*/true);
@@ -267,8 +314,8 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
         std::ostringstream msg;
         msg << "training diverged: loss is " << loss_value << " at epoch " << epoch + 1
             << ", batch " << batch + 1 << " (lr " << ctx.lr << ")";
-        if (!opt_.out_dir.empty() && epoch > 0)
-          msg << "; the last good checkpoint (epoch " << epoch << ") is kept in " << opt_.out_dir;
+        if (!opt_.out_dir.empty() && !saved_at.empty())
+          msg << "; the last good checkpoint (" << saved_at << ") is kept in " << opt_.out_dir;
         msg << ". Try a lower --lr.";
         throw DivergedError(msg.str());
       }
@@ -279,22 +326,31 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
       for (auto& m : methods_) m->after_step(ctx);
 
       int64_t n = y.size(0);
-      loss_sum += loss_value * n;
-      correct += count_topk_correct(logits.detach(), y, 1);
-      seen += n;
+      p.loss_sum += loss_value * n;
+      p.correct += count_topk_correct(logits.detach(), y, 1);
+      p.seen += n;
       ++batch;
-      bar.update(batch, loss_sum / seen, 100.0 * correct / seen, seen / seconds_since(t0));
+      bar.update(batch, p.loss_sum / p.seen, 100.0 * p.correct / p.seen,
+                 (p.seen - seen_before) / seconds_since(t0));
+      if (!opt_.out_dir.empty() && opt_.checkpoint_seconds > 0 && batch < steps &&
+          seconds_since(last_saved) >= opt_.checkpoint_seconds) {
+        p.batches_done = batch;
+        p.train_seconds = seconds_before + seconds_since(t0);
+        p.extra = rec.extra;
+        save(epoch, p);
+        last_saved = Clock::now();
+      }
     }
     double train_seconds = seconds_since(t0);
     bar.clear();
     for (auto& m : methods_) m->end_epoch(ctx);
-    rec.train_loss = loss_sum / seen;
-    rec.train_top1 = 100.0 * correct / seen;
-    rec.images_per_second = seen / train_seconds;
-    images_total += seen;
+    rec.train_loss = p.loss_sum / p.seen;
+    rec.train_top1 = 100.0 * p.correct / p.seen;
+    rec.images_per_second = p.seen / (seconds_before + train_seconds);
+    images_total += p.seen - seen_before;
     train_seconds_total += train_seconds;
     if (eval) rec.eval = evaluate(graph_, *eval, opt_.eval_batch_size, device);
-    rec.seconds = seconds_since(t0);
+    rec.seconds = seconds_before + seconds_since(t0);
 
     if (opt_.progress) {
       char buf[256];
@@ -313,19 +369,7 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
     result.history.push_back(rec);
     if (!opt_.out_dir.empty()) {
       write_lines(opt_.out_dir + "/metrics.jsonl", metrics_lines);
-      Checkpoint ck;
-      ck.graph = graph_;
-      ck.epochs_done = epoch + 1;
-      ck.optimizer_state = save_optimizer(*optimizer);
-      for (auto& m : methods_) {
-        Writer w;
-        m->save(w);
-        ck.method_states[m->name()] = w.bytes();
-      }
-      ck.metrics_lines = metrics_lines;
-      ck.options = checkpoint_options;
-      ck.options[kLibTorchKey] = this_libtorch();
-      save_checkpoint(ck, checkpoint_path(opt_.out_dir));
+      save(epoch + 1, EpochProgress{});
     }
   }
   ctx.log = nullptr;

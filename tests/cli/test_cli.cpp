@@ -132,6 +132,8 @@ TEST(Cli, UsageErrorsExitTwoAndNameTheFlag) {
   EXPECT_TRUE(contains(out, "--epochs expects an integer, got 'many'")) << out;
   EXPECT_EQ(run_cli("train --dataset synthetic --lr -1 --out " + dir.file("x"), &out), 2);
   EXPECT_TRUE(contains(out, "lr must be > 0")) << out;
+  EXPECT_EQ(run_cli("train --dataset synthetic --checkpoint-minutes -5 --out " + dir.file("x"), &out), 2);
+  EXPECT_TRUE(contains(out, "--checkpoint-minutes must be >= 0")) << out;
   EXPECT_EQ(run_cli("train --dataset synthetic", &out), 2);
   EXPECT_TRUE(contains(out, "--out DIR is required")) << out;
   EXPECT_EQ(run_cli("info --model resnet20 --input 32x32", &out), 2);

@@ -234,6 +234,7 @@ TEST(Serialize, ReadsVersion1Files) {
   write_framed_file(dir.file("c"), magic, 1, w.bytes());
   Checkpoint ck = load_checkpoint(dir.file("c"));
   EXPECT_EQ(ck.epochs_done, 3);
+  EXPECT_EQ(ck.in_epoch.batches_done, 0);  // versions before 3: always at an epoch end
   EXPECT_TRUE(forward(ck.graph, x, Mode::kEval).equal(forward(g, x, Mode::kEval)));
 }
 

@@ -245,6 +245,7 @@ TEST(Grda, ResumeEqualsUninterruptedRun) {
   auto r = testing::crash_and_resume([] { return std::vector<std::shared_ptr<Method>>{grda(0.1, 0.6)}; }, opt);
   EXPECT_GT(sparsity_report(r.full).zeros, 0);
   EXPECT_TRUE(r.resumed_equals_full);
+  EXPECT_TRUE(r.resumed_inside_epoch_equals_full);
   EXPECT_FALSE(r.without_optimizer_state_equals_full);
 }
 

@@ -490,6 +490,7 @@ TEST(Hspg, ResumeEqualsUninterruptedRun) {
   auto r = testing::crash_and_resume([] { return std::vector<std::shared_ptr<Method>>{hspg(0.05, 1)}; },
                                      small_options(3));
   EXPECT_TRUE(r.resumed_equals_full);
+  EXPECT_TRUE(r.resumed_inside_epoch_equals_full);
   EXPECT_FALSE(r.without_optimizer_state_equals_full);
 }
 

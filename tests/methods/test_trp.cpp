@@ -348,6 +348,16 @@ TEST(Trp, TargetMacsIsMetByBisection) {
             std::string::npos);
 }
 
+// A run killed after an epoch or inside one (a TRP step every 2 batches, the nuclear norm on)
+// and resumed from its checkpoint ends with the weights of an uninterrupted run.
+TEST(Trp, ResumeEqualsUninterruptedRun) {
+  auto r = testing::crash_and_resume(
+      [] { return std::vector<std::shared_ptr<Method>>{make_trp({{"period", "2"}})}; },
+      small_options(3));
+  EXPECT_TRUE(r.resumed_equals_full);
+  EXPECT_TRUE(r.resumed_inside_epoch_equals_full);
+}
+
 TEST(Trp, StateSurvivesSaveAndLoad) {
   Graph g = testing::fixture_all_ops(11);
   Harness h(g);

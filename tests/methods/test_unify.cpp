@@ -503,6 +503,18 @@ TEST(UnifyPipeline, ZeroRatiosEqualPlainTrainingBitForBit) {
   EXPECT_TRUE(w.masked_select(f.fixed).equal(f.values.masked_select(f.fixed)));
 }
 
+// A run killed after an epoch or inside one (an ADMM round every 2 batches: Z, U and rho move
+// within epochs) and resumed from its checkpoint ends with the weights of an uninterrupted run.
+TEST(UnifyPipeline, ResumeEqualsUninterruptedRun) {
+  UnifyOptions o;
+  o.round_batches = 2;
+  auto r = testing::crash_and_resume(
+      [o] { return std::vector<std::shared_ptr<Method>>{std::make_shared<Unify>(o)}; },
+      small_options(3));
+  EXPECT_TRUE(r.resumed_equals_full);
+  EXPECT_TRUE(r.resumed_inside_epoch_equals_full);
+}
+
 // rho = 0 switches the penalty off: the W-step is plain SGD for any p, u, while the ADMM rounds
 // still run (they never touch W).
 TEST(UnifyPipeline, ZeroRhoTrainsLikePlainSgd) {

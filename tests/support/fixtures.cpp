@@ -110,6 +110,24 @@ ResumeOutcome crash_and_resume(const std::function<std::vector<std::shared_ptr<M
   Graph fresh = fixture_all_ops(99);
   Trainer(fresh, options, hooks()).fit(d.train, nullptr, &ck);
   r.without_optimizer_state_equals_full = same_weights(r.full, fresh);
+
+  TempDir inside;
+  options.out_dir = inside.path;
+  options.checkpoint_seconds = 1e-9;  // after every batch
+  Graph cut = fixture_all_ops(1);
+  crashing = hooks();
+  crashing.push_back(std::make_shared<CrashAtEpoch>(1, 3));
+  try {
+    Trainer(cut, options, crashing).fit(d.train, nullptr);
+    throw std::logic_error("crash_and_resume: the simulated crash inside an epoch did not happen");
+  } catch (const std::runtime_error&) {
+  }
+  Checkpoint mid = load_checkpoint(checkpoint_path(inside.path));
+  if (mid.epochs_done != 1 || mid.in_epoch.batches_done != 3)
+    throw std::logic_error("crash_and_resume: checkpoint not after batch 3 of epoch 2");
+  Graph continued = fixture_all_ops(99);
+  Trainer(continued, options, hooks()).fit(d.train, nullptr, &mid);
+  r.resumed_inside_epoch_equals_full = same_weights(r.full, continued);
   return r;
 }
 

@@ -36,22 +36,26 @@ DataSplits tiny_data(std::vector<int64_t> shape = {1, 8, 8}, int64_t classes = 3
 bool same_weights(const Graph& a, const Graph& b);
 // A short, seeded training recipe for tiny models (batch 16, lr 0.05, seed 3).
 TrainOptions small_options(int64_t epochs);
-// Simulates a crash: throws when the given epoch starts (its predecessor's checkpoint is on disk).
+// Simulates a crash: throws when batch `batch` of the given epoch starts (0-based; the last
+// checkpoint is on disk).
 struct CrashAtEpoch : Method {
-  explicit CrashAtEpoch(int64_t e) : epoch(e) {}
-  int64_t epoch;
+  explicit CrashAtEpoch(int64_t e, int64_t b = 0) : epoch(e), batch(b) {}
+  int64_t epoch, batch;
   std::string name() const override { return "crash"; }
   void before_step(Context& c) override {
-    if (c.epoch == epoch) throw std::runtime_error("simulated crash");
+    if (c.epoch == epoch && c.batch == batch) throw std::runtime_error("simulated crash");
   }
 };
 // Trains fixture_all_ops(1) on tiny_data({2, 8, 8}, 5) for 3 epochs with fresh hooks from
 // `hooks()`: once uninterrupted; once crashed at epoch 2 and resumed from the checkpoint into a
-// differently initialised graph; once resumed like that but with the optimizer state dropped.
+// differently initialised graph; once resumed like that but with the optimizer state dropped;
+// once with a checkpoint after every batch, crashed inside the second epoch (before its fourth
+// batch) and resumed from there.
 struct ResumeOutcome {
   Graph full;
   bool resumed_equals_full = false;
   bool without_optimizer_state_equals_full = false;
+  bool resumed_inside_epoch_equals_full = false;
 };
 ResumeOutcome crash_and_resume(const std::function<std::vector<std::shared_ptr<Method>>()>& hooks,
                                TrainOptions options);

@@ -55,6 +55,60 @@ TEST(Trainer, ResumeEqualsUninterruptedRun) {
   EXPECT_EQ(lines, 3);
 }
 
+// A checkpoint inside an epoch (here after every batch; by default every 10 minutes) resumes
+// exactly: the same weights, dropout masks included, and the interrupted epoch's record (loss,
+// accuracy, method logs) is the uninterrupted one's.
+TEST(Trainer, ResumeInsideAnEpochEqualsUninterruptedRun) {
+  auto d = testing::tiny_data({2, 8, 8}, 5);
+  struct CountSteps : Method {  // a method log that accumulates within the epoch
+    std::string name() const override { return "count"; }
+    void after_step(Context& c) override {
+      if (c.log) (*c.log)["steps_seen"] += 1;
+    }
+  };
+  Graph full = testing::fixture_all_ops(1);  // has dropout
+  auto whole = Trainer(full, small_options(2), {std::make_shared<CountSteps>()}).fit(d.train, nullptr);
+
+  testing::TempDir dir;
+  auto opt = small_options(2);
+  opt.out_dir = dir.path;
+  opt.checkpoint_seconds = 1e-9;
+  Graph cut = testing::fixture_all_ops(1);
+  EXPECT_THROW(Trainer(cut, opt, {std::make_shared<CountSteps>(), std::make_shared<CrashAtEpoch>(1, 4)})
+                   .fit(d.train, nullptr),
+               std::runtime_error);
+  Checkpoint ck = load_checkpoint(checkpoint_path(dir.path));
+  EXPECT_EQ(ck.epochs_done, 1);
+  EXPECT_EQ(ck.in_epoch.batches_done, 4);
+  EXPECT_EQ(ck.in_epoch.batches_per_epoch, 6);  // 96 images, batch 16
+  EXPECT_EQ(ck.in_epoch.seen, 64);
+  EXPECT_EQ(resume_position(ck), "in epoch 2 after batch 4 of 6");
+  EXPECT_EQ(ck.metrics_lines.size(), 1u);
+
+  Graph resumed = testing::fixture_all_ops(99);
+  auto rest = Trainer(resumed, opt, {std::make_shared<CountSteps>()}).fit(d.train, nullptr, &ck);
+  EXPECT_TRUE(same_weights(full, resumed));
+  ASSERT_EQ(rest.history.size(), 1u);
+  EXPECT_EQ(rest.history[0].train_loss, whole.history[1].train_loss);
+  EXPECT_EQ(rest.history[0].train_top1, whole.history[1].train_top1);
+  EXPECT_EQ(rest.history[0].lr, whole.history[1].lr);
+  EXPECT_EQ(rest.history[0].extra.at("steps_seen"), 6);
+  auto end = load_checkpoint(checkpoint_path(dir.path));
+  EXPECT_EQ(end.epochs_done, 2);
+  EXPECT_EQ(end.in_epoch.batches_done, 0);
+
+  // The position only means something with the same batches per epoch.
+  auto other = opt;
+  other.batch_size = 8;
+  Graph g = testing::fixture_all_ops(99);
+  try {
+    Trainer(g, other).fit(d.train, nullptr, &ck);
+    FAIL() << "resumed with another batch size";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("same data and --batch-size"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Trainer, MethodWithNoEffectEqualsPlainTraining) {
   auto d = testing::tiny_data();
   Graph a = testing::tiny_convnet(2), b = testing::tiny_convnet(2);
@@ -177,10 +231,20 @@ TEST(Checkpoint, CorruptCheckpointIsAClearError) {
   ck.graph = testing::tiny_convnet();
   ck.epochs_done = 4;
   ck.options["lr"] = "0.1";
+  ck.in_epoch.batches_done = 7;
+  ck.in_epoch.batches_per_epoch = 9;
+  ck.in_epoch.loss_sum = 1.5;
+  ck.in_epoch.correct = 3;
+  ck.in_epoch.seen = 10;
+  ck.in_epoch.extra["trp_seconds"] = 0.25;
   save_checkpoint(ck, dir.file("c"));
   auto back = load_checkpoint(dir.file("c"));
   EXPECT_EQ(back.epochs_done, 4);
   EXPECT_EQ(back.options, ck.options);
+  EXPECT_EQ(back.in_epoch.batches_done, 7);
+  EXPECT_EQ(back.in_epoch.loss_sum, 1.5);
+  EXPECT_EQ(back.in_epoch.seen, 10);
+  EXPECT_EQ(back.in_epoch.extra, ck.in_epoch.extra);
   {
     std::fstream f(dir.file("c"), std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(40);

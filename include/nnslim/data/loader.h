@@ -49,7 +49,9 @@ class BatchMaker {
 //   while (auto b = it.next()) { ... b->x ... }
 class EpochLoader {
  public:
-  EpochLoader(const Dataset& data, LoaderOptions options, int64_t epoch);
+  // Starts at batch `first_batch` (a run resumed inside an epoch): the batches are those an
+  // uninterrupted pass would deliver from there on.
+  EpochLoader(const Dataset& data, LoaderOptions options, int64_t epoch, int64_t first_batch = 0);
   ~EpochLoader();
   EpochLoader(const EpochLoader&) = delete;
   EpochLoader& operator=(const EpochLoader&) = delete;
@@ -60,7 +62,7 @@ class EpochLoader {
  private:
   void work();
   BatchMaker maker_;
-  int64_t epoch_;
+  int64_t epoch_, first_batch_;
   std::vector<int64_t> order_;
   int64_t produced_ = 0, consumed_ = 0, prefetch_;
   std::deque<Batch> queue_;

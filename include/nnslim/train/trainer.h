@@ -1,6 +1,7 @@
 // The training loop: SGD (momentum, nesterov, weight decay) or a method's own optimizer, a
 // per-step LR schedule, method hooks (methods/method.h), evaluation every epoch, metrics.jsonl,
-// an atomic checkpoint every epoch, exact resume, and a NaN/Inf guard.
+// an atomic checkpoint every epoch (and every few minutes within long ones), exact resume from
+// any of them, and a NaN/Inf guard.
 #pragma once
 
 #include "nnslim/data/dataset.h"
@@ -33,6 +34,10 @@ struct TrainOptions {
   std::ostream* progress = nullptr;  // progress output (nullptr = silent)
   bool progress_bar = false;     // live bar (terminals) instead of one line per epoch
   double progress_log_seconds = 60;  // without the bar: a progress line at most this often
+  // With out_dir: also write a checkpoint inside an epoch once this long has passed since the
+  // last one (0 = at epoch ends only), so a killed run on a slow machine loses minutes, not an
+  // epoch.
+  double checkpoint_seconds = 600;
 
   void validate() const;  // throws c10::Error naming the bad option
 };
