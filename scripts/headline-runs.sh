@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The long runs that docs/RESULTS.md still needs (issues 4-7: vgg16, resnet56 and mobilenetv2 on
 # Fashion-MNIST), as one resumable script. Each experiment writes runs/headline/NAME; a finished
-# one (summary.json present) is skipped, an interrupted one is resumed from its checkpoints, so
-# the script can be stopped at any time and started again -- in a later session too, after
-# copying runs/headline back.
+# one (summary.json present) is skipped, an interrupted one is resumed from its checkpoints
+# (written after every epoch and every 10 minutes within one), so the script can be stopped at
+# any time, losing at most 10 minutes of training, and started again -- in a later session too,
+# after copying runs/headline back.
 #
 #   scripts/headline-runs.sh                 # everything, in dependency order
 #   ONLY="r56_base r56_hspg" scripts/headline-runs.sh
