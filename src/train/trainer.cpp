@@ -273,6 +273,23 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
     saved_at = checkpoint_label(epochs_done, in_epoch);
   };
 
+  // Stops the run, naming where and what, with the last good checkpoint left in place.
+  auto diverged = [&](const std::string& what, int64_t epoch, int64_t batch, double lr) {
+    std::ostringstream msg;
+    msg << "training diverged: " << what << " at epoch " << epoch + 1 << ", batch " << batch + 1
+        << " (lr " << lr << ")";
+    if (!opt_.out_dir.empty() && !saved_at.empty())
+      msg << "; the last good checkpoint (" << saved_at << ") is kept in " << opt_.out_dir;
+    msg << ". Try a lower --lr.";
+    return DivergedError(msg.str());
+  };
+  // A step can leave NaN/Inf weights behind a finite loss: never checkpoint or return them.
+  auto check_weights = [&](int64_t epoch, int64_t last_batch, double lr) {
+    for (const auto& t : graph_.parameters())
+      if (!torch::isfinite(t).all().item<bool>())
+        throw diverged("a weight became NaN or Inf", epoch, last_batch, lr);
+  };
+
   for (int64_t epoch = start_epoch; epoch < opt_.epochs; ++epoch) {
     // The epoch's running totals: empty, or where a checkpoint inside this epoch left them.
     EpochProgress p = epoch == start_epoch ? resumed_in_epoch : EpochProgress{};
@@ -311,13 +328,9 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
       double loss_value = loss.item<double>();
       if (!std::isfinite(loss_value) || !std::isfinite(total.item<double>())) {
         bar.clear();
-        std::ostringstream msg;
-        msg << "training diverged: loss is " << loss_value << " at epoch " << epoch + 1
-            << ", batch " << batch + 1 << " (lr " << ctx.lr << ")";
-        if (!opt_.out_dir.empty() && !saved_at.empty())
-          msg << "; the last good checkpoint (" << saved_at << ") is kept in " << opt_.out_dir;
-        msg << ". Try a lower --lr.";
-        throw DivergedError(msg.str());
+        std::ostringstream what;
+        what << "loss is " << loss_value;
+        throw diverged(what.str(), epoch, batch, ctx.lr);
       }
       optimizer->zero_grad();
       total.backward();
@@ -334,6 +347,7 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
                  (p.seen - seen_before) / seconds_since(t0));
       if (!opt_.out_dir.empty() && opt_.checkpoint_seconds > 0 && batch < steps &&
           seconds_since(last_saved) >= opt_.checkpoint_seconds) {
+        check_weights(epoch, batch - 1, ctx.lr);
         p.batches_done = batch;
         p.train_seconds = seconds_before + seconds_since(t0);
         p.extra = rec.extra;
@@ -343,6 +357,7 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
     }
     double train_seconds = seconds_since(t0);
     bar.clear();
+    check_weights(epoch, batch - 1, ctx.lr);
     for (auto& m : methods_) m->end_epoch(ctx);
     rec.train_loss = p.loss_sum / p.seen;
     rec.train_top1 = 100.0 * p.correct / p.seen;

@@ -183,6 +183,39 @@ TEST(Trainer, NanLossStopsWithClearMessageAndKeepsCheckpoint) {
   EXPECT_FALSE(ck.graph.find("fc")->params.at("weight").isnan().any().item<bool>());
 }
 
+// A step that leaves NaN weights behind a finite loss (here: the last step of epoch 2) is caught
+// before its epoch's checkpoint would overwrite the last good one, and before fit() returns.
+TEST(Trainer, NanWeightsAfterTheLastStepAreCaughtBeforeTheCheckpoint) {
+  auto d = testing::tiny_data();
+  struct PoisonAfterLastStep : Method {
+    std::string name() const override { return "poison"; }
+    void after_step(Context& c) override {
+      if (c.epoch == 1 && c.batch == c.steps_per_epoch - 1) {
+        torch::NoGradGuard ng;
+        c.graph.find("fc")->params.at("weight").fill_(std::nan(""));
+      }
+    }
+  };
+  for (bool with_dir : {true, false}) {
+    testing::TempDir dir;
+    Graph g = testing::tiny_convnet(5);
+    auto opt = small_options(3);
+    if (with_dir) opt.out_dir = dir.path;
+    try {
+      Trainer(g, opt, {std::make_shared<PoisonAfterLastStep>()}).fit(d.train, &d.test);
+      FAIL() << "expected DivergedError";
+    } catch (const DivergedError& e) {
+      std::string m = e.what();
+      EXPECT_NE(m.find("a weight became NaN or Inf at epoch 2, batch 6"), std::string::npos) << m;
+      EXPECT_EQ(m.find("checkpoint (epoch 1)") != std::string::npos, with_dir) << m;
+    }
+    if (!with_dir) continue;
+    auto ck = load_checkpoint(checkpoint_path(dir.path));
+    EXPECT_EQ(ck.epochs_done, 1);
+    EXPECT_FALSE(ck.graph.find("fc")->params.at("weight").isnan().any().item<bool>());
+  }
+}
+
 TEST(Trainer, OptionsAreValidated) {
   Graph g = testing::tiny_convnet();
   auto o = small_options(1);
