@@ -376,8 +376,13 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
       if (eval)
         k += std::snprintf(buf + k, sizeof buf - k, "  test %6.2f%% (top-5 %6.2f%%)",
                            rec.eval.top1, rec.eval.top5);
-      std::snprintf(buf + k, sizeof buf - k, "  %.1fs  %.0f img/s", rec.seconds,
-                    rec.images_per_second);
+      k += std::snprintf(buf + k, sizeof buf - k, "  %.1fs  %.0f img/s", rec.seconds,
+                         rec.images_per_second);
+      // The rest of the run, at this invocation's mean epoch time (training + evaluation).
+      const int64_t left = opt_.epochs - epoch - 1, ran = epoch - start_epoch + 1;
+      if (left > 0)
+        std::snprintf(buf + k, sizeof buf - k, "  run ETA %s",
+                      format_duration(seconds_since(t_start) / ran * left).c_str());
       *opt_.progress << buf << std::endl;
     }
     metrics_lines.push_back(rec.to_json());

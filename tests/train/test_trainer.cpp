@@ -155,6 +155,24 @@ TEST(Trainer, LogFileGetsPlainProgressLinesOnLongEpochsOnly) {
   EXPECT_EQ(count(quiet, "epoch   1/1"), 1) << quiet;
 }
 
+// Each epoch's summary line but the last tells how long the rest of the run will take.
+TEST(Trainer, EpochLinesGiveTheRunsEta) {
+  auto d = testing::tiny_data();
+  Graph g = testing::tiny_convnet(2);
+  std::ostringstream log;
+  auto opt = small_options(3);
+  opt.progress = &log;
+  Trainer(g, opt).fit(d.train, nullptr);
+  std::istringstream lines(log.str());
+  std::vector<std::string> summary;
+  for (std::string l; std::getline(lines, l);)
+    if (l.rfind("epoch ", 0) == 0) summary.push_back(l);
+  ASSERT_EQ(summary.size(), 3u) << log.str();
+  EXPECT_NE(summary[0].find("run ETA 0:0"), std::string::npos) << summary[0];
+  EXPECT_NE(summary[1].find("run ETA 0:0"), std::string::npos) << summary[1];
+  EXPECT_EQ(summary[2].find("run ETA"), std::string::npos) << summary[2];
+}
+
 TEST(Trainer, NanLossStopsWithClearMessageAndKeepsCheckpoint) {
   auto d = testing::tiny_data();
   testing::TempDir dir;
