@@ -5,8 +5,10 @@
 #include "nnslim/methods/keep_zeros.h"
 #include "nnslim/methods/optim_state.h"
 
+#include "nnslim/graph/cost.h"
 #include "nnslim/graph/surgery.h"
 #include "nnslim/methods/magnitude.h"  // split_names
+#include "nnslim/methods/pruning_plan.h"
 #include "nnslim/train/trainer.h"
 
 #include <torch/torch.h>
@@ -54,6 +56,25 @@ int64_t read_steps(torch::serialize::InputArchive& archive) {
   return archive.try_read(kStepsKey, t) ? t.item<int64_t>() : 0;
 }
 
+// A ZeroLimit that admits candidates (smallest score first) while the MACs of the network that
+// the zero groups leave stay >= floor.
+HSPG::ZeroLimit mac_floor(std::shared_ptr<const ChannelMacs> macs, int64_t floor) {
+  return [macs, floor](const torch::Tensor& zero, const torch::Tensor& cand,
+                       const torch::Tensor& score) {
+    auto z = zero.to(torch::kCPU, torch::kUInt8).contiguous();
+    std::vector<uint8_t> off(z.data_ptr<uint8_t>(), z.data_ptr<uint8_t>() + z.numel());
+    auto c = cand.to(torch::kCPU);
+    auto keyed = torch::where(c, score.to(torch::kCPU), torch::full_like(score, INFINITY, torch::kCPU));
+    auto order = std::get<1>(torch::sort(keyed, /*stable=*/true, 0, /*descending=*/false));
+    auto first = order.slice(0, 0, c.sum().item<int64_t>()).contiguous();
+    std::vector<int64_t> tries(first.data_ptr<int64_t>(), first.data_ptr<int64_t>() + first.numel());
+    auto accepted = macs->switch_off_while_above(off, tries, floor);
+    auto out = torch::zeros({cand.size(0)}, torch::kBool);
+    if (!accepted.empty()) out.index_fill_(0, torch::tensor(accepted, torch::kLong), true);
+    return out.to(cand.device());
+  };
+}
+
 // A quarter of the epochs when unset (§2.7: N_P = 75 of 300 epochs).
 int64_t prox_epochs_for(int64_t option, int64_t epochs) { return option >= 0 ? option : epochs / 4; }
 
@@ -68,6 +89,7 @@ std::vector<GroupFamily> zero_invariant_groups(const Graph& graph, const Couplin
     GroupFamily f;
     f.name = g.name;
     f.count = g.channels;
+    f.coupling_group = id;
     // §2.4: only the channel's own output side (filter rows, biases, BN gamma/beta, depthwise
     // filters): zeroing exactly these makes the channel output exact zeros. The consumers'
     // input slices stay out of the group, as in the OTOv1 backends.
@@ -341,7 +363,18 @@ torch::Tensor HSPG::step(LossClosure closure) {
   if (G == 0) return loss;
 
   const int64_t cap = static_cast<int64_t>(std::floor(o.upper_group_sparsity() * G + 1e-9));
-  auto trial_norms = [&] { return group_norms(); };  // of the parameters as they are now
+  torch::Tensor norms;
+  auto trial_norms = [&] {  // of the parameters as they are now (the trial point)
+    if (!norms.defined()) norms = group_norms();
+    return norms;
+  };
+  // The cap, then the limit callback: which of `cand` may join the zero groups `zero`.
+  auto limit = [&](const torch::Tensor& zero, torch::Tensor cand, const torch::Tensor& score) {
+    if (cap < G) cand = limit_candidates(cand, cap - zero.sum().item<int64_t>(), score);
+    if (limit_ && cand.any().item<bool>()) cand = limit_(zero, cand, score).logical_and(cand);
+    return cand;
+  };
+  const bool limited = cap < G || limit_;
   torch::Tensor scale, zero;  // [G]: factor on u (stage 1); true = set the group to 0
   if (half) {
     // §2.5 stage 2: zero groups are absorbing; a nonzero group whose trial point leaves the
@@ -350,7 +383,7 @@ torch::Tensor HSPG::step(LossClosure closure) {
     auto dot = x2g - lr * dx.slice(0, 0, G);
     auto was_zero = x2g == 0;
     auto cand = was_zero.logical_not().logical_and(dot < o.epsilon() * x2g);
-    if (cap < G) cand = limit_candidates(cand, cap - was_zero.sum().item<int64_t>(), trial_norms());
+    if (limited) cand = limit(was_zero, cand, trial_norms());
     projections_ += cand.sum().item<int64_t>();
     zero = was_zero.logical_or(cand);
   } else if (!o.subgradient() && lambda > 0) {
@@ -360,9 +393,9 @@ torch::Tensor HSPG::step(LossClosure closure) {
     scale = torch::where(un > t, 1.0 - t / un, torch::zeros_like(un));
     zero = scale == 0;
     auto forced = un == 0;  // u_g = 0: zero whatever the cap says
-    if (cap < G) {
+    if (limited) {
       auto cand = zero.logical_and(forced.logical_not());
-      auto kept = limit_candidates(cand, cap - forced.sum().item<int64_t>(), un);
+      auto kept = limit(forced, cand, un);
       scale = torch::where(cand.logical_and(kept.logical_not()), torch::ones_like(scale), scale);
       zero = forced.logical_or(kept);
     }
@@ -400,6 +433,8 @@ void HspgOptions::validate() const {
   TORCH_CHECK(prox_epochs >= -1, "hspg: prox-epochs must be >= 0, got ", prox_epochs);
   TORCH_CHECK(target_group_sparsity > 0 && target_group_sparsity <= 1,
               "hspg: target-group-sparsity must be in (0, 1], got ", target_group_sparsity);
+  TORCH_CHECK(target_macs > 0 && target_macs <= 1,
+              "hspg: target-macs must be a fraction in (0, 1], got ", target_macs);
 }
 
 Hspg::Hspg(HspgOptions options) : opt_(std::move(options)) { opt_.validate(); }
@@ -417,7 +452,18 @@ std::unique_ptr<torch::optim::Optimizer> Hspg::make_optimizer(Graph& graph,
       .upper_group_sparsity(opt_.target_group_sparsity)
       .subgradient(opt_.subgradient)
       .prox_steps(std::numeric_limits<int64_t>::max());  // begin() sets it
-  return std::make_unique<HSPG>(graph.parameters(), zero_invariant_groups(graph, c), o);
+  auto families = zero_invariant_groups(graph, c);
+  std::vector<int> ids;
+  for (const auto& f : families) ids.push_back(f.coupling_group);
+  auto h = std::make_unique<HSPG>(graph.parameters(), std::move(families), o);
+  if (opt_.target_macs < 1) {
+    // The budget is a floor on the MACs of the network the zero groups leave: a candidate group
+    // is zeroed only if the MACs stay at or above target x the MACs of the model as given.
+    const double base = static_cast<double>(count_cost(graph).macs);
+    const auto floor = static_cast<int64_t>(std::ceil(opt_.target_macs * base - 1e-6));
+    h->limit_zeros(mac_floor(std::make_shared<ChannelMacs>(graph, c, ids), floor));
+  }
+  return h;
 }
 
 void Hspg::begin(Context& ctx) {
@@ -485,6 +531,7 @@ void Hspg::finalize(Context& ctx) {
   details_.set("epsilon", opt_.epsilon);
   details_.set("prox_epochs", prox_epochs_for(opt_.prox_epochs, ctx.epochs));
   details_.set("target_group_sparsity", opt_.target_group_sparsity);
+  details_.set("target_macs", opt_.target_macs);
   details_.set("stage1", opt_.subgradient ? "subgradient" : "prox");
   details_.set("groups_total", total);
   details_.set("zero_groups", zeros);
@@ -506,6 +553,9 @@ MethodInfo hspg_method_info() {
       {"prox-epochs", "", "epochs of the Prox-SG stage before the half-space stage (default: a "
                           "quarter of --epochs)"},
       {"target-group-sparsity", "1", "upper cap on the fraction of zero groups, in (0, 1]"},
+      {"target-macs", "1", "stop zeroing groups where the compressed network would fall below "
+                           "this fraction of the input model's MACs, in (0, 1] (lambda must be "
+                           "large enough to get there)"},
       {"stage1", "prox", "first stage: prox (group soft-threshold, the paper) or subgradient "
                          "(the OTOv1 code)"},
       {"exclude", "", "comma-separated node names whose channel groups are not regularised"},
@@ -519,6 +569,7 @@ MethodInfo hspg_method_info() {
       TORCH_CHECK(o.prox_epochs >= 0, "hspg: prox-epochs must be >= 0, got ", o.prox_epochs);
     }
     o.target_group_sparsity = cfg.number("target-group-sparsity");
+    o.target_macs = cfg.number("target-macs");
     std::string s1 = cfg.str("stage1");
     TORCH_CHECK(s1 == "prox" || s1 == "subgradient",
                 "hspg: stage1 must be prox or subgradient, got '", s1, "'");

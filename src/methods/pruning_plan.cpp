@@ -186,4 +186,114 @@ KeepPlan plan_for_macs(const Graph& graph, const Coupling& coupling,
   return best;
 }
 
+// ---- ChannelMacs --------------------------------------------------------------------------------
+
+ChannelMacs::ChannelMacs(const Graph& graph, const Coupling& coupling, std::vector<int> groups) {
+  for (int id : groups) {
+    TORCH_CHECK(id >= 0 && id < static_cast<int>(coupling.groups.size()) && !index_.count(id),
+                "ChannelMacs: bad or repeated group id ", id);
+    const int pos = static_cast<int>(offset_.size());
+    index_[id] = pos;
+    offset_.push_back(static_cast<int64_t>(flag_group_.size()));
+    size_.push_back(coupling.groups[id].channels);
+    flag_group_.insert(flag_group_.end(), coupling.groups[id].channels, pos);
+  }
+  touches_.resize(offset_.size());
+  // The same terms as macs_after(): pruning changes channel counts, never spatial sizes.
+  auto shapes = infer_shapes(graph);
+  for (const auto& n : graph.nodes) {
+    if (n.op != Op::kConv2d && n.op != Op::kLinear) continue;
+    const auto& w = n.params.at("weight");
+    Term t;
+    t.out = coupling.layouts.at(n.id);
+    if (n.op == Op::kConv2d) {
+      const auto& s = shapes.at(n.id);
+      t.coef = w.size(2) * w.size(3) * s[1] * s[2];
+      if (n.attrs.groups > 1) t.fixed_in = w.size(1);
+    }
+    if (t.fixed_in == 0) t.in = coupling.layouts.at(n.inputs[0]);
+    const int k = static_cast<int>(terms_.size());
+    for (const Layout* l : {&t.out, &t.in})
+      for (const auto& seg : *l) {
+        auto it = index_.find(seg.group);
+        if (it != index_.end() && (touches_[it->second].empty() || touches_[it->second].back() != k))
+          touches_[it->second].push_back(k);
+      }
+    terms_.push_back(std::move(t));
+  }
+}
+
+std::vector<int64_t> ChannelMacs::live_channels(const std::vector<uint8_t>& off) const {
+  TORCH_CHECK(static_cast<int64_t>(off.size()) == flags(), "ChannelMacs: ", off.size(),
+              " flags for ", flags(), " channels");
+  std::vector<int64_t> live(size_);
+  for (size_t k = 0; k < off.size(); ++k) live[flag_group_[k]] -= off[k] != 0;
+  return live;
+}
+
+int64_t ChannelMacs::count(const Layout& layout, const std::vector<uint8_t>& off,
+                           const std::vector<int64_t>& live) const {
+  int64_t n = 0;
+  for (const auto& seg : layout) {
+    auto it = index_.find(seg.group);
+    int64_t kept = seg.len;
+    if (it != index_.end()) {
+      const int pos = it->second;
+      if (seg.offset == 0 && seg.len == size_[pos]) {
+        kept = std::max<int64_t>(1, live[pos]);  // an all-off group keeps its first channel
+      } else {
+        kept = 0;
+        for (int64_t c = seg.offset; c < seg.offset + seg.len; ++c) kept += !off[offset_[pos] + c];
+        if (live[pos] == 0 && seg.offset == 0) kept = 1;
+      }
+    }
+    n += kept * seg.mult;
+  }
+  return n;
+}
+
+int64_t ChannelMacs::term(const Term& t, const std::vector<uint8_t>& off,
+                          const std::vector<int64_t>& live) const {
+  return t.coef * count(t.out, off, live) * (t.fixed_in > 0 ? t.fixed_in : count(t.in, off, live));
+}
+
+int64_t ChannelMacs::macs(const std::vector<uint8_t>& off) const {
+  auto live = live_channels(off);
+  int64_t total = 0;
+  for (const auto& t : terms_) total += term(t, off, live);
+  return total;
+}
+
+std::vector<int64_t> ChannelMacs::switch_off_while_above(std::vector<uint8_t>& off,
+                                                         const std::vector<int64_t>& candidates,
+                                                         int64_t floor) const {
+  auto live = live_channels(off);
+  std::vector<int64_t> value(terms_.size());
+  int64_t total = 0;
+  for (size_t t = 0; t < terms_.size(); ++t) total += value[t] = term(terms_[t], off, live);
+  std::vector<int64_t> accepted, trial;
+  for (int64_t k : candidates) {
+    TORCH_CHECK(k >= 0 && k < flags(), "ChannelMacs: flag ", k, " out of range ", flags());
+    if (off[k]) continue;
+    const int pos = flag_group_[k];
+    off[k] = 1;
+    --live[pos];
+    int64_t next = total;
+    trial.clear();
+    for (int t : touches_[pos]) {
+      trial.push_back(term(terms_[t], off, live));
+      next += trial.back() - value[t];
+    }
+    if (next >= floor) {
+      for (size_t j = 0; j < trial.size(); ++j) value[touches_[pos][j]] = trial[j];
+      total = next;
+      accepted.push_back(k);
+    } else {
+      off[k] = 0;
+      ++live[pos];
+    }
+  }
+  return accepted;
+}
+
 }  // namespace nnslim

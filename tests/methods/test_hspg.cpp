@@ -13,8 +13,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
+#include <limits>
+#include <numeric>
 #include <random>
+#include <tuple>
 #include <sstream>
 
 namespace nnslim {
@@ -444,6 +448,126 @@ TEST(Hspg, CompressPipelineRemovesTrainedZeroGroupsExactly) {
   EXPECT_GT(j.get("layers").size(), 0u);
 }
 
+// ---- the MAC budget (--target-macs) -------------------------------------------------------------
+
+// Flags of every channel of the prunable groups, in coupling.prunable() order.
+std::vector<uint8_t> random_off(const Coupling& c, std::mt19937_64& rng, bool whole_first) {
+  std::vector<uint8_t> off;
+  bool first = whole_first;
+  for (int id : c.prunable()) {
+    for (int64_t k = 0; k < c.groups[id].channels; ++k) off.push_back(first || rng() % 3 == 0);
+    first = false;
+  }
+  return off;
+}
+
+KeepPlan plan_of(const Coupling& c, const std::vector<uint8_t>& off) {
+  KeepPlan plan;
+  size_t f = 0;
+  for (int id : c.prunable()) {
+    std::vector<int64_t> keep;
+    for (int64_t k = 0; k < c.groups[id].channels; ++k, ++f)
+      if (!off[f]) keep.push_back(k);
+    if (keep.empty()) keep.push_back(0);  // as the surgeries: an all-off group keeps channel 0
+    if (static_cast<int64_t>(keep.size()) < c.groups[id].channels) plan[id] = keep;
+  }
+  return plan;
+}
+
+// ChannelMacs counts what the surgery leaves, and switches channels off greedily without ever
+// going below the floor: each candidate it refuses would have taken the MACs below it.
+TEST(Hspg, ChannelMacsCountsWhatSurgeryLeaves) {
+  std::mt19937_64 rng(7);
+  for (const char* name : {"resnet20", "mobilenetv2", "fixture", "tiny"}) {
+    Graph g = std::string(name) == "fixture" ? testing::fixture_all_ops(3)
+              : std::string(name) == "tiny"  ? testing::tiny_convnet(3)
+                                             : build_model(name, {3, 16, 16}, 10);
+    Coupling c = analyze_coupling(g);
+    ChannelMacs cm(g, c, c.prunable());
+    std::vector<uint8_t> none(cm.flags(), 0);
+    EXPECT_EQ(cm.macs(none), count_cost(g).macs) << name;
+    for (bool whole : {false, true}) {
+      auto off = random_off(c, rng, whole);
+      ASSERT_EQ(static_cast<int64_t>(off.size()), cm.flags());
+      KeepPlan plan = plan_of(c, off);
+      EXPECT_EQ(cm.macs(off), count_cost(prune_groups(g, c, plan)).macs) << name;
+      EXPECT_EQ(cm.macs(off), macs_after(g, c, plan)) << name;
+    }
+    // Greedy under a floor at 60% of the MACs, candidates in a random order.
+    const int64_t floor = count_cost(g).macs * 6 / 10;
+    std::vector<int64_t> order(cm.flags());
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), rng);
+    std::vector<uint8_t> off(cm.flags(), 0);
+    auto accepted = cm.switch_off_while_above(off, order, floor);
+    EXPECT_FALSE(accepted.empty()) << name;
+    EXPECT_GE(cm.macs(off), floor) << name;
+    int64_t on = 0;
+    for (size_t k = 0; k < off.size(); ++k) {
+      EXPECT_EQ(off[k] != 0, std::count(accepted.begin(), accepted.end(), int64_t(k)) == 1);
+      if (off[k]) continue;
+      ++on;
+      auto more = off;
+      more[k] = 1;
+      EXPECT_LT(cm.macs(more), floor) << name << ": channel " << k << " was refused but fits";
+    }
+    EXPECT_GT(on, 0) << name;
+  }
+}
+
+// With --target-macs, HSPG stops zeroing groups at the budget: the compressed network keeps at
+// least that fraction of the MACs (at every step, not only at the end), while the same run
+// without the budget goes far below it.
+TEST(Hspg, TargetMacsIsAFloorThatBinds) {
+  auto d = testing::tiny_data({2, 8, 8}, 5);
+  const double target = 0.6;
+  auto run = [&](double target_macs, int64_t prox) {
+    Graph g = testing::fixture_all_ops(5);
+    const int64_t base = count_cost(g).macs;
+    HspgOptions ho;
+    ho.lambda = 4.0;
+    ho.prox_epochs = prox;
+    ho.target_macs = target_macs;
+    auto m = std::make_shared<Hspg>(ho);
+    struct WatchMacs : Method {
+      std::string name() const override { return "watch-macs"; }
+      std::shared_ptr<ChannelMacs> cm;
+      int64_t lowest = std::numeric_limits<int64_t>::max();
+      void after_step(Context& ctx) override {
+        auto& h = dynamic_cast<HSPG&>(ctx.optimizer);
+        if (!cm) {
+          std::vector<int> ids;
+          for (const auto& f : h.families()) ids.push_back(f.coupling_group);
+          cm = std::make_shared<ChannelMacs>(ctx.graph, analyze_coupling(ctx.graph), ids);
+        }
+        auto z = (h.group_norms() == 0).to(torch::kUInt8).contiguous();
+        std::vector<uint8_t> off(z.data_ptr<uint8_t>(), z.data_ptr<uint8_t>() + z.numel());
+        lowest = std::min(lowest, cm->macs(off));
+      }
+    };
+    auto watch = std::make_shared<WatchMacs>();
+    TrainOptions o = small_options(4);
+    o.momentum = 0;
+    Trainer(g, o, {m, watch}).fit(d.train, nullptr);
+    torch::optim::SGD dummy(g.parameters(), torch::optim::SGDOptions(0.1));
+    Context ctx{g, dummy};
+    ctx.epochs = 4;
+    m->finalize(ctx);
+    Json j;
+    m->describe(j);
+    EXPECT_EQ(j.get("target_macs").num(), target_macs);
+    return std::make_tuple(double(count_cost(g).macs) / base, double(watch->lowest) / base);
+  };
+  for (int64_t prox : {0, 2}) {  // the budget in the half-space stage and in the Prox-SG stage
+    auto [free_end, free_low] = run(1.0, prox);
+    EXPECT_LT(free_end, target - 0.1) << "without the budget the run goes far below it";
+    auto [end, low] = run(target, prox);
+    EXPECT_GE(low, target) << "prox " << prox;
+    EXPECT_GE(end, target) << "prox " << prox;
+    EXPECT_LT(end, target + 0.1) << "prox " << prox << ": the budget is reached";
+  }
+}
+
 // ---- save / load --------------------------------------------------------------------------------
 
 TEST(Hspg, OptimizerStateRoundTripContinuesIdentically) {
@@ -506,6 +630,9 @@ TEST(Hspg, OptionsAreValidated) {
   EXPECT_NE(error_of([] { create_method("hspg", {{"target-group-sparsity", "0"}}); })
                 .find("target-group-sparsity must be in (0, 1]"),
             std::string::npos);
+  EXPECT_NE(error_of([] { create_method("hspg", {{"target-macs", "1.5"}}); })
+                .find("hspg: target-macs must be a fraction in (0, 1], got 1.5"),
+            std::string::npos);
   EXPECT_NE(error_of([] { create_method("hspg", {{"prox-epochs", "-2"}}); }).find("prox-epochs"),
             std::string::npos);
   EXPECT_NE(error_of([] { create_method("hspg", {{"stage1", "newton"}}); }).find("stage1"),
@@ -522,6 +649,9 @@ TEST(Hspg, OptionsAreValidated) {
   EXPECT_EQ(m->options().lambda, 0.002);
   EXPECT_EQ(m->options().prox_epochs, 3);
   EXPECT_TRUE(m->options().subgradient);
+  EXPECT_EQ(m->options().target_macs, 1.0);
+  m = std::dynamic_pointer_cast<Hspg>(create_method("hspg", {{"target-macs", "0.3"}}));
+  EXPECT_EQ(m->options().target_macs, 0.3);
   HSPG opt({w}, row_groups(w, {}), HSPGOptions(0.1));
   opt.param_groups()[0].options().set_lr(0.25);  // the Trainer's per-step lr reaches the step
   EXPECT_EQ(opt.param_groups()[0].options().get_lr(), 0.25);

@@ -18,6 +18,8 @@
 // more groups qualify, those with the smallest trial norm ||x^_g|| (stage 1: ||u_g||) are
 // zeroed and the others take the unprojected trial point [OUR CHOICE; the code draws a random
 // subset].
+// Limit (limit_zeros): a callback that may veto further candidates after the cap -- the Hspg
+// method's MAC budget keeps the network's MACs at or above a floor this way.
 // State: momentum buffers (per tensor) and the step counter; save()/load() round-trip both.
 //
 // Hspg is the Method (`nnslim compress --method hspg`): its groups are the graph's zero-invariant
@@ -40,6 +42,7 @@
 #include <torch/serialize/archive.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -62,6 +65,7 @@ struct GroupSlice {
 struct GroupFamily {
   std::string name;
   int64_t count = 0;
+  int coupling_group = -1;  // the Coupling group it came from (zero_invariant_groups), or -1
   std::vector<GroupSlice> slices;
 };
 
@@ -110,6 +114,13 @@ struct HSPGParamState : public torch::optim::OptimizerCloneableParamState<HSPGPa
 
 class HSPG : public torch::optim::Optimizer {
  public:
+  // Given the groups that are zero after this step whatever happens (`zero`) and those the step
+  // would also zero (`candidates`), both bool [num_groups], returns the candidates that may go
+  // to zero (a subset); `score` [num_groups] ranks them, smaller first (the trial norms).
+  using ZeroLimit = std::function<torch::Tensor(const torch::Tensor& zero,
+                                                const torch::Tensor& candidates,
+                                                const torch::Tensor& score)>;
+
   // One parameter group holding `params`; every slice of `groups` must index a tensor of
   // `params`, groups must be disjoint, a tensor may be indexed along one dimension only.
   // Throws c10::Error on bad options ("hspg: epsilon must be in [0, 1), got 2") or groups.
@@ -118,6 +129,9 @@ class HSPG : public torch::optim::Optimizer {
   torch::Tensor step(LossClosure closure = nullptr) override;
   void save(torch::serialize::OutputArchive& archive) const override;
   void load(torch::serialize::InputArchive& archive) override;
+  // Applied to every step's candidates after the upper_group_sparsity cap (not saved: whoever
+  // makes the optimizer sets it again, as Hspg::make_optimizer does).
+  void limit_zeros(ZeroLimit limit) { limit_ = std::move(limit); }
 
   HSPGOptions& options();                   // of the single parameter group
   int64_t steps() const { return steps_; }  // steps taken (restored by load)
@@ -148,6 +162,7 @@ class HSPG : public torch::optim::Optimizer {
   torch::Tensor expand(size_t i, const torch::Tensor& v) const;
 
   std::vector<GroupFamily> families_;
+  ZeroLimit limit_;
   std::vector<Axis> axes_;  // one per parameter; gid undefined = not grouped
   torch::TensorOptions group_options_;  // dtype/device of per-group vectors (first grouped tensor)
   mutable torch::Tensor scratch_;       // reused by accumulate()
@@ -168,6 +183,7 @@ struct HspgOptions {
   double epsilon = 0.0;                  // §2.7: 0 for conv groups
   int64_t prox_epochs = -1;              // N_P; -1 = a quarter of the epochs (§2.7: 75 of 300)
   double target_group_sparsity = 1.0;    // upper cap U; 1 = none
+  double target_macs = 1.0;              // stop zeroing at this fraction of the MACs; 1 = none
   bool subgradient = false;              // stage 1 as the OTOv1 code instead of Prox-SG
   std::set<std::string> exclude;         // node names whose groups are not regularised
   void validate() const;                 // TORCH_CHECK naming the option
