@@ -4,6 +4,7 @@
 #include "nnslim/graph/builder.h"
 #include "nnslim/graph/cost.h"
 #include "nnslim/graph/execute.h"
+#include "nnslim/graph/serialize.h"
 #include "nnslim/graph/surgery.h"
 #include "nnslim/methods/importance.h"
 #include "nnslim/methods/magnitude.h"
@@ -16,7 +17,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
+#include <optional>
 #include <ostream>
+#include <sstream>
 
 namespace nnslim {
 
@@ -249,6 +253,61 @@ double AdaPruner::score_candidate(Graph& g, const Dataset& fit, const Dataset& h
   return evaluate(g, heldout, 256, params[0].device()).top1;
 }
 
+namespace {
+
+// The candidates' scores, kept in ctx.finalize_dir as they are computed, so a run interrupted
+// while scoring or fine-tuning does not score them again when resumed (scoring is
+// deterministic: the same widths, data and seed give the same scores). The file names what it
+// was computed for; a mismatch (other widths, options or data) is ignored and overwritten.
+class ScoreCache {
+ public:
+  ScoreCache(const Context& ctx, const WidthSearch& ws, const std::vector<std::string>& candidates,
+             int64_t heldout, const AdaPrunerOptions& o) {
+    if (ctx.finalize_dir.empty() || candidates.size() < 2) return;
+    path_ = ctx.finalize_dir + "/adapruner_scores.json";
+    Json widths = Json::array();
+    for (const auto& [id, n] : ws.widths) widths.push(Json::array_of(std::vector<int64_t>{id, n}));
+    key_ = Json::object();
+    key_.set("widths", widths);
+    key_.set("candidates", Json::array_of(candidates));
+    key_.set("heldout", heldout);
+    key_.set("train_images", ctx.train ? ctx.train->size() : int64_t(0));
+    key_.set("candidate_steps", o.candidate_steps);
+    key_.set("recal_batches", o.recal_batches);
+    key_.set("seed", static_cast<int64_t>(o.seed));
+    scores_ = Json::object();
+    if (!ctx.resuming) return;
+    try {
+      std::ifstream f(path_, std::ios::binary);
+      if (!f) return;
+      std::stringstream text;
+      text << f.rdbuf();
+      Json j = Json::parse(text.str());
+      if (j.get("key").dump() == key_.dump()) scores_ = j.get("scores");
+    } catch (const c10::Error&) {  // unreadable: score again
+    }
+  }
+  std::optional<double> score(const std::string& crit) const {
+    if (const Json* s = scores_.is_object() ? scores_.find(crit) : nullptr; s && s->is_number())
+      return s->num();
+    return std::nullopt;
+  }
+  void add(const std::string& crit, double s) {
+    if (path_.empty()) return;
+    scores_.set(crit, s);
+    Json j = Json::object();
+    j.set("key", key_);
+    j.set("scores", scores_);
+    write_file_atomic(path_, j.dump(2) + "\n");
+  }
+
+ private:
+  std::string path_;
+  Json key_, scores_;
+};
+
+}  // namespace
+
 void AdaPruner::finalize(Context& ctx) {
   Graph& g = ctx.graph;
   check_nodes_exist(g, opt_.exclude, "adapruner");
@@ -301,26 +360,32 @@ void AdaPruner::finalize(Context& ctx) {
   if (ctx.progress && candidates.size() > 1)
     *ctx.progress << "== scoring " << candidates.size() << " weight-inheritance candidates on " << heldout.size()
                   << " held-out images (" << opt_.candidate_steps << " fine-tune steps each)" << std::endl;
+  ScoreCache cache(ctx, ws, candidates, heldout.size(), opt_);
   for (const auto& crit : candidates) {
-    Graph sub = build(crit);
     if (candidates.size() == 1) {  // nothing to choose
-      best = std::move(sub);
+      best = build(crit);
       best_name = crit;
       break;
     }
     const auto t0 = std::chrono::steady_clock::now();
-    double s = evaluator ? evaluator(sub, crit) : score_candidate(sub, fit, heldout);
+    std::optional<double> cached = cache.score(crit);
+    Graph sub = cached ? Graph() : build(crit);
+    double s = cached ? *cached : evaluator ? evaluator(sub, crit) : score_candidate(sub, fit, heldout);
+    if (!cached) cache.add(crit, s);
     if (ctx.progress) {
       char line[160];
-      std::snprintf(line, sizeof line, "   %-7s held-out top-1 %6.2f%%  (%.0f s)", crit.c_str(), s,
-                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      if (cached)
+        std::snprintf(line, sizeof line, "   %-7s held-out top-1 %6.2f%%  (scored before the interruption)",
+                      crit.c_str(), s);
+      else
+        std::snprintf(line, sizeof line, "   %-7s held-out top-1 %6.2f%%  (%.0f s)", crit.c_str(), s,
+                      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       *ctx.progress << line << std::endl;
     }
     scores.set(crit, s);
     if (s > best_score) {  // ties: the earlier candidate
       best_score = s;
       best_name = crit;
-      best = std::move(sub);
     }
   }
   // The chosen candidate is rebuilt from its inherited weights: the short fine-tune was only

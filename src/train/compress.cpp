@@ -106,6 +106,8 @@ CompressResult compress(Graph& graph, Method& method, const Dataset& train, cons
   ctx.train = &normalised;
   ctx.epochs = t.epochs;
   ctx.progress = log;
+  ctx.finalize_dir = phase_dir(o.train.out_dir, "finalize");
+  ctx.resuming = o.resume;
   method.finalize(ctx);
   validate(graph);
   graph.to(torch::kCPU);

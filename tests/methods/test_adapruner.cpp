@@ -18,6 +18,8 @@
 
 #include <fstream>
 #include <numeric>
+#include <stdexcept>
+#include <tuple>
 #include <set>
 #include <sstream>
 
@@ -167,6 +169,64 @@ TEST(AdaPruner, SelectionPicksTheBestCandidateAndCouplesIndices) {
   // Coupled layers share indices by construction: the pruned graph is valid and runs.
   EXPECT_EQ(forward(g, torch::randn({2, 1, 32, 32}), Mode::kEval).sizes(),
             (std::vector<int64_t>{2, 10}));
+}
+
+// A resumed run does not score the candidates again: the scores computed so far are kept in
+// ctx.finalize_dir and read back only when resuming and only for the same widths and options.
+TEST(AdaPruner, ResumedFinalizeReusesTheCandidateScores) {
+  testing::TempDir tmp;
+  const std::string dir = tmp.path;
+  auto finalize = [&](double target, bool resuming, std::vector<std::string>* seen,
+                      const std::string& fail_on = "") {
+    Graph g = model_with_random_gammas("resnet20", 3);
+    AdaPrunerOptions o;
+    o.target_macs = target;
+    AdaPruner m(o);
+    m.evaluator = [&](Graph&, const std::string& crit) {
+      if (crit == fail_on) throw std::runtime_error("interrupted");
+      seen->push_back(crit);
+      return crit == "bn" ? 0.9 : crit == "l2" ? 0.5 : 0.1;
+    };
+    torch::optim::SGD dummy(g.parameters(), torch::optim::SGDOptions(0.1));
+    Context ctx{g, dummy};
+    ctx.finalize_dir = dir;
+    ctx.resuming = resuming;
+    std::ostringstream progress;
+    ctx.progress = &progress;
+    m.finalize(ctx);
+    Json d = Json::object();
+    m.describe(d);
+    return std::make_tuple(d, g, progress.str());
+  };
+  const std::vector<std::string> all{"l1", "l2", "bn", "fpgm", "random", "scratch"};
+  std::vector<std::string> seen;
+  // Interrupted while scoring fpgm: l1, l2 and bn are kept.
+  EXPECT_THROW(finalize(0.7, false, &seen, "fpgm"), std::runtime_error);
+  EXPECT_EQ(seen, (std::vector<std::string>{"l1", "l2", "bn"}));
+  seen.clear();
+  auto [d1, g1, p1] = finalize(0.7, true, &seen);
+  EXPECT_EQ(seen, (std::vector<std::string>{"fpgm", "random", "scratch"}));
+  EXPECT_NE(p1.find("bn      held-out top-1   0.90%  (scored before the interruption)"),
+            std::string::npos) << p1;
+  // Resumed again (interrupted while fine-tuning): nothing is scored, the same choice and graph.
+  seen.clear();
+  auto [d2, g2, p2] = finalize(0.7, true, &seen);
+  EXPECT_TRUE(seen.empty());
+  EXPECT_EQ(d2.get("inherit").str(), "bn");
+  EXPECT_EQ(d2.dump(), d1.dump());
+  EXPECT_TRUE(testing::same_weights(g1, g2));
+  // Not resuming, or other widths: everything is scored.
+  seen.clear();
+  finalize(0.7, false, &seen);
+  EXPECT_EQ(seen, all);
+  seen.clear();
+  finalize(0.5, true, &seen);
+  EXPECT_EQ(seen, all);
+  // A corrupt file is ignored.
+  std::ofstream(dir + "/adapruner_scores.json") << "{\"key\": [tru";
+  seen.clear();
+  finalize(0.5, true, &seen);
+  EXPECT_EQ(seen, all);
 }
 
 // §3.3: a fresh initialisation is fine-tuned at lr 0.1, inherited weights at 0.01.

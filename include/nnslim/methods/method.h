@@ -34,6 +34,11 @@ struct Context {
   std::map<std::string, double>* log = nullptr;  // values a method wants in this epoch's metrics
   const Dataset* train = nullptr;  // the training data (data-driven criteria, BN recalibration)
   std::ostream* progress = nullptr;  // where a long finalize() reports what it is doing (or none)
+  // A directory where finalize() may keep expensive intermediate results ("" = none), and
+  // whether this run resumes an interrupted one: only then may finalize() read them back
+  // (AdaPruner's candidate scores: a resumed run does not score them again).
+  std::string finalize_dir{};
+  bool resuming = false;
 };
 
 class Method {
