@@ -3,6 +3,7 @@
 
 #include "nnslim/report/latency.h"
 
+#include "nnslim/graph/builder.h"
 #include "nnslim/graph/serialize.h"
 #include "nnslim/models/zoo.h"
 
@@ -15,7 +16,7 @@ namespace nnslim::cli {
 
 int cmd_train(const std::vector<std::string>& args) {
   std::string model = "resnet20", out, resume, init;
-  bool force = false, no_latency = false;
+  bool force = false, no_latency = false, reinit = false;
   DataFlags data;
   TrainFlags train;
   std::string names;
@@ -26,9 +27,12 @@ int cmd_train(const std::vector<std::string>& args) {
               "every epoch). An interrupted run continues with 'nnslim train --resume DIR' and ends\n"
               "with the same weights as an uninterrupted one. --epochs 0 writes the initialised model.\n"
               "--init FILE.nnslim trains a saved model instead (e.g. fine-tunes a compressed one\n"
-              "further), normalising the data as that model was first trained.");
+              "further), normalising the data as that model was first trained; with --reinit it\n"
+              "trains that architecture from fresh weights (the from-scratch control for a\n"
+              "compressed network).");
   p.option("model", &model, "NAME", "model: " + names);
   p.option("init", &init, "FILE", "start from this saved model (*.nnslim) instead of --model");
+  p.flag("reinit", &reinit, "with --init: draw fresh weights (seeded by --seed) for the saved architecture");
   p.option("out", &out, "DIR", "output directory (must be new or empty unless --force)");
   p.flag("force", &force, "write into an existing non-empty --out directory");
   p.flag("no-latency", &no_latency, "skip the inference latency measurement for summary.json");
@@ -42,6 +46,8 @@ int cmd_train(const std::vector<std::string>& args) {
   bool resuming = !resume.empty();
   if (!init.empty() && p.given("model")) throw UsageError("--init FILE replaces --model NAME; give one");
   if (!init.empty() && resuming) throw UsageError("--resume continues its own run; drop --init");
+  if (reinit && init.empty() && !resuming)
+    throw UsageError("--reinit draws fresh weights for the model given with --init FILE; give --init");
   Graph initial;
   if (!init.empty()) {
     initial = load_model_file(init);  // before anything is written: a bad file fails early
@@ -72,6 +78,7 @@ int cmd_train(const std::vector<std::string>& args) {
             : !init.empty() ? std::move(initial)
                             : build_model(model, d.train.image_shape(), d.train.classes);
   if (!init.empty()) check_fits_data(g, d.train, init);
+  if (reinit && !resuming) reinitialize(g);  // after the seed: the same --seed, the same weights
   if (!resuming) create_out_dir(out);
   if (!train.quiet) {
     auto cost = count_cost(g);

@@ -98,6 +98,18 @@ TEST(Cli, TrainInitStartsFromASavedModel) {
   ASSERT_EQ(run_cli("train --init " + a + "/model.nnslim --epochs 1 --lr 0.01 --quiet --no-latency --out " + c, &out),
             0) << out;
   EXPECT_FALSE(testing::same_weights(load_graph(a + "/model.nnslim"), load_graph(c + "/model.nnslim")));
+  // --reinit: the same architecture with fresh weights, the same ones for the same --seed.
+  for (const char* name : {"r1", "r2"})
+    ASSERT_EQ(run_cli("train --init " + a + "/model.nnslim --reinit --seed 3 --epochs 0 --quiet --no-latency --out " +
+                          dir.file(name), &out), 0) << out;
+  Graph trained = load_graph(a + "/model.nnslim"), fresh = load_graph(dir.file("r1") + "/model.nnslim");
+  EXPECT_FALSE(testing::same_weights(trained, fresh));
+  EXPECT_TRUE(testing::same_weights(fresh, load_graph(dir.file("r2") + "/model.nnslim")));
+  ASSERT_EQ(trained.parameters().size(), fresh.parameters().size());
+  for (size_t i = 0; i < fresh.parameters().size(); ++i)
+    EXPECT_EQ(trained.parameters()[i].sizes(), fresh.parameters()[i].sizes());
+  EXPECT_EQ(run_cli("train --model lenet5 --reinit --out " + dir.file("x"), &out), 2);
+  EXPECT_TRUE(contains(out, "--reinit draws fresh weights for the model given with --init FILE")) << out;
   // Contradictions and a model that cannot take the data are usage errors naming the problem.
   EXPECT_EQ(run_cli("train --init " + a + "/model.nnslim --model resnet20 --out " + dir.file("x"), &out), 2);
   EXPECT_TRUE(contains(out, "--init FILE replaces --model NAME")) << out;
