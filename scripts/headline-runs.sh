@@ -106,6 +106,23 @@ for m in r56 vgg16; do
     --lambda "$lambda" --prox-epochs $((EPOCHS / 4))
   magnitude_at_macs_of "${m}_hspg" "${m}_base"
 done
+# The from-scratch control: HSPG's architecture trained from fresh weights with the baseline's
+# schedule -- does the compressed network's accuracy come from HSPG or only from its shape?
+scratch_of() {  # scratch_of NAME
+  local name=${1}_scratch
+  selected "$name" || return 0
+  if [ -n "${LIST:-}" ]; then echo "$name: $(state "$name")"; return 0; fi
+  done_ "$name" && { echo "== $name: done"; return 0; }
+  need "$1"
+  echo "== $name ($(date))"
+  if started "$name"; then
+    $N train --resume "$OUT/$name" --threads "$THREADS"
+  else
+    $N train --init "$OUT/$1/model.nnslim" --reinit --seed 0 "${common[@]}" --epochs "$EPOCHS" \
+      --lr 0.1 --schedule cosine --out "$OUT/$name"
+  fi
+}
+scratch_of vgg16_hspg
 # The same with the paper's ResNet lambda (1e-3): lambda 5e-3 zeroed 87% of resnet56's groups in
 # 8 epochs and cost 2.9 points (docs/RESULTS.md); this is the gentler end of the trade-off.
 compress r56_hspg_paper r56_init --method hspg --epochs "$EPOCHS" --lr 0.1 --schedule cosine \
