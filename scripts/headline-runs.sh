@@ -123,6 +123,7 @@ scratch_of() {  # scratch_of NAME
   fi
 }
 scratch_of vgg16_hspg
+scratch_of r56_hspg
 # The same with the paper's ResNet lambda (1e-3): lambda 5e-3 zeroed 87% of resnet56's groups in
 # 8 epochs and cost 2.9 points (docs/RESULTS.md); this is the gentler end of the trade-off.
 compress r56_hspg_paper r56_init --method hspg --epochs "$EPOCHS" --lr 0.1 --schedule cosine \
