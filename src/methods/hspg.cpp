@@ -56,6 +56,13 @@ int64_t read_steps(torch::serialize::InputArchive& archive) {
   return archive.try_read(kStepsKey, t) ? t.item<int64_t>() : 0;
 }
 
+// The indices of the candidates, smallest score first (ties: lower index first).
+torch::Tensor by_score(const torch::Tensor& cand, const torch::Tensor& score) {
+  auto keyed = torch::where(cand, score, torch::full_like(score, INFINITY));
+  auto order = std::get<1>(torch::sort(keyed, /*stable=*/true, 0, /*descending=*/false));
+  return order.slice(0, 0, cand.sum().item<int64_t>());
+}
+
 // A ZeroLimit that admits candidates (smallest score first) while the MACs of the network that
 // the zero groups leave stay >= floor.
 HSPG::ZeroLimit mac_floor(std::shared_ptr<const ChannelMacs> macs, int64_t floor) {
@@ -63,10 +70,7 @@ HSPG::ZeroLimit mac_floor(std::shared_ptr<const ChannelMacs> macs, int64_t floor
                        const torch::Tensor& score) {
     auto z = zero.to(torch::kCPU, torch::kUInt8).contiguous();
     std::vector<uint8_t> off(z.data_ptr<uint8_t>(), z.data_ptr<uint8_t>() + z.numel());
-    auto c = cand.to(torch::kCPU);
-    auto keyed = torch::where(c, score.to(torch::kCPU), torch::full_like(score, INFINITY, torch::kCPU));
-    auto order = std::get<1>(torch::sort(keyed, /*stable=*/true, 0, /*descending=*/false));
-    auto first = order.slice(0, 0, c.sum().item<int64_t>()).contiguous();
+    auto first = by_score(cand.to(torch::kCPU), score.to(torch::kCPU)).contiguous();
     std::vector<int64_t> tries(first.data_ptr<int64_t>(), first.data_ptr<int64_t>() + first.numel());
     auto accepted = macs->switch_off_while_above(off, tries, floor);
     auto out = torch::zeros({cand.size(0)}, torch::kBool);
@@ -184,12 +188,9 @@ void check_options(const HSPGOptions& o) {
 // Of the candidates, the `allowed` ones with the smallest score (ties: lower index first).
 torch::Tensor limit_candidates(const torch::Tensor& cand, int64_t allowed,
                                const torch::Tensor& score) {
-  int64_t n = cand.sum().item<int64_t>();
-  if (n <= allowed) return cand;
-  auto keyed = torch::where(cand, score, torch::full_like(score, INFINITY));
-  auto order = std::get<1>(torch::sort(keyed, /*stable=*/true, 0, /*descending=*/false));
+  if (cand.sum().item<int64_t>() <= allowed) return cand;
   auto out = torch::zeros_like(cand);
-  if (allowed > 0) out.index_fill_(0, order.slice(0, 0, allowed), true);
+  if (allowed > 0) out.index_fill_(0, by_score(cand, score).slice(0, 0, allowed), true);
   return out;
 }
 

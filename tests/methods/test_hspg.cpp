@@ -424,6 +424,17 @@ TEST(Hspg, RemovingZeroGroupsIsExactOnFixtures) {
   expect_exact_removal(build_model("mobilenetv2", {3, 16, 16}, 10), {3, 16, 16}, 4);
 }
 
+// The surgery after a training run of `epochs` epochs, and the method's report.
+Json finalize_and_describe(Graph& g, Method& m, int64_t epochs) {
+  torch::optim::SGD dummy(g.parameters(), torch::optim::SGDOptions(0.1));
+  Context ctx{g, dummy};
+  ctx.epochs = epochs;
+  m.finalize(ctx);
+  Json j;
+  m.describe(j);
+  return j;
+}
+
 // After HSPG training: the group-sparse network and its compressed form agree (no fine-tune).
 TEST(Hspg, CompressPipelineRemovesTrainedZeroGroupsExactly) {
   auto d = testing::tiny_data({2, 8, 8}, 5);
@@ -435,12 +446,7 @@ TEST(Hspg, CompressPipelineRemovesTrainedZeroGroupsExactly) {
   Graph sparse = g.clone();
   auto x = torch::randn({6, 2, 8, 8});
   auto before = forward(sparse, x, Mode::kEval);
-  torch::optim::SGD dummy(g.parameters(), torch::optim::SGDOptions(0.1));
-  Context ctx{g, dummy};
-  ctx.epochs = 4;
-  m->finalize(ctx);
-  Json j;
-  m->describe(j);
+  Json j = finalize_and_describe(g, *m, 4);
   EXPECT_GT(j.get("channels_removed").integer(), 0);
   EXPECT_LT(count_cost(g).macs, count_cost(sparse).macs);
   EXPECT_LT(testing::max_abs_diff(forward(g, x, Mode::kEval), before), 1e-5);
@@ -549,12 +555,7 @@ TEST(Hspg, TargetMacsIsAFloorThatBinds) {
     TrainOptions o = small_options(4);
     o.momentum = 0;
     Trainer(g, o, {m, watch}).fit(d.train, nullptr);
-    torch::optim::SGD dummy(g.parameters(), torch::optim::SGDOptions(0.1));
-    Context ctx{g, dummy};
-    ctx.epochs = 4;
-    m->finalize(ctx);
-    Json j;
-    m->describe(j);
+    Json j = finalize_and_describe(g, *m, 4);
     EXPECT_EQ(j.get("target_macs").num(), target_macs);
     return std::make_tuple(double(count_cost(g).macs) / base, double(watch->lowest) / base);
   };
