@@ -61,7 +61,13 @@ void ArgParser::option(const std::string& name, double* out, const std::string& 
       std::ostringstream os;
       os.precision(digits);
       os << *out;
-      if (digits >= 17 || std::strtod(os.str().c_str(), nullptr) == *out) return os.str();
+      // 10, not 1e+01: exponents only for very small or large values.
+      const bool exponent = os.str().find('e') != std::string::npos;
+      const double a = std::fabs(*out);
+      const bool wants_exponent = a != 0 && (a < 1e-4 || a >= 1e15);
+      if (digits >= 17 ||
+          (std::strtod(os.str().c_str(), nullptr) == *out && (!exponent || wants_exponent)))
+        return os.str();
     }
   };
   options_.push_back(std::move(e));
@@ -108,6 +114,9 @@ bool ArgParser::parse(const std::vector<std::string>& args) {
       } else {
         if (!inline_value) {
           if (i + 1 >= args.size()) throw UsageError("--" + name + " needs a value");
+          // "--epochs --lr 0.1": the value was forgotten; do not swallow the next option.
+          if (args[i + 1].rfind("--", 0) == 0 && args[i + 1].size() > 2)
+            throw UsageError("--" + name + " needs a value (got the option " + args[i + 1] + ")");
           value = args[++i];
         }
         e->set(value);

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <set>
 
 namespace nnslim::cli {
 
@@ -25,6 +26,31 @@ std::string find_method_arg(const std::vector<std::string>& args) {
     if (args[i].rfind("--method=", 0) == 0) return args[i].substr(9);
   }
   return "";
+}
+
+// The options that shape the run's result (training, fine-tuning, data), to refuse a --resume
+// that would finish it differently. Runtime options (threads, device, output) may change.
+Json run_settings(const ArgParser& p, const std::map<std::string, std::string>& method_values) {
+  static const std::set<std::string> runtime = {
+      "method", "model", "out", "force", "resume", "check", "recipe", "no-latency",
+      "data-dir", "device", "threads", "checkpoint-minutes", "quiet"};
+  Json j = Json::object();
+  for (const auto& [key, value] : p.values())
+    if (!runtime.count(key) && !method_values.count(key)) j.set(key, value);
+  return j;
+}
+
+// summary.json written and model.nnslim readable.
+bool finished_run_intact(const std::string& out) {
+  if (!std::filesystem::exists(out + "/summary.json")) return false;
+  try {
+    load_model_file(out + "/model.nnslim");
+    return true;
+  } catch (const std::exception& e) {
+    std::cout << out << "/model.nnslim is unreadable (" << e.what()
+              << "); finishing the run again from its checkpoints\n";
+    return false;
+  }
 }
 
 std::string methods_help() {
@@ -70,12 +96,16 @@ int cmd_compress(const std::vector<std::string>& args) {
   p.flag("resume", &resume, "continue an interrupted run in --out from its checkpoints (with\n"
          "                            --recipe: also skip the stages already finished)");
   p.flag("check", &check, "validate the options and exit without running");
-  add_data_flags(p, data);
+  add_data_flags(p, data, /*default_from_model=*/true);
   add_train_flags(p, train);
   std::map<std::string, std::string> method_values;
   const MethodInfo* info = nullptr;
   if (!method.empty()) {
-    info = &find_method(method);
+    try {
+      info = &find_method(method);
+    } catch (const c10::Error& e) {
+      throw UsageError(std::string("--method: ") + e.what_without_backtrace());
+    }
     p.section(method + " options");
     for (const auto& o : info->options) {
       method_values[o.key] = o.default_value;
@@ -95,10 +125,6 @@ int cmd_compress(const std::vector<std::string>& args) {
     throw UsageError(e.what_without_backtrace());
   }
   TrainOptions topt = to_train_options(train, out);  // validates the training options
-  if (check) {
-    if (!std::filesystem::exists(model_path)) throw UsageError("--model " + model_path + " does not exist");
-    return 0;
-  }
   if (!resume) check_out_dir(out, force);
   else if (out.empty()) throw UsageError("--out DIR is required");  // continue in it, whatever is there
   for (const char* file : {"/model.nnslim", "/model.unified.nnslim"}) {
@@ -112,6 +138,20 @@ int cmd_compress(const std::vector<std::string>& args) {
   Graph g = load_model_file(model_path);
   auto it = g.meta.find("dataset");
   if (!p.given("dataset") && it != g.meta.end()) data.dataset = it->second;
+  check_dataset_name(data.dataset);
+  if (!check) {  // (a recipe's --check sees only its input model, not its later stages' inputs)
+    try {
+      m->check_applicable(g);  // before anything is written or trained
+    } catch (const c10::Error& e) {
+      throw UsageError(std::string(e.what_without_backtrace()) + " (in " + model_path + ")");
+    }
+  }
+  if (check) {  // everything above, without the data or the training
+    if (!train.quiet)
+      std::cout << "ok: would compress " << model_path << " with " << method << " on "
+              << data.dataset << " into " << out << (resume ? " (resuming)" : "") << "\n";
+    return 0;
+  }
   auto d = load_data(data);
   check_fits_data(g, d.train, model_path);
   create_out_dir(out);
@@ -120,9 +160,17 @@ int cmd_compress(const std::vector<std::string>& args) {
   Json method_options = Json::object();
   for (const auto& kv : method_values) method_options.set(kv.first, kv.second);
   identity.set("options", method_options);
+  identity.set("settings", run_settings(p, method_values));
   identity.set("input_model", model_path);
   identity.set("input_fingerprint", file_fingerprint(model_path));
   check_or_record_run(out, identity, resume);
+  // A finished run is not redone: resuming it with the same command has nothing left to do
+  // (unless its model file was damaged since: then it is finished again from the checkpoints).
+  if (resume && finished_run_intact(out)) {
+    std::cout << "the run in " << out << " is already finished (" << out
+              << "/summary.json); nothing to do\n";
+    return 0;
+  }
   CompressOptions co;
   co.train = topt;
   co.finetune_epochs = finetune_epochs;

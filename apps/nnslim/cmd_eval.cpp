@@ -23,7 +23,7 @@ int cmd_eval(const std::vector<std::string>& args) {
   p.option("batch-size", &batch, "B", "evaluation batch size");
   p.option("device", &device, "DEV", "cpu, cuda or auto");
   p.option("threads", &threads, "N", "CPU threads (0 = all cores)");
-  add_data_flags(p, data);
+  add_data_flags(p, data, /*default_from_model=*/true);
   if (!p.parse(args)) return 0;
   if (batch < 1) throw UsageError("--batch-size must be >= 1");
   set_threads(threads);

@@ -9,6 +9,8 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+
 #include <filesystem>
 #include <iostream>
 
@@ -48,6 +50,11 @@ int cmd_train(const std::vector<std::string>& args) {
   if (!init.empty() && resuming) throw UsageError("--resume continues its own run; drop --init");
   if (reinit && init.empty() && !resuming)
     throw UsageError("--reinit draws fresh weights for the model given with --init FILE; give --init");
+  if (init.empty() && !resuming) {
+    const auto known = model_names();
+    if (std::find(known.begin(), known.end(), model) == known.end())
+      throw UsageError("--model: unknown model '" + model + "' (known: " + names + ")");
+  }
   Graph initial;
   if (!init.empty()) {
     initial = load_model_file(init);  // before anything is written: a bad file fails early
@@ -63,7 +70,14 @@ int cmd_train(const std::vector<std::string>& args) {
     if (train.epochs < ckpt.epochs_done)
       throw UsageError("--epochs " + std::to_string(train.epochs) + ": the run in " + resume +
                        " has already trained " + std::to_string(ckpt.epochs_done) +
-                       " epochs; to train further, pass a larger --epochs");
+                       (ckpt.epochs_done == 1 ? " epoch" : " epochs") +
+                       "; to train further, pass a larger --epochs");
+    if (train.epochs == ckpt.epochs_done && std::filesystem::exists(resume + "/summary.json")) {
+      std::cout << "the run in " << resume << " has already trained all its " << ckpt.epochs_done
+                << (ckpt.epochs_done == 1 ? " epoch" : " epochs")
+                << "; nothing to do (pass a larger --epochs to train further)\n";
+      return 0;
+    }
     out = resume;
   } else {
     check_out_dir(out, force);
@@ -86,7 +100,8 @@ int cmd_train(const std::vector<std::string>& args) {
               << " train / " << monitor.size() << (data.val_split > 0 ? " val" : " test")
               << " images, " << shape_str(d.train.image_shape()) << ", " << d.train.classes
               << " classes), " << human(cost.params) << " params, " << human(cost.macs)
-              << " MACs, " << torch::get_num_threads() << " threads, device "
+              << " MACs, " << torch::get_num_threads()
+              << (torch::get_num_threads() == 1 ? " thread" : " threads") << ", device "
               << parse_device(opt.device) << "\n";
     if (resuming) std::cout << "resuming " << resume_position(ckpt) << "\n";
     std::cout << std::flush;

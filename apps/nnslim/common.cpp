@@ -23,11 +23,19 @@ namespace nnslim::cli {
 
 namespace fs = std::filesystem;
 
-void add_data_flags(ArgParser& p, DataFlags& f) {
-  p.section("data");
+namespace {
+std::string known_datasets() {
   std::string names;
   for (const auto& n : dataset_names()) names += (names.empty() ? "" : ", ") + n;
-  p.option("dataset", &f.dataset, "NAME", "dataset: " + names);
+  return names;
+}
+}  // namespace
+
+void add_data_flags(ArgParser& p, DataFlags& f, bool default_from_model) {
+  p.section("data");
+  p.option("dataset", &f.dataset, "NAME",
+           "dataset: " + known_datasets() +
+               (default_from_model ? " (default: the dataset recorded in the model)" : ""));
   p.option("data-dir", &f.data_dir, "DIR",
            "where the dataset files are (default: the dataset's standard place, e.g. "
            "/usr/share/datasets/fashion-mnist)");
@@ -37,10 +45,17 @@ void add_data_flags(ArgParser& p, DataFlags& f) {
            "hold out the last N training images as a validation set for per-epoch evaluation");
 }
 
+void check_dataset_name(const std::string& name) {
+  for (const auto& n : dataset_names())
+    if (n == name) return;
+  throw UsageError("--dataset: unknown dataset '" + name + "' (known: " + known_datasets() + ")");
+}
+
 LoadedData load_data(const DataFlags& f) {
   if (f.limit_train < 0) throw UsageError("--limit-train must be >= 0");
   if (f.limit_test < 0) throw UsageError("--limit-test must be >= 0");
   if (f.val_split < 0) throw UsageError("--val-split must be >= 0");
+  check_dataset_name(f.dataset);
   DataSplits s = load_dataset(f.dataset, f.data_dir);
   LoadedData d;
   d.train = take_first(s.train, f.limit_train);
@@ -128,7 +143,8 @@ void check_out_dir(const std::string& dir, bool force) {
     if (!fs::is_directory(dir)) throw UsageError("--out " + dir + " exists and is not a directory");
     if (!fs::is_empty(dir) && !force)
       throw UsageError("--out " + dir +
-                       " exists and is not empty; choose another directory or pass --force");
+                       " exists and is not empty; choose another directory, pass --resume to " +
+                       "continue the run in it, or --force to write into it anyway");
   }
 }
 
@@ -189,31 +205,69 @@ Json read_json_file(const std::string& path) {
   }
 }
 
+namespace {
+// "--c 0.05, now 0.07; --finetune-epochs 1, now 0" for two objects of option values; the two
+// values themselves otherwise.
+std::string describe_change(const Json& was, const Json& now) {
+  if (!was.is_object() || !now.is_object()) return was.dump() + ", now " + now.dump();
+  std::string s;
+  auto add = [&](const std::string& key, const std::string& a, const std::string& b) {
+    s += (s.empty() ? "" : "; ") + ("--" + key + " " + a + ", now " + b);
+  };
+  auto text = [](const Json& v) { return v.is_string() ? v.str() : v.dump(); };
+  for (const auto& [key, value] : was.fields()) {
+    const Json* v = now.find(key);
+    if (!v) add(key, text(value), "not given");
+    else if (v->dump() != value.dump()) add(key, text(value), text(*v));
+  }
+  for (const auto& [key, value] : now.fields())
+    if (!was.has(key)) add(key, "not given", text(value));
+  return s;
+}
+}  // namespace
+
 void check_or_record_run(const std::string& out, const Json& identity, bool resume) {
   const std::string path = out + "/run.json";
   if (resume && fs::exists(path)) {
     Json was = read_json_file(path);
     for (const auto& [key, what] : std::vector<std::pair<std::string, std::string>>{
-             {"method", "method"}, {"input_fingerprint", "input model (file contents)"},
-             {"options", "method options"}, {"recipe", "recipe"}}) {
+             {"method", "another method"}, {"input_fingerprint", "another input model (file contents)"},
+             {"options", "other method options"}, {"settings", "other training options"},
+             {"recipe", "another recipe"}}) {
       const bool had = was.has(key), has = identity.has(key);
       if (!had && !has) continue;
-      const std::string a = had ? was.get(key).dump() : "none", b = has ? identity.get(key).dump() : "none";
-      if (a != b)
-        throw UsageError("--resume: the run in " + out + " was started with another " + what +
-                         " (" + a + ", now " + b + "); resume with the same command, or start a "
+      // Runs recorded before "settings" existed resume without that check.
+      if (!had && key == "settings") continue;
+      const Json none("none");
+      const Json& a = had ? was.get(key) : none;
+      const Json& b = has ? identity.get(key) : none;
+      if (a.dump() != b.dump())
+        throw UsageError("--resume: the run in " + out + " was started with " + what + " (" +
+                         describe_change(a, b) + "); resume with the same command, or start a "
                          "new --out");
     }
     return;
   }
+  if (resume)
+    std::cerr << "note: --resume, but " << out << " holds no earlier run; starting a new one\n";
   write_text(path, identity.dump(2) + "\n");
 }
 
 Graph load_model_file(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    const std::string hint = fs::exists(path + "/model.nnslim") ? "; did you mean " + path + "/model.nnslim?" : "";
+    throw UsageError(path + " is a directory, not a model file" + hint);
+  }
+  if (fs::exists(path, ec) && fs::is_regular_file(path, ec) && fs::file_size(path, ec) == 0)
+    throw std::runtime_error(path + ": empty file (0 bytes), not an nnslim model");
   std::ifstream f(path, std::ios::binary);
   char magic[8] = {0};
   f.read(magic, 8);
   if (f && std::string(magic, 7) == "NNSLIMU") return load_unified(path);
+  if (f && std::string(magic, 7) == "NNSLIMC")
+    throw UsageError(path + " is a training checkpoint, not a model; continue its run with "
+                     "--resume, or use the run's model.nnslim");
   return load_graph(path);
 }
 

@@ -22,7 +22,12 @@ struct DataFlags {
   int64_t limit_test = 0;
   int64_t val_split = 0;
 };
-void add_data_flags(ArgParser& p, DataFlags& f);
+// default_from_model: the verb reads a model and uses the dataset recorded in it unless --dataset
+// is given (eval, compress); the help says so.
+void add_data_flags(ArgParser& p, DataFlags& f, bool default_from_model = false);
+
+// Usage error (exit 2) unless NAME is a known dataset.
+void check_dataset_name(const std::string& name);
 
 // Train/test (and optional validation) data as the flags say.
 struct LoadedData {

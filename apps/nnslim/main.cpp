@@ -3,6 +3,7 @@
 #include "common.h"
 
 #include <c10/util/Exception.h>
+#include <torch/version.h>
 
 #include <malloc.h>
 
@@ -42,7 +43,7 @@ const Verb kVerbs[] = {
 };
 
 void usage(std::ostream& os) {
-  os << "usage: nnslim <verb> [options]   (nnslim <verb> --help for details)\n\n"
+  os << "usage: nnslim <verb> [options]   (nnslim <verb> --help for details; nnslim --version)\n\n"
         "nnslim trains neural networks while compressing them, and turns the result into a\n"
         "network that is really smaller and faster.\n\nverbs:\n";
   for (const auto& v : kVerbs) os << "  " << v.name << std::string(10 - std::strlen(v.name), ' ') << v.summary << "\n";
@@ -78,7 +79,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::string verb = argv[1];
-  if (verb == "--help" || verb == "-h" || verb == "help") {
+  if (verb == "--version" || verb == "version") {
+    std::cout << "nnslim " << NNSLIM_VERSION << " (LibTorch " << TORCH_VERSION << ")\n";
+    return 0;
+  }
+  if (verb == "help" && argc >= 3) {  // "nnslim help train" = "nnslim train --help"
+    verb = argv[2];
+    argv[2] = const_cast<char*>("--help");
+  } else if (verb == "--help" || verb == "-h" || verb == "help") {
     usage(std::cout);
     return 0;
   }

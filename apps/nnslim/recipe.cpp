@@ -143,12 +143,14 @@ int run_recipe(const std::vector<std::string>& args) {
     const auto& st = stages[i];
     std::vector<std::string> a = common;
     for (const auto& s : stage_args(st)) a.push_back(s);
-    a.insert(a.end(), {"--model", model, "--check"});
+    a.insert(a.end(), {"--model", model, "--out", out, "--check", "--quiet"});
+    if (resume) a.push_back("--resume");
+    if (force) a.push_back("--force");
     try {
       cmd_compress(a);
     } catch (const UsageError& e) {
-      int line = st.line;
       const std::string msg = e.what();
+      int line = msg.find("--method") != std::string::npos ? st.method_line : st.line;
       for (const auto& k : st.keys)
         if (msg.find("--" + k.key) != std::string::npos || msg.find("'" + k.key + "'") != std::string::npos)
           line = k.line;
@@ -159,7 +161,11 @@ int run_recipe(const std::vector<std::string>& args) {
                        ": " + e.what_without_backtrace());
     }
   }
-  if (has_flag(args, "check")) return 0;  // every stage validated; nothing is run or written
+  if (has_flag(args, "check")) {  // every stage validated; nothing is run or written
+    std::cout << "ok: " << stages.size() << " stage(s) of " << recipe << " would compress " << model
+              << " into " << out << (resume ? " (resuming)" : "") << "\n";
+    return 0;
+  }
   if (!resume) check_out_dir(out, force);
   {
     std::error_code ec;

@@ -308,6 +308,13 @@ class ScoreCache {
 
 }  // namespace
 
+void AdaPruner::check_applicable(const Graph& g) const {
+  check_nodes_exist(g, opt_.exclude, "adapruner");
+  TORCH_CHECK(!adapruner_blocks(analyze_coupling(g, opt_.exclude), opt_.prune_stages).empty(),
+              "adapruner: the model has no prunable block with BatchNorm (AdaPruner ranks "
+              "channels by BatchNorm scales; use --method magnitude for this model)");
+}
+
 void AdaPruner::finalize(Context& ctx) {
   Graph& g = ctx.graph;
   check_nodes_exist(g, opt_.exclude, "adapruner");

@@ -281,7 +281,7 @@ void Grda::describe(Json& out) const {
 MethodInfo grda_method_info() {
   MethodInfo m;
   m.name = "grda";
-  m.summary = "directional pruning: gRDA optimizer, element-wise sparsity (METHODS §5)";
+  m.summary = "directional pruning: gRDA optimizer, element-wise sparsity (docs/methods/grda.md)";
   m.options = {
       {"c", "0.005", "gRDA threshold scale c >= 0 (0 = plain SGD; paper: 5e-4 .. 5e-3)"},
       {"mu", "0.51", "gRDA threshold growth mu > 0 (paper: 0.501 .. 0.7; larger = sparser)"},

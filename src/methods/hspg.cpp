@@ -440,6 +440,8 @@ void HspgOptions::validate() const {
 
 Hspg::Hspg(HspgOptions options) : opt_(std::move(options)) { opt_.validate(); }
 
+void Hspg::check_applicable(const Graph& g) const { check_nodes_exist(g, opt_.exclude, "hspg"); }
+
 std::unique_ptr<torch::optim::Optimizer> Hspg::make_optimizer(Graph& graph,
                                                               const TrainOptions& options) {
   check_nodes_exist(graph, opt_.exclude, "hspg");
@@ -547,7 +549,7 @@ void Hspg::describe(Json& out) const { out = details_; }
 MethodInfo hspg_method_info() {
   MethodInfo m;
   m.name = "hspg";
-  m.summary = "sparse optimisation: HSPG group lasso over zero-invariant groups (METHODS §2)";
+  m.summary = "sparse optimisation: HSPG group lasso over zero-invariant groups (docs/methods/hspg.md)";
   m.options = {
       {"lambda", "1e-3", "group-lasso weight lambda >= 0 (paper: 5e-4 VGG16-BN, 1e-3 ResNet-50)"},
       {"epsilon", "0", "half-space parameter in [0, 1) (larger = more aggressive zeroing)"},
@@ -820,7 +822,7 @@ void Obproxsg::describe(Json& out) const {
 MethodInfo obproxsg_method_info() {
   MethodInfo m;
   m.name = "obproxsg";
-  m.summary = "sparse optimisation: OBProx-SG, element-wise l1 on conv/linear weights (METHODS §2.5)";
+  m.summary = "sparse optimisation: OBProx-SG, element-wise l1 on conv/linear weights (docs/methods/hspg.md)";
   m.options = {
       {"lambda", "1e-4", "l1 weight lambda >= 0 on conv and linear weights"},
       {"epsilon", "0", "orthant step keeps x only if x * sign > epsilon (>= 0)"},

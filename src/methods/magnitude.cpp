@@ -61,6 +61,10 @@ std::shared_ptr<Method> MagnitudePruning::create(const MethodConfig& c) {
   return std::make_shared<MagnitudePruning>(o);
 }
 
+void MagnitudePruning::check_applicable(const Graph& g) const {
+  check_nodes_exist(g, opt_.exclude, "magnitude");
+}
+
 void MagnitudePruning::finalize(Context& ctx) {
   Graph& g = ctx.graph;
   check_nodes_exist(g, opt_.exclude, "magnitude");

@@ -66,7 +66,7 @@ void TrpOptions::validate() const {
 MethodInfo trp_method_info() {
   MethodInfo m;
   m.name = "trp";
-  m.summary = "Trained Rank Pruning: low-rank projection + nuclear norm, conv factorisation (METHODS §1)";
+  m.summary = "Trained Rank Pruning: low-rank projection + nuclear norm, conv factorisation (docs/methods/trp.md)";
   m.options = {
       {"scheme", "channel",
        "channel (kxk->r, 1x1), spatial (kx1->r, 1xk), decouple (ND) or channel-in (1x1->r, kxk)"},
@@ -185,6 +185,11 @@ struct Candidate {
 };
 
 }  // namespace
+
+void Trp::check_applicable(const Graph& g) const {
+  for (const auto& name : opt_.exclude)
+    TORCH_CHECK(g.find(name), "trp: exclude: the model has no node named '", name, "'");
+}
 
 void Trp::begin(Context& ctx) {
   select(ctx.graph);

@@ -144,7 +144,7 @@ std::shared_ptr<Method> Unify::create(const MethodConfig& c) {
 MethodInfo unify_method_info() {
   MethodInfo m;
   m.name = "unify";
-  m.summary = "micro-structured weight unification + pruning (ADMM, masked retraining, METHODS §4)";
+  m.summary = "micro-structured weight unification + pruning (ADMM, masked retraining; docs/methods/unify.md)";
   m.options = Unify::option_list();
   m.create = Unify::create;
   return m;
@@ -160,6 +160,8 @@ Unify::Unify(UnifyOptions options) : opt_(std::move(options)) {
 BlockShape Unify::block_for(const Node& node) const {
   return node.op == Op::kLinear ? opt_.linear_block : opt_.conv_block;
 }
+
+void Unify::check_applicable(const Graph& g) const { check_nodes_exist(g, opt_.exclude, "unify"); }
 
 void Unify::select(const Graph& g) {
   check_nodes_exist(g, opt_.exclude, "unify");

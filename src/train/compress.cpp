@@ -22,8 +22,9 @@ Json ModelStats::to_json() const {
   j.set("nonzero_macs", nonzero_macs);
   j.set("top1", top1);
   j.set("top5", top5);
-  j.set("latency_ms", latency_ms);
-  j.set("latency_ms_batch64", latency_ms_batch64);
+  // null, not 0, where latency was not measured (--no-latency; right after the surgery).
+  j.set("latency_ms", latency_ms > 0 ? Json(latency_ms) : Json(nullptr));
+  j.set("latency_ms_batch64", latency_ms_batch64 > 0 ? Json(latency_ms_batch64) : Json(nullptr));
   j.set("file_bytes", file_bytes);
   return j;
 }
@@ -91,7 +92,7 @@ CompressResult compress(Graph& graph, Method& method, const Dataset& train, cons
   auto shared = std::shared_ptr<Method>(&method, [](Method*) {});
   TrainOptions t = o.train;
   t.out_dir = phase_dir(o.train.out_dir, "train");
-  if (log && t.epochs > 0) *log << "== training with " << method.name() << " for " << t.epochs << " epochs" << std::endl;
+  if (log && t.epochs > 0) *log << "== training with " << method.name() << " for " << t.epochs << (t.epochs == 1 ? " epoch" : " epochs") << std::endl;
   Trainer trainer(graph, t, {shared});
   auto trained = resume_point(t.out_dir, o.resume);
   if (log && trained) *log << "== resuming the training phase " << resume_position(*trained) << std::endl;
@@ -121,7 +122,8 @@ CompressResult compress(Graph& graph, Method& method, const Dataset& train, cons
   // Fine-tune.
   if (o.finetune_epochs > 0) {
     r.finetune_lr = method.finetune_lr(o.finetune_lr);
-    if (log) *log << "== fine-tuning for " << o.finetune_epochs << " epochs from lr " << r.finetune_lr << std::endl;
+    if (log) *log << "== fine-tuning for " << o.finetune_epochs
+                  << (o.finetune_epochs == 1 ? " epoch" : " epochs") << " from lr " << r.finetune_lr << std::endl;
     TrainOptions f = o.train;
     f.epochs = o.finetune_epochs;
     f.schedule = LrSchedule();

@@ -36,6 +36,83 @@ TEST(Cli, HelpForEveryVerb) {
   EXPECT_TRUE(contains(out, "unknown verb 'frobnicate'"));
 }
 
+TEST(Cli, VersionAndHelpVerb) {
+  std::string out;
+  EXPECT_EQ(run_cli("--version", &out), 0);
+  EXPECT_TRUE(contains(out, "nnslim ") && contains(out, "LibTorch")) << out;
+  EXPECT_EQ(run_cli("help compress", &out), 0);
+  EXPECT_TRUE(contains(out, "usage: nnslim compress")) << out;
+}
+
+// Mistakes a user makes on the command line: exit 2, the flag named, nothing written.
+TEST(Cli, MistakesAreUsageErrorsFoundBeforeAnyWork) {
+  testing::TempDir dir;
+  std::string out;
+  // A forgotten value does not swallow the next option.
+  EXPECT_EQ(run_cli("train --model lenet5 --epochs --lr 0.1 --out " + dir.file("x"), &out), 2);
+  EXPECT_TRUE(contains(out, "--epochs needs a value (got the option --lr)")) << out;
+  // Unknown names of models and datasets are usage errors naming the flag.
+  EXPECT_EQ(run_cli("train --model lenet --dataset synthetic --out " + dir.file("x"), &out), 2);
+  EXPECT_TRUE(contains(out, "--model: unknown model 'lenet'")) << out;
+  EXPECT_EQ(run_cli("train --model lenet5 --dataset fashion_mnist --out " + dir.file("x"), &out), 2);
+  EXPECT_TRUE(contains(out, "--dataset: unknown dataset 'fashion_mnist'")) << out;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("x")));
+
+  const std::string data = " --dataset synthetic --limit-train 64 --limit-test 32 --no-latency --quiet";
+  ASSERT_EQ(run_cli("train --model lenet5 --epochs 1" + data + " --out " + dir.file("m"), &out), 0) << out;
+  const std::string in = dir.file("m/model.nnslim");
+  // An --exclude name the model lacks fails before the training, and leaves no --out behind.
+  EXPECT_EQ(run_cli("compress --method magnitude --epochs 1 --exclude bogus --model " + in + data +
+                    " --out " + dir.file("c"), &out), 2);
+  EXPECT_TRUE(contains(out, "unknown node 'bogus'")) << out;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("c")));
+  // AdaPruner needs BatchNorm: lenet5 has none, said before the sparsity training.
+  EXPECT_EQ(run_cli("compress --method adapruner --epochs 1 --model " + in + data + " --out " +
+                    dir.file("c"), &out), 2);
+  EXPECT_TRUE(contains(out, "no prunable block with BatchNorm")) << out;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("c")));
+  // --check validates the output directory and the model too, and says ok.
+  EXPECT_EQ(run_cli("compress --method magnitude --check --model " + in + " --out " + dir.file("m"), &out), 2);
+  EXPECT_TRUE(contains(out, "not empty")) << out;
+  EXPECT_EQ(run_cli("compress --method magnitude --check --model " + in + " --dataset imagenet --out " +
+                    dir.file("c"), &out), 2);
+  EXPECT_TRUE(contains(out, "unknown dataset 'imagenet'")) << out;
+  EXPECT_EQ(run_cli("compress --method magnitude --check --model " + in + " --out " + dir.file("c"), &out), 0);
+  EXPECT_TRUE(contains(out, "ok: would compress")) << out;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("c")));
+  // The wrong kind of file: a run directory, a checkpoint, an empty file.
+  EXPECT_EQ(run_cli("eval " + dir.file("m"), &out), 2);
+  EXPECT_TRUE(contains(out, "did you mean " + in)) << out;
+  EXPECT_EQ(run_cli("info " + dir.file("m/checkpoint.nnslim-ckpt"), &out), 2);
+  EXPECT_TRUE(contains(out, "training checkpoint")) << out;
+  std::ofstream(dir.file("empty.nnslim")).close();
+  EXPECT_EQ(run_cli("info " + dir.file("empty.nnslim"), &out), 1);
+  EXPECT_TRUE(contains(out, "empty file")) << out;
+}
+
+// --resume of a finished compression: the same command has nothing to do and keeps the model;
+// a command that would finish it differently is refused, naming the option.
+TEST(Cli, ResumingAFinishedCompressionKeepsIt) {
+  testing::TempDir dir;
+  std::string out;
+  const std::string data = " --dataset synthetic --limit-train 64 --limit-test 32 --no-latency --quiet";
+  ASSERT_EQ(run_cli("train --model lenet5 --epochs 0" + data + " --out " + dir.file("m"), &out), 0) << out;
+  const std::string cmd = "compress --method magnitude --target-macs 0.5 --model " +
+                          dir.file("m/model.nnslim") + data + " --out " + dir.file("c");
+  ASSERT_EQ(run_cli(cmd + " --finetune-epochs 1", &out), 0) << out;
+  const std::string model = slurp(dir.file("c/model.nnslim")), summary = slurp(dir.file("c/summary.json"));
+  EXPECT_EQ(run_cli(cmd + " --resume", &out), 2);  // --finetune-epochs left out
+  EXPECT_TRUE(contains(out, "--finetune-epochs 1, now 0")) << out;
+  EXPECT_EQ(run_cli(cmd + " --finetune-epochs 1 --resume --threads 1", &out), 0) << out;
+  EXPECT_TRUE(contains(out, "already finished")) << out;
+  EXPECT_EQ(slurp(dir.file("c/model.nnslim")), model);
+  EXPECT_EQ(slurp(dir.file("c/summary.json")), summary);
+  // --resume where no run was: a new run, and a note that says so.
+  EXPECT_EQ(run_cli("compress --method magnitude --model " + dir.file("m/model.nnslim") + data +
+                    " --out " + dir.file("d") + " --resume", &out), 0) << out;
+  EXPECT_TRUE(contains(out, "holds no earlier run; starting a new one")) << out;
+}
+
 TEST(Cli, TrainEvalInfoBenchOnSyntheticData) {
   testing::TempDir dir;
   std::string run = dir.file("run"), out;
@@ -184,7 +261,7 @@ TEST(Cli, OutputsNeverReplaceInputsAndResumeMustMatchTheRun) {
   EXPECT_TRUE(contains(out, "another method")) << out;
   EXPECT_EQ(run_cli("compress --method grda --c 0.07 --epochs 1 --model " + in + data + " --out " +
                     dir.file("c") + " --resume", &out), 2);
-  EXPECT_TRUE(contains(out, "another method options")) << out;
+  EXPECT_TRUE(contains(out, "other method options")) << out;
   EXPECT_EQ(run_cli("compress --method grda --c 0.05 --epochs 1 --model " + dir.file("c/model.nnslim") +
                     data + " --out " + dir.file("c") + " --resume", &out), 2);
   EXPECT_EQ(run_cli("compress --method grda --c 0.05 --epochs 1 --model " + in + data + " --out " +
@@ -195,6 +272,10 @@ TEST(Cli, OutputsNeverReplaceInputsAndResumeMustMatchTheRun) {
   ASSERT_EQ(run_cli("train --resume " + dir.file("in") + " --epochs 2 --quiet", &out), 0) << out;
   EXPECT_EQ(run_cli("train --resume " + dir.file("in") + " --epochs 1 --quiet", &out), 2);
   EXPECT_TRUE(contains(out, "already trained 2 epochs")) << out;
+  const std::string trained = slurp(in);
+  EXPECT_EQ(run_cli("train --resume " + dir.file("in") + " --lr 0.5", &out), 0);  // finished
+  EXPECT_TRUE(contains(out, "already trained all its 2 epochs; nothing to do")) << out;
+  EXPECT_EQ(slurp(in), trained);
   EXPECT_EQ(run_cli("train --model lenet5 --epochs 0 --threads 100000" + data + " --out " + dir.file("t"), &out), 2);
   EXPECT_TRUE(contains(out, "--threads 100000")) << out;
 }

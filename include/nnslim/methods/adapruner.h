@@ -68,6 +68,7 @@ class AdaPruner : public Method {
   static std::vector<MethodOption> option_list();
   static std::shared_ptr<Method> create(const MethodConfig& c);
   std::string name() const override { return "adapruner"; }
+  void check_applicable(const Graph& g) const override;
   void after_backward(Context& ctx) override;
   void finalize(Context& ctx) override;
   void describe(Json& out) const override { out = details_; }

@@ -193,6 +193,7 @@ class Hspg : public Method {
  public:
   explicit Hspg(HspgOptions options);
   std::string name() const override { return "hspg"; }
+  void check_applicable(const Graph& g) const override;
   // An HSPG over graph.parameters(), groups = zero_invariant_groups(graph, coupling), with
   // lr = schedule.base_lr, momentum, nesterov and weight decay from `options`.
   std::unique_ptr<torch::optim::Optimizer> make_optimizer(Graph& graph,

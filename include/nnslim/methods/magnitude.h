@@ -28,6 +28,7 @@ class MagnitudePruning : public Method {
   static std::vector<MethodOption> option_list();
   static std::shared_ptr<Method> create(const MethodConfig& c);
   std::string name() const override { return "magnitude"; }
+  void check_applicable(const Graph& g) const override;
   void finalize(Context& ctx) override;
   void describe(Json& out) const override;
 

@@ -45,6 +45,10 @@ class Method {
  public:
   virtual ~Method() = default;
   virtual std::string name() const = 0;
+  // Throws (c10::Error, naming the problem) if the method cannot run on this graph -- an
+  // --exclude name it lacks, nothing the method can compress -- so that a run fails before
+  // its training rather than after it.
+  virtual void check_applicable(const Graph&) const {}
   // Methods that are optimizers (gRDA, HSPG) return one here; nullptr means "use plain SGD".
   virtual std::unique_ptr<torch::optim::Optimizer> make_optimizer(Graph&, const TrainOptions&) {
     return nullptr;

@@ -72,6 +72,7 @@ class Trp : public Method {
  public:
   explicit Trp(TrpOptions options);
   std::string name() const override { return "trp"; }
+  void check_applicable(const Graph& g) const override;
   void begin(Context& ctx) override;
   void before_step(Context& ctx) override;
   void after_backward(Context& ctx) override;

@@ -108,6 +108,7 @@ class Unify : public Method {
   static std::vector<MethodOption> option_list();
   static std::shared_ptr<Method> create(const MethodConfig& c);
   std::string name() const override { return "unify"; }
+  void check_applicable(const Graph& g) const override;
   void begin(Context& ctx) override;
   void after_backward(Context& ctx) override;
   void after_step(Context& ctx) override;
