@@ -248,7 +248,10 @@ void check_or_record_run(const std::string& out, const Json& identity, bool resu
     }
     return;
   }
-  if (resume)
+  // (A directory without run.json may still hold checkpoints to resume from, e.g. a training
+  // phase copied in from another run: only an empty one means there is nothing to resume.)
+  std::error_code ec;
+  if (resume && fs::is_empty(out, ec))
     std::cerr << "note: --resume, but " << out << " holds no earlier run; starting a new one\n";
   write_text(path, identity.dump(2) + "\n");
 }
