@@ -138,19 +138,17 @@ int cmd_compress(const std::vector<std::string>& args) {
   Graph g = load_model_file(model_path);
   auto it = g.meta.find("dataset");
   if (!p.given("dataset") && it != g.meta.end()) data.dataset = it->second;
-  check_dataset_name(data.dataset);
-  if (!check) {  // (a recipe's --check sees only its input model, not its later stages' inputs)
-    try {
-      m->check_applicable(g);  // before anything is written or trained
-    } catch (const c10::Error& e) {
-      throw UsageError(std::string(e.what_without_backtrace()) + " (in " + model_path + ")");
-    }
-  }
   if (check) {  // everything above, without the data or the training
+    check_dataset_name(data.dataset);  // (a real run checks it when it loads the data)
     if (!train.quiet)
       std::cout << "ok: would compress " << model_path << " with " << method << " on "
-              << data.dataset << " into " << out << (resume ? " (resuming)" : "") << "\n";
-    return 0;
+                << data.dataset << " into " << out << (resume ? " (resuming)" : "") << "\n";
+    return 0;  // (not check_applicable: a recipe's --check sees only its input model)
+  }
+  try {
+    m->check_applicable(g);  // before anything is written or trained
+  } catch (const c10::Error& e) {
+    throw UsageError(std::string(e.what_without_backtrace()) + " (in " + model_path + ")");
   }
   auto d = load_data(data);
   check_fits_data(g, d.train, model_path);

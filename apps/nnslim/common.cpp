@@ -262,7 +262,7 @@ Graph load_model_file(const std::string& path) {
     const std::string hint = fs::exists(path + "/model.nnslim") ? "; did you mean " + path + "/model.nnslim?" : "";
     throw UsageError(path + " is a directory, not a model file" + hint);
   }
-  if (fs::exists(path, ec) && fs::is_regular_file(path, ec) && fs::file_size(path, ec) == 0)
+  if (fs::is_regular_file(path, ec) && fs::file_size(path, ec) == 0)
     throw std::runtime_error(path + ": empty file (0 bytes), not an nnslim model");
   std::ifstream f(path, std::ios::binary);
   char magic[8] = {0};

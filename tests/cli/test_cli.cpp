@@ -44,20 +44,10 @@ TEST(Cli, VersionAndHelpVerb) {
   EXPECT_TRUE(contains(out, "usage: nnslim compress")) << out;
 }
 
-// Mistakes a user makes on the command line: exit 2, the flag named, nothing written.
+// Mistakes that need the model to be found: exit 2, named, before any training, nothing written.
 TEST(Cli, MistakesAreUsageErrorsFoundBeforeAnyWork) {
   testing::TempDir dir;
   std::string out;
-  // A forgotten value does not swallow the next option.
-  EXPECT_EQ(run_cli("train --model lenet5 --epochs --lr 0.1 --out " + dir.file("x"), &out), 2);
-  EXPECT_TRUE(contains(out, "--epochs needs a value (got the option --lr)")) << out;
-  // Unknown names of models and datasets are usage errors naming the flag.
-  EXPECT_EQ(run_cli("train --model lenet --dataset synthetic --out " + dir.file("x"), &out), 2);
-  EXPECT_TRUE(contains(out, "--model: unknown model 'lenet'")) << out;
-  EXPECT_EQ(run_cli("train --model lenet5 --dataset fashion_mnist --out " + dir.file("x"), &out), 2);
-  EXPECT_TRUE(contains(out, "--dataset: unknown dataset 'fashion_mnist'")) << out;
-  EXPECT_FALSE(std::filesystem::exists(dir.file("x")));
-
   const std::string data = " --dataset synthetic --limit-train 64 --limit-test 32 --no-latency --quiet";
   ASSERT_EQ(run_cli("train --model lenet5 --epochs 1" + data + " --out " + dir.file("m"), &out), 0) << out;
   const std::string in = dir.file("m/model.nnslim");
@@ -217,6 +207,15 @@ TEST(Cli, UsageErrorsExitTwoAndNameTheFlag) {
   std::string out;
   EXPECT_EQ(run_cli("train --modle lenet5 --out " + dir.file("x"), &out), 2);
   EXPECT_TRUE(contains(out, "unknown option --modle")) << out;
+  // A forgotten value does not swallow the next option.
+  EXPECT_EQ(run_cli("train --model lenet5 --epochs --lr 0.1 --out " + dir.file("x"), &out), 2);
+  EXPECT_TRUE(contains(out, "--epochs needs a value (got the option --lr)")) << out;
+  // Unknown names of models and datasets are usage errors naming the flag.
+  EXPECT_EQ(run_cli("train --model lenet --dataset synthetic --out " + dir.file("x"), &out), 2);
+  EXPECT_TRUE(contains(out, "--model: unknown model 'lenet'")) << out;
+  EXPECT_EQ(run_cli("train --model lenet5 --dataset fashion_mnist --out " + dir.file("x"), &out), 2);
+  EXPECT_TRUE(contains(out, "--dataset: unknown dataset 'fashion_mnist'")) << out;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("x")));
   EXPECT_EQ(run_cli("train --epochs many --out " + dir.file("x"), &out), 2);
   EXPECT_TRUE(contains(out, "--epochs expects an integer, got 'many'")) << out;
   EXPECT_EQ(run_cli("train --dataset synthetic --lr -1 --out " + dir.file("x"), &out), 2);
