@@ -18,13 +18,15 @@ int cmd_eval(const std::vector<std::string>& args) {
   ArgParser p("eval", "nnslim eval MODEL [--dataset NAME] [--data-dir DIR] [--json]",
               "Evaluates a saved model (*.nnslim) on the test split: top-1, top-5 and loss.\n"
               "Inputs are normalised with the statistics stored in the model file.");
-  p.positional("MODEL", &model_path, "a *.nnslim model file");
+  ModelFileArg model_arg;
+  model_arg.add_to(p);
   p.flag("json", &json, "print a JSON object instead of text");
   p.option("batch-size", &batch, "B", "evaluation batch size");
   p.option("device", &device, "DEV", "cpu, cuda or auto");
   p.option("threads", &threads, "N", "CPU threads (0 = all cores)");
   add_data_flags(p, data, /*default_from_model=*/true);
   if (!p.parse(args)) return 0;
+  model_path = model_arg.path();
   if (batch < 1) throw UsageError("--batch-size must be >= 1");
   set_threads(threads);
   Graph g = load_model_file(model_path);

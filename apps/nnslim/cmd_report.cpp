@@ -9,6 +9,7 @@ namespace nnslim::cli {
 
 int cmd_report(const std::vector<std::string>& args) {
   std::string out, title = "nnslim comparison";
+  bool force = false;
   std::vector<std::string> dirs;
   ArgParser p("report", "nnslim report DIR... [--out report.html] [--title TEXT]",
               "Compares the runs in the given directories (outputs of 'nnslim train' and\n"
@@ -20,12 +21,13 @@ int cmd_report(const std::vector<std::string>& args) {
   p.rest("DIR", &dirs, "run directories, in table order");
   p.option("out", &out, "FILE.html", "the HTML report to write");
   p.option("title", &title, "TEXT", "page title");
+  p.flag("force", &force, "overwrite an existing --out file that is not an HTML page");
   if (!p.parse(args)) return 0;
   if (dirs.empty()) throw UsageError("give at least one run directory");
   if (!out.empty()) {
     std::vector<std::string> inputs;
     for (const auto& d : dirs) inputs.push_back(d + "/summary.json");
-    check_out_file(out, "out", inputs);
+    check_out_file(out, "out", inputs, OutKind::Html, force);
   }
   std::vector<ReportEntry> entries;
   for (const auto& d : dirs) entries.push_back(load_report_entry(d));

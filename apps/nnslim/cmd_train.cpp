@@ -84,6 +84,7 @@ int cmd_train(const std::vector<std::string>& args) {
   }
   set_threads(train.threads);
   TrainOptions opt = to_train_options(train, out);
+  note_ineffective_options(p, train, "the model does not train");
   auto d = load_data(data);
   const Dataset& monitor = data.val_split > 0 ? d.val : d.test;
 

@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -93,6 +94,25 @@ void add_train_flags(ArgParser& p, TrainFlags& f) {
   p.flag("quiet", &f.quiet, "print nothing while training");
 }
 
+bool g_print_notes = true;
+
+void note_ineffective_options(const ArgParser& p, const TrainFlags& f, const std::string& what_trains) {
+  if (!g_print_notes) return;
+  auto note = [](const std::string& text) { std::cerr << "note: " << text << "\n"; };
+  if (f.epochs == 0) {
+    for (const char* o : {"lr", "schedule", "warmup-epochs", "milestones", "gamma", "step-size"})
+      if (p.given(o)) note(std::string("--") + o + " has no effect: --epochs is 0, so " + what_trains);
+    return;
+  }
+  const std::string& k = f.schedule;
+  if (p.given("milestones") && k != "multistep")
+    note("--milestones has no effect with --schedule " + k + " (only multistep uses it)");
+  if (p.given("gamma") && k != "step" && k != "multistep")
+    note("--gamma has no effect with --schedule " + k + " (only step and multistep use it)");
+  if (p.given("step-size") && k != "step")
+    note("--step-size has no effect with --schedule " + k + " (only step uses it)");
+}
+
 TrainOptions to_train_options(const TrainFlags& f, const std::string& out_dir) {
   TrainOptions o;
   o.epochs = f.epochs;
@@ -155,16 +175,31 @@ void create_out_dir(const std::string& dir) {
 }
 
 namespace {
-bool is_nnslim_file(const std::string& path) {
+std::string file_head(const std::string& path, size_t n) {
   std::ifstream f(path, std::ios::binary);
-  char magic[6] = {0};
-  f.read(magic, 6);
-  return f && std::string(magic, 6) == "NNSLIM";
+  std::string head(n, '\0');
+  f.read(head.data(), static_cast<std::streamsize>(n));
+  head.resize(static_cast<size_t>(f.gcount()));
+  return head;
+}
+
+bool is_nnslim_file(const std::string& path) { return file_head(path, 6) == "NNSLIM"; }
+
+// Whether an existing file is what the verb writes, so that running it again replaces its own
+// earlier output. ONNX: every exporter (ours, PyTorch's, onnx.helper) writes ModelProto's field
+// 1, ir_version, first: the byte 0x08. HTML: the page starts with <!DOCTYPE html> or <html.
+bool is_file_of_kind(const std::string& path, OutKind kind) {
+  std::string head = file_head(path, 64);
+  if (kind == OutKind::Onnx) return !head.empty() && head[0] == '\x08';
+  size_t i = head.find_first_not_of(" \t\r\n");
+  std::string start = i == std::string::npos ? "" : head.substr(i, 14);
+  std::transform(start.begin(), start.end(), start.begin(), [](unsigned char c) { return std::tolower(c); });
+  return start.rfind("<!doctype html", 0) == 0 || start.rfind("<html", 0) == 0;
 }
 }  // namespace
 
 void check_out_file(const std::string& out, const std::string& flag,
-                    const std::vector<std::string>& inputs) {
+                    const std::vector<std::string>& inputs, OutKind kind, bool force) {
   if (!fs::exists(out)) return;
   std::error_code ec;
   for (const auto& in : inputs)
@@ -173,6 +208,22 @@ void check_out_file(const std::string& out, const std::string& flag,
   if (is_nnslim_file(out))
     throw UsageError("--" + flag + " " + out + " is an nnslim model or checkpoint; refusing to " +
                      "overwrite it (choose another file name)");
+  if (!force && !is_file_of_kind(out, kind))
+    throw UsageError("--" + flag + " " + out + " exists and is not " +
+                     (kind == OutKind::Onnx ? "an ONNX model" : "an HTML page") +
+                     "; refusing to overwrite it (choose another file name, or --force)");
+}
+
+void ModelFileArg::add_to(ArgParser& p) {
+  p.positional("MODEL", &positional, "a *.nnslim model file", /*required=*/false);
+  p.option("model", &flag, "FILE", "the model file, given this way instead of MODEL");
+}
+
+std::string ModelFileArg::path() const {
+  if (!positional.empty() && !flag.empty() && positional != flag)
+    throw UsageError("two models given: " + positional + " and --model " + flag + "; give one");
+  if (positional.empty() && flag.empty()) throw UsageError("missing MODEL (a *.nnslim model file)");
+  return positional.empty() ? flag : positional;
 }
 
 std::string file_fingerprint(const std::string& path) {

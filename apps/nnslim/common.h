@@ -58,6 +58,14 @@ struct TrainFlags {
 void add_train_flags(ArgParser& p, TrainFlags& f);
 TrainOptions to_train_options(const TrainFlags& f, const std::string& out_dir);
 
+// Options that were given but cannot change the run (a --milestones without --schedule
+// multistep, an --lr when --epochs is 0): one "note:" line each on stderr, so the user learns
+// why an option did nothing. The run goes on. `what_trains` names what --epochs counts, for the
+// note ("the model does not train", "the method does not train").
+void note_ineffective_options(const ArgParser& p, const TrainFlags& f, const std::string& what_trains);
+// Off while a recipe validates its stages (each stage notes its own when it runs).
+extern bool g_print_notes;
+
 // Sets LibTorch's intra-op threads (0 = all cores); Debian's LibTorch starts with one.
 void set_threads(int64_t threads);
 
@@ -69,8 +77,18 @@ void create_out_dir(const std::string& dir);
 
 // Output files never replace a model, checkpoint or input: refuses `out` (the value of `flag`)
 // when it is one of `inputs` or an existing nnslim file (models and checkpoints start "NNSLIM").
+// Another existing file is replaced only when it is of the `kind` the verb writes (its own
+// earlier output) or with `force`: a mistyped name must not destroy the user's data.
+enum class OutKind { Onnx, Html };
 void check_out_file(const std::string& out, const std::string& flag,
-                    const std::vector<std::string>& inputs = {});
+                    const std::vector<std::string>& inputs, OutKind kind, bool force);
+
+// The model file of eval and export: MODEL or --model FILE (the way compress takes it).
+struct ModelFileArg {
+  std::string positional, flag;
+  void add_to(ArgParser& p);
+  std::string path() const;  // throws UsageError unless exactly one was given
+};
 
 // What a resumed run must match: the file's size and a 64-bit FNV-1a hash of its bytes, as
 // "SIZE:HEX" (a different input model under the same path is caught).

@@ -4,6 +4,7 @@
 
 #include "nnslim/report/json.h"
 
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -80,6 +81,26 @@ std::vector<std::string> common_args(const std::vector<std::string>& args) {
   return out;
 }
 
+// Whether an error message names the option `key` ("--target-macs 1.5", "target-macs must be",
+// "'target-macs'"), as a whole word: "lr" is not named by "--finetune-lr".
+bool mentions_key(const std::string& msg, const std::string& key) {
+  auto word_char = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_'; };
+  for (size_t at = msg.find(key); at != std::string::npos; at = msg.find(key, at + 1)) {
+    size_t begin = at;
+    while (begin > 0 && msg[begin - 1] == '-' && at - begin < 2) --begin;  // "--key"
+    const bool starts = begin == 0 || !word_char(msg[begin - 1]);
+    const bool ends = at + key.size() == msg.size() || !word_char(msg[at + key.size()]);
+    if (starts && ends) return true;
+  }
+  return false;
+}
+
+// Silences note_ineffective_options for its lifetime (also when a stage's check throws).
+struct NotesOff {
+  NotesOff() { g_print_notes = false; }
+  ~NotesOff() { g_print_notes = true; }
+};
+
 }  // namespace
 
 std::vector<RecipeStage> parse_recipe(const std::string& path) {
@@ -147,13 +168,13 @@ int run_recipe(const std::vector<std::string>& args) {
     if (resume) a.push_back("--resume");
     if (force) a.push_back("--force");
     try {
+      NotesOff notes_off;  // each stage notes its own options when it runs
       cmd_compress(a);
     } catch (const UsageError& e) {
       const std::string msg = e.what();
       int line = msg.find("--method") != std::string::npos ? st.method_line : st.line;
       for (const auto& k : st.keys)
-        if (msg.find("--" + k.key) != std::string::npos || msg.find("'" + k.key + "'") != std::string::npos)
-          line = k.line;
+        if (mentions_key(msg, k.key)) line = k.line;
       throw UsageError(recipe + ":" + std::to_string(line) + ": stage " + std::to_string(i + 1) +
                        " (" + st.method + "): " + e.what());
     } catch (const c10::Error& e) {  // unknown method

@@ -252,6 +252,19 @@ TEST(Cli, OutputsNeverReplaceInputsAndResumeMustMatchTheRun) {
   EXPECT_EQ(run_cli("report " + dir.file("in") + " --out " + in, &out), 2);
   EXPECT_TRUE(contains(out, "refusing to overwrite")) << out;
   EXPECT_EQ(slurp(in), before);
+  // Another existing file is replaced only when it is the verb's own kind, or with --force.
+  std::ofstream(dir.file("notes.txt")) << "the user's notes\n";
+  EXPECT_EQ(run_cli("export " + in + " --onnx " + dir.file("notes.txt"), &out), 2);
+  EXPECT_TRUE(contains(out, "is not an ONNX model")) << out;
+  EXPECT_EQ(run_cli("report " + dir.file("in") + " --out " + dir.file("notes.txt"), &out), 2);
+  EXPECT_TRUE(contains(out, "is not an HTML page")) << out;
+  EXPECT_EQ(slurp(dir.file("notes.txt")), "the user's notes\n");
+  for (int i = 0; i < 2; ++i) {  // running a verb again replaces its own output
+    EXPECT_EQ(run_cli("export --model " + in + " --onnx " + dir.file("m.onnx"), &out), 0) << out;
+    EXPECT_EQ(run_cli("report " + dir.file("in") + " --out " + dir.file("r.html"), &out), 0) << out;
+  }
+  EXPECT_EQ(run_cli("export " + in + " --onnx " + dir.file("notes.txt") + " --force", &out), 0) << out;
+  EXPECT_NE(slurp(dir.file("notes.txt")), "the user's notes\n");
   // A compression resumed with another method, other options or another input: refused.
   ASSERT_EQ(run_cli("compress --method grda --c 0.05 --epochs 1 --model " + in + data + " --out " +
                     dir.file("c"), &out), 0) << out;
@@ -277,6 +290,33 @@ TEST(Cli, OutputsNeverReplaceInputsAndResumeMustMatchTheRun) {
   EXPECT_EQ(slurp(in), trained);
   EXPECT_EQ(run_cli("train --model lenet5 --epochs 0 --threads 100000" + data + " --out " + dir.file("t"), &out), 2);
   EXPECT_TRUE(contains(out, "--threads 100000")) << out;
+}
+
+// Options that cannot change the run are noted (stderr), and the run goes on.
+TEST(Cli, IneffectiveOptionsAreNoted) {
+  testing::TempDir dir;
+  std::string out;
+  const std::string data = " --dataset synthetic --limit-train 64 --limit-test 32 --no-latency --quiet";
+  ASSERT_EQ(run_cli("train --model lenet5 --epochs 1 --gamma 0.5 --milestones 1" + data + " --out " +
+                    dir.file("m"), &out), 0) << out;
+  EXPECT_TRUE(contains(out, "note: --gamma has no effect with --schedule cosine")) << out;
+  EXPECT_TRUE(contains(out, "note: --milestones has no effect with --schedule cosine")) << out;
+  ASSERT_EQ(run_cli("train --model lenet5 --epochs 1 --schedule multistep --gamma 0.5 --milestones 1" +
+                    data + " --out " + dir.file("n"), &out), 0) << out;
+  EXPECT_FALSE(contains(out, "note:")) << out;
+  const std::string in = " --model " + dir.file("m/model.nnslim");
+  EXPECT_EQ(run_cli("compress --method magnitude --lr 0.5 --finetune-lr 0.1 --check" + in + " --out " +
+                    dir.file("c"), &out), 0) << out;
+  EXPECT_TRUE(contains(out, "note: --lr has no effect: --epochs is 0")) << out;
+  EXPECT_TRUE(contains(out, "note: --finetune-lr has no effect without --finetune-epochs")) << out;
+  EXPECT_EQ(run_cli("compress --method magnitude --epochs 1 --lr 0.5 --finetune-epochs 1 --finetune-lr 0.1 --check" +
+                    in + " --out " + dir.file("c"), &out), 0) << out;
+  EXPECT_FALSE(contains(out, "note:")) << out;
+  // eval takes the model as MODEL or --model FILE, not both.
+  EXPECT_EQ(run_cli("eval --model " + dir.file("m/model.nnslim") + " --limit-test 32", &out), 0) << out;
+  EXPECT_TRUE(contains(out, "top-1")) << out;
+  EXPECT_EQ(run_cli("eval " + dir.file("m/model.nnslim") + " --model " + dir.file("n/model.nnslim"), &out), 2);
+  EXPECT_TRUE(contains(out, "two models given")) << out;
 }
 
 // A model whose normalisation metadata is broken (std 0) is an error, not NaN results.

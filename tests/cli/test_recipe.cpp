@@ -77,6 +77,18 @@ TEST(Recipe, CheckValidatesAndWritesNothing) {
   EXPECT_FALSE(fs::exists(r.dir.file("out"))) << out;
 }
 
+// An option that does nothing in a stage is noted once, when the stage runs, not also while the
+// recipe is validated.
+TEST(Recipe, IneffectiveOptionsAreNotedOnce) {
+  RecipeRun r;
+  std::string out;
+  ASSERT_EQ(r.compress("[[stage]]\nmethod = \"magnitude\"\nlr = 0.05\n", &out), 0) << out;
+  const std::string note = "note: --lr has no effect: --epochs is 0";
+  const size_t first = out.find(note);
+  ASSERT_NE(first, std::string::npos) << out;
+  EXPECT_EQ(out.find(note, first + 1), std::string::npos) << out;
+}
+
 TEST(Recipe, BadRecipesAreRejectedBeforeTrainingNamingTheLine) {
   RecipeRun r;
   std::string out;
@@ -88,7 +100,11 @@ TEST(Recipe, BadRecipesAreRejectedBeforeTrainingNamingTheLine) {
       {"[[stage]]\nmethod = \"magnitude\"\n\n[[stage]]\nmethod = \"trp\"\nbogus-key = 3\n", "r.toml:6", "bogus-key"},
       {"[[stage]]\nmethod = \"nosuch\"\n", "r.toml:2", "unknown method"},
       {"[[stage]]\nmethod = \"magnitude\"\nratio = \"abc\"\n", "r.toml:3", "ratio"},
-      {"[[stage]]\nmethod = \"magnitude\"\nepochs = -1\n", "r.toml:", "epochs"},
+      {"[[stage]]\nmethod = \"magnitude\"\nepochs = -1\n", "r.toml:3", "epochs"},
+      // A bad value names its own line, also when the method's message says "target-macs must"
+      // and where a shorter key ("lr") is part of the named one ("finetune-lr").
+      {"[[stage]]\nmethod = \"magnitude\"\ntarget-macs = 1.5\n", "r.toml:3", "target-macs"},
+      {"[[stage]]\nmethod = \"grda\"\nlr = 0.1\nfinetune-lr = -1\n", "r.toml:4", "finetune-lr"},
       {"[[stage]]\nratio = 0.5\n", "r.toml:1", "no 'method'"},
       {"[[stage]]\nmethod = \"grda\"\nc 0.1\n", "r.toml:3", "key = value"},
       {"[[stages]]\n", "r.toml:1", "unknown table"},
