@@ -24,7 +24,7 @@ int cmd_eval(const std::vector<std::string>& args) {
   p.option("batch-size", &batch, "B", "evaluation batch size");
   p.option("device", &device, "DEV", "cpu, cuda or auto");
   p.option("threads", &threads, "N", "CPU threads (0 = all cores)");
-  add_data_flags(p, data, /*default_from_model=*/true);
+  add_data_flags(p, data, /*default_from_model=*/true, /*trains=*/false);
   if (!p.parse(args)) return 0;
   model_path = model_arg.path();
   if (batch < 1) throw UsageError("--batch-size must be >= 1");

@@ -32,7 +32,7 @@ std::string known_datasets() {
 }
 }  // namespace
 
-void add_data_flags(ArgParser& p, DataFlags& f, bool default_from_model) {
+void add_data_flags(ArgParser& p, DataFlags& f, bool default_from_model, bool trains) {
   p.section("data");
   p.option("dataset", &f.dataset, "NAME",
            "dataset: " + known_datasets() +
@@ -40,10 +40,11 @@ void add_data_flags(ArgParser& p, DataFlags& f, bool default_from_model) {
   p.option("data-dir", &f.data_dir, "DIR",
            "where the dataset files are (default: the dataset's standard place, e.g. "
            "/usr/share/datasets/fashion-mnist)");
-  p.option("limit-train", &f.limit_train, "N", "use only the first N training images (0 = all)");
+  if (trains) p.option("limit-train", &f.limit_train, "N", "use only the first N training images (0 = all)");
   p.option("limit-test", &f.limit_test, "N", "evaluate on the first N test images (0 = all)");
-  p.option("val-split", &f.val_split, "N",
-           "hold out the last N training images as a validation set for per-epoch evaluation");
+  if (trains)
+    p.option("val-split", &f.val_split, "N",
+             "hold out the last N training images as a validation set for per-epoch evaluation");
 }
 
 void check_dataset_name(const std::string& name) {

@@ -24,7 +24,9 @@ struct DataFlags {
 };
 // default_from_model: the verb reads a model and uses the dataset recorded in it unless --dataset
 // is given (eval, compress); the help says so.
-void add_data_flags(ArgParser& p, DataFlags& f, bool default_from_model = false);
+// trains = false (eval): only the test split is read, so --limit-train and --val-split, which
+// could not change anything, are not offered.
+void add_data_flags(ArgParser& p, DataFlags& f, bool default_from_model = false, bool trains = true);
 
 // Usage error (exit 2) unless NAME is a known dataset.
 void check_dataset_name(const std::string& name);

@@ -317,6 +317,8 @@ TEST(Cli, IneffectiveOptionsAreNoted) {
   EXPECT_TRUE(contains(out, "top-1")) << out;
   EXPECT_EQ(run_cli("eval " + dir.file("m/model.nnslim") + " --model " + dir.file("n/model.nnslim"), &out), 2);
   EXPECT_TRUE(contains(out, "two models given")) << out;
+  EXPECT_EQ(run_cli("eval " + dir.file("m/model.nnslim") + " --val-split 10", &out), 2);  // no training split
+  EXPECT_TRUE(contains(out, "unknown option --val-split")) << out;
 }
 
 // A model whose normalisation metadata is broken (std 0) is an error, not NaN results.
