@@ -126,8 +126,8 @@ int cmd_compress(const std::vector<std::string>& args) {
   }
   TrainOptions topt = to_train_options(train, out);  // validates the training options
   note_ineffective_options(p, train, "the method does not train (fine-tuning takes --finetune-lr)");
-  if (p.given("finetune-lr") && finetune_epochs == 0 && g_print_notes)
-    std::cerr << "note: --finetune-lr has no effect without --finetune-epochs\n";
+  if (p.given("finetune-lr") && finetune_epochs == 0)
+    note("--finetune-lr has no effect without --finetune-epochs");
   if (!resume) check_out_dir(out, force);
   else if (out.empty()) throw UsageError("--out DIR is required");  // continue in it, whatever is there
   for (const char* file : {"/model.nnslim", "/model.unified.nnslim"}) {

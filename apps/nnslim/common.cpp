@@ -97,9 +97,11 @@ void add_train_flags(ArgParser& p, TrainFlags& f) {
 
 bool g_print_notes = true;
 
+void note(const std::string& text) {
+  if (g_print_notes) std::cerr << "note: " << text << "\n";
+}
+
 void note_ineffective_options(const ArgParser& p, const TrainFlags& f, const std::string& what_trains) {
-  if (!g_print_notes) return;
-  auto note = [](const std::string& text) { std::cerr << "note: " << text << "\n"; };
   if (f.epochs == 0) {
     for (const char* o : {"lr", "schedule", "warmup-epochs", "milestones", "gamma", "step-size"})
       if (p.given(o)) note(std::string("--") + o + " has no effect: --epochs is 0, so " + what_trains);

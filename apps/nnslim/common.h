@@ -24,8 +24,8 @@ struct DataFlags {
 };
 // default_from_model: the verb reads a model and uses the dataset recorded in it unless --dataset
 // is given (eval, compress); the help says so.
-// trains = false (eval): only the test split is read, so --limit-train and --val-split, which
-// could not change anything, are not offered.
+// trains = false (eval): the verb uses only the test split, so --limit-train and --val-split,
+// which could not change anything, are not offered.
 void add_data_flags(ArgParser& p, DataFlags& f, bool default_from_model = false, bool trains = true);
 
 // Usage error (exit 2) unless NAME is a known dataset.
@@ -65,7 +65,9 @@ TrainOptions to_train_options(const TrainFlags& f, const std::string& out_dir);
 // why an option did nothing. The run goes on. `what_trains` names what --epochs counts, for the
 // note ("the model does not train", "the method does not train").
 void note_ineffective_options(const ArgParser& p, const TrainFlags& f, const std::string& what_trains);
-// Off while a recipe validates its stages (each stage notes its own when it runs).
+// "note: TEXT" on stderr; nothing while g_print_notes is off, as while a recipe validates its
+// stages (each stage notes its own when it runs).
+void note(const std::string& text);
 extern bool g_print_notes;
 
 // Sets LibTorch's intra-op threads (0 = all cores); Debian's LibTorch starts with one.
