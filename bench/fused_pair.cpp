@@ -5,6 +5,7 @@
 //
 //   build/fused_pair [threads] [batch]
 #include "nnslim/graph/fused_pair.h"
+#include "nnslim/train/memory.h"
 #include "nnslim/train/threads.h"
 #include "timing.h"
 
@@ -21,6 +22,7 @@ int main(int argc, char** argv) {
   int threads = argc > 1 ? std::atoi(argv[1]) : 1;
   int64_t batch = argc > 2 ? std::atoll(argv[2]) : 1;
   nnslim::set_compute_threads(threads);
+  nnslim::keep_tensor_memory_in_heap();  // allocate as the nnslim binary does
   torch::NoGradGuard ng;
   torch::manual_seed(0);
   struct Case { int64_t c, r, hw; };

@@ -16,6 +16,7 @@
 #include "nnslim/graph/fold.h"
 #include "nnslim/graph/serialize.h"
 #include "nnslim/report/latency.h"
+#include "nnslim/train/memory.h"
 #include "nnslim/train/threads.h"
 #include "timing.h"
 
@@ -93,6 +94,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   set_compute_threads(threads);
+  nnslim::keep_tensor_memory_in_heap();  // allocate as the nnslim binary does
   torch::NoGradGuard ng;
   std::vector<Variant> vs;
   for (const auto& path : models) {

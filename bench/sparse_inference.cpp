@@ -26,6 +26,7 @@
 #include "nnslim/graph/shape.h"
 #include "nnslim/graph/sparse_conv.h"
 #include "nnslim/models/zoo.h"
+#include "nnslim/train/memory.h"
 #include "nnslim/train/threads.h"
 
 #include <torch/torch.h>
@@ -178,6 +179,7 @@ int main(int argc, char** argv) {
   int threads = argc > 3 ? std::atoi(argv[3])
                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   nnslim::set_compute_threads(threads);
+  nnslim::keep_tensor_memory_in_heap();  // allocate as the nnslim binary does
   std::printf("sparse vs dense conv inference: batch %lld, %d threads, LibTorch %s\n",
               (long long)batch, threads, TORCH_VERSION);
   std::printf("\n*.nnslim file sizes (format 2 sparse encodings vs format 1 dense):\n");

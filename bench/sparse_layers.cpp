@@ -9,6 +9,7 @@
 #include "nnslim/graph/serialize.h"
 #include "nnslim/graph/sparse_conv.h"
 #include "nnslim/report/latency.h"
+#include "nnslim/train/memory.h"
 #include "nnslim/train/threads.h"
 #include "timing.h"
 
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   set_compute_threads(threads);
+  nnslim::keep_tensor_memory_in_heap();  // allocate as the nnslim binary does
   torch::NoGradGuard ng;
   Graph g;
   try {

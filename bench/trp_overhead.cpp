@@ -11,6 +11,7 @@
 #include "nnslim/methods/trp.h"
 #include "nnslim/models/zoo.h"
 #include "nnslim/report/latency.h"
+#include "nnslim/train/memory.h"
 #include "nnslim/train/threads.h"
 #include "timing.h"
 
@@ -49,6 +50,7 @@ int main(int argc, char** argv) {
   std::vector<int64_t> shape{1, 28, 28};
   if (argc > 5) shape = {std::atoll(argv[3]), std::atoll(argv[4]), std::atoll(argv[5])};
   nnslim::set_compute_threads(threads);
+  nnslim::keep_tensor_memory_in_heap();  // allocate as the nnslim binary does
   torch::manual_seed(0);
   Graph g = build_model("resnet20", shape, 10);
 

@@ -10,6 +10,7 @@
 // ours). Ratios > 1 mean "unified is faster". Medians of interleaved repeated runs (--seconds
 // per layer). Set OMP_WAIT_POLICY=PASSIVE on a busy machine.
 #include "nnslim/methods/unify.h"
+#include "nnslim/train/memory.h"
 #include "nnslim/train/threads.h"
 #include "timing.h"
 
@@ -58,6 +59,7 @@ int main(int argc, char** argv) {
     }
   }
   nnslim::set_compute_threads(threads);
+  nnslim::keep_tensor_memory_in_heap();  // allocate as the nnslim binary does
   torch::manual_seed(0);
   const std::vector<Layer> layers = {
       {"resnet20", 16, 32}, {"resnet20", 32, 16}, {"resnet20", 64, 8},

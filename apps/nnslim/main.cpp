@@ -1,11 +1,10 @@
 // nnslim: train, compress, evaluate and benchmark neural networks.
 // main maps library exceptions to "error: ..." with exit 1 and usage errors to exit 2.
 #include "common.h"
+#include "nnslim/train/memory.h"
 
 #include <c10/util/Exception.h>
 #include <torch/version.h>
-
-#include <malloc.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -49,19 +48,6 @@ void usage(std::ostream& os) {
   for (const auto& v : kVerbs) os << "  " << v.name << std::string(10 - std::strlen(v.name), ' ') << v.summary << "\n";
 }
 
-// glibc serves blocks above 128 KiB-32 MiB (dynamic threshold) with mmap and returns freed heap
-// tops to the kernel. A training step allocates and frees the same multi-MiB activation and
-// gradient buffers every iteration, so each step pays fresh page faults and zeroing for them.
-// Keeping them in the heap made resnet20 training steps faster in 6 of 7 A/B pairs, median 1.12x
-// (docs/RESULTS.md, "Training throughput"). Memory is
-// still reused, not leaked: it stays mapped at its high-water mark.
-void keep_tensor_memory_in_heap() {
-  if (std::getenv("NNSLIM_DEFAULT_MALLOC")) return;  // for A/B measurements
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's maximum on 64-bit
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  mallopt(M_TOP_PAD, 64 << 20);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -73,7 +59,7 @@ int main(int argc, char** argv) {
     ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
     ::execv("/proc/self/exe", argv);  // on failure, carry on with the default policy
   }
-  keep_tensor_memory_in_heap();
+  nnslim::keep_tensor_memory_in_heap();
   if (argc < 2) {
     usage(std::cerr);
     return 2;
