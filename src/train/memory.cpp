@@ -24,9 +24,8 @@ namespace nnslim {
 void keep_tensor_memory_in_heap() {
 #if defined(__GLIBC__)
   if (std::getenv("NNSLIM_DEFAULT_MALLOC")) return;
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's maximum on 64-bit (moot with M_MMAP_MAX 0,
-                                        // but it also stops the dynamic threshold adjustment)
-  mallopt(M_MMAP_MAX, 0);               // never mmap single blocks: the heap serves them all
+  mallopt(M_MMAP_MAX, 0);  // never mmap single blocks: the heap serves them all (this also stops
+                           // glibc's dynamic threshold, so no M_MMAP_THRESHOLD is needed)
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   mallopt(M_TOP_PAD, 64 << 20);
 #endif
