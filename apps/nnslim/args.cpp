@@ -1,5 +1,7 @@
 #include "args.h"
 
+#include "nnslim/train/settings.h"
+
 #include <cmath>
 #include <cstdlib>
 #include <iostream>
@@ -56,20 +58,16 @@ void ArgParser::option(const std::string& name, double* out, const std::string& 
       throw UsageError("--" + name + " expects a number, got '" + v + "'");
     *out = x;
   };
-  e.get = [out] {  // the shortest text that reads back exactly: 0.1, not 0.10000000000000001
-    for (int digits = 1;; ++digits) {
-      std::ostringstream os;
-      os.precision(digits);
-      os << *out;
-      // 10, not 1e+01: exponents only for very small or large values.
-      const bool exponent = os.str().find('e') != std::string::npos;
-      const double a = std::fabs(*out);
-      const bool wants_exponent = a != 0 && (a < 1e-4 || a >= 1e15);
-      if (digits >= 17 ||
-          (std::strtod(os.str().c_str(), nullptr) == *out && (!exponent || wants_exponent)))
-        return os.str();
-    }
-  };
+  e.get = [out] { return number_text(*out); };  // 0.1, not 0.10000000000000001
+  options_.push_back(std::move(e));
+}
+
+void ArgParser::custom(const std::string& name, const std::string& metavar, const std::string& help,
+                       bool is_flag, std::function<void(const std::string&)> set,
+                       std::function<std::string()> get) {
+  Entry e{name, is_flag ? "" : metavar, help, current_section_, is_flag};
+  e.set = std::move(set);
+  e.get = std::move(get);
   options_.push_back(std::move(e));
 }
 

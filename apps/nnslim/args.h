@@ -2,6 +2,8 @@
 // positionals, typed values, --help text, and usage errors that name the flag.
 #pragma once
 
+#include "nnslim/core/error.h"
+
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -12,9 +14,10 @@
 
 namespace nnslim::cli {
 
-// A mistake in how the command was called: main prints it with the usage line, exit code 2.
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
+// A mistake in how the command was called: main prints it with the verb, exit code 2 -- as it
+// does the library's RequestError, of which it is one.
+struct UsageError : RequestError {
+  using RequestError::RequestError;
 };
 
 class ArgParser {
@@ -28,6 +31,11 @@ class ArgParser {
               const std::string& help);
   void option(const std::string& name, double* out, const std::string& metavar,
               const std::string& help);
+  // An option whose text is parsed and read back by the caller's functions (the options
+  // declared in a library table); set may throw RequestError naming the option.
+  void custom(const std::string& name, const std::string& metavar, const std::string& help,
+              bool is_flag, std::function<void(const std::string&)> set,
+              std::function<std::string()> get);
   void positional(const std::string& name, std::string* out, const std::string& help,
                   bool required = true);
   // Every remaining positional argument (after the named ones) goes to `out`, e.g. "DIR...".
@@ -39,6 +47,7 @@ class ArgParser {
   // Throws UsageError for unknown flags, missing values, bad values, missing positionals.
   bool parse(const std::vector<std::string>& args);
   bool given(const std::string& name) const { return given_.count(name) > 0; }
+  const std::set<std::string>& given_names() const { return given_; }
   // Current values of every option (for checkpoints); flags as "true"/"false".
   std::map<std::string, std::string> values() const;
   // Sets options from such a map, except those given on the command line (for --resume).

@@ -14,7 +14,8 @@ int cmd_eval(const std::vector<std::string>& args) {
   bool json = false;
   int64_t batch = 256, threads = 0;
   std::string device = "auto";
-  DataFlags data;
+  RunSettings settings;
+  DataSelection& data = settings.data;
   ArgParser p("eval", "nnslim eval MODEL [--dataset NAME] [--data-dir DIR] [--json]",
               "Evaluates a saved model (*.nnslim) on the test split: top-1, top-5 and loss.\n"
               "Inputs are normalised with the statistics stored in the model file.");
@@ -24,7 +25,7 @@ int cmd_eval(const std::vector<std::string>& args) {
   p.option("batch-size", &batch, "B", "evaluation batch size");
   p.option("device", &device, "DEV", "cpu, cuda or auto");
   p.option("threads", &threads, "N", "CPU threads (0 = all cores)");
-  add_data_flags(p, data, /*default_from_model=*/true, /*trains=*/false);
+  add_run_options(p, settings, {OptionGroup::kData}, "the dataset recorded in the model");
   if (!p.parse(args)) return 0;
   model_path = model_arg.path();
   if (batch < 1) throw UsageError("--batch-size must be >= 1");
@@ -33,7 +34,7 @@ int cmd_eval(const std::vector<std::string>& args) {
   auto it = g.meta.find("dataset");
   if (!p.given("dataset") && it != g.meta.end()) data.dataset = it->second;
   auto d = load_data(data);
-  check_fits_data(g, d.test, model_path);
+  check_model_fits_data(g, d.test, model_path);
   torch::Device dev = parse_device(device);
   g.to(dev);
   EvalResult r = evaluate(g, d.test, batch, dev);

@@ -13,14 +13,16 @@
 
 #include <filesystem>
 #include <iostream>
+#include <unistd.h>
 
 namespace nnslim::cli {
 
 int cmd_train(const std::vector<std::string>& args) {
   std::string model = "resnet20", out, resume, init;
   bool force = false, no_latency = false, reinit = false;
-  DataFlags data;
-  TrainFlags train;
+  RunSettings settings;
+  const DataSelection& data = settings.data;
+  const TrainOptions& train = settings.train;
   std::string names;
   for (const auto& n : model_names()) names += (names.empty() ? "" : ", ") + n;
   ArgParser p("train", "nnslim train --model NAME [--dataset NAME] [options] --out DIR",
@@ -40,8 +42,9 @@ int cmd_train(const std::vector<std::string>& args) {
   p.flag("no-latency", &no_latency, "skip the inference latency measurement for summary.json");
   p.option("resume", &resume, "DIR",
            "continue the run in DIR with its recorded options (--epochs may be raised)");
-  add_data_flags(p, data);
-  add_train_flags(p, train);
+  add_run_options(p, settings,
+                  {OptionGroup::kData, OptionGroup::kTrainingData, OptionGroup::kTraining,
+                   OptionGroup::kRuntime});
   if (!p.parse(args)) return 0;
 
   Checkpoint ckpt;
@@ -59,7 +62,7 @@ int cmd_train(const std::vector<std::string>& args) {
   if (!init.empty()) {
     initial = load_model_file(init);  // before anything is written: a bad file fails early
     auto it = initial.meta.find("dataset");
-    if (!p.given("dataset") && it != initial.meta.end()) data.dataset = it->second;
+    if (!p.given("dataset") && it != initial.meta.end()) settings.data.dataset = it->second;
     model = initial.meta.count("model") ? initial.meta.at("model") : init;
   }
   if (resuming) {
@@ -82,9 +85,11 @@ int cmd_train(const std::vector<std::string>& args) {
   } else {
     check_out_dir(out, force);
   }
-  set_threads(train.threads);
-  TrainOptions opt = to_train_options(train, out);
-  note_ineffective_options(p, train, "the model does not train");
+  set_threads(settings.threads);
+  TrainOptions opt = training_options(settings, out);
+  opt.progress = settings.quiet ? nullptr : &std::cout;
+  opt.progress_bar = !settings.quiet && ::isatty(STDOUT_FILENO);
+  print_notes(ineffective_options(settings, p.given_names(), "the model does not train"));
   auto d = load_data(data);
   const Dataset& monitor = data.val_split > 0 ? d.val : d.test;
 
@@ -92,10 +97,10 @@ int cmd_train(const std::vector<std::string>& args) {
   Graph g = resuming        ? ckpt.graph
             : !init.empty() ? std::move(initial)
                             : build_model(model, d.train.image_shape(), d.train.classes);
-  if (!init.empty()) check_fits_data(g, d.train, init);
+  if (!init.empty()) check_model_fits_data(g, d.train, init);
   if (reinit && !resuming) reinitialize(g);  // after the seed: the same --seed, the same weights
   if (!resuming) create_out_dir(out);
-  if (!train.quiet) {
+  if (!settings.quiet) {
     auto cost = count_cost(g);
     std::cout << "nnslim train: " << model << " on " << data.dataset << " (" << d.train.size()
               << " train / " << monitor.size() << (data.val_split > 0 ? " val" : " test")
@@ -131,7 +136,7 @@ int cmd_train(const std::vector<std::string>& args) {
   s.set("train_images", d.train.size());
   s.set("wall_seconds", r.wall_seconds);
   s.set("train_images_per_second", r.train_images_per_second);
-  s.set("seed", train.seed);
+  s.set("seed", static_cast<int64_t>(train.seed));
   if (!no_latency) {  // so that reports compare trained and compressed models alike
     LatencyOptions lo;
     lo.min_seconds = 0.5;
@@ -143,7 +148,7 @@ int cmd_train(const std::vector<std::string>& args) {
     s.set("latency_ms_batch64", measure_latency(g, lo).median_ms);
   }
   write_text(out + "/summary.json", s.dump(2) + "\n");
-  if (!train.quiet)
+  if (!settings.quiet)
     std::printf("done: test top-1 %.2f%%, top-5 %.2f%% on %lld images; %s params, %s MACs; "
                 "%.0fs; wrote %s/model.nnslim\n",
                 test.top1, test.top5, (long long)test.examples, human(cost.params).c_str(),

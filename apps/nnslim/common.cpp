@@ -2,7 +2,6 @@
 
 #include "nnslim/graph/shape.h"
 #include "nnslim/graph/serialize.h"
-#include "nnslim/methods/unify_format.h"
 #include "nnslim/models/zoo.h"
 #include "nnslim/train/threads.h"
 
@@ -24,128 +23,33 @@ namespace nnslim::cli {
 
 namespace fs = std::filesystem;
 
-namespace {
-std::string known_datasets() {
-  std::string names;
-  for (const auto& n : dataset_names()) names += (names.empty() ? "" : ", ") + n;
-  return names;
-}
-}  // namespace
-
-void add_data_flags(ArgParser& p, DataFlags& f, bool default_from_model, bool trains) {
-  p.section("data");
-  p.option("dataset", &f.dataset, "NAME",
-           "dataset: " + known_datasets() +
-               (default_from_model ? " (default: the dataset recorded in the model)" : ""));
-  p.option("data-dir", &f.data_dir, "DIR",
-           "where the dataset files are (default: the dataset's standard place, e.g. "
-           "/usr/share/datasets/fashion-mnist)");
-  if (trains) p.option("limit-train", &f.limit_train, "N", "use only the first N training images (0 = all)");
-  p.option("limit-test", &f.limit_test, "N", "evaluate on the first N test images (0 = all)");
-  if (trains)
-    p.option("val-split", &f.val_split, "N",
-             "hold out the last N training images as a validation set for per-epoch evaluation");
-}
-
-void check_dataset_name(const std::string& name) {
-  for (const auto& n : dataset_names())
-    if (n == name) return;
-  throw UsageError("--dataset: unknown dataset '" + name + "' (known: " + known_datasets() + ")");
-}
-
-LoadedData load_data(const DataFlags& f) {
-  if (f.limit_train < 0) throw UsageError("--limit-train must be >= 0");
-  if (f.limit_test < 0) throw UsageError("--limit-test must be >= 0");
-  if (f.val_split < 0) throw UsageError("--val-split must be >= 0");
-  check_dataset_name(f.dataset);
-  DataSplits s = load_dataset(f.dataset, f.data_dir);
-  LoadedData d;
-  d.train = take_first(s.train, f.limit_train);
-  d.test = take_first(s.test, f.limit_test);
-  if (f.val_split > 0) {
-    if (f.val_split >= d.train.size())
-      throw UsageError("--val-split " + std::to_string(f.val_split) + " leaves no training images");
-    std::tie(d.train, d.val) = split_validation(d.train, f.val_split);
+void add_run_options(ArgParser& p, RunSettings& settings, std::initializer_list<OptionGroup> groups,
+                     const std::string& dataset_default) {
+  auto section = [](OptionGroup g) -> const char* {
+    switch (g) {
+      case OptionGroup::kData:
+      case OptionGroup::kTrainingData: return "data";
+      case OptionGroup::kTraining: return "training";
+      case OptionGroup::kRuntime: return "runtime";
+      case OptionGroup::kCompress: return nullptr;  // with the verb's own options
+    }
+    return nullptr;
+  };
+  for (const auto& o : run_options()) {
+    if (std::find(groups.begin(), groups.end(), o.group) == groups.end()) continue;
+    if (const char* title = section(o.group)) p.section(title);
+    std::string help = o.help;
+    if (o.key == "dataset")
+      help = "dataset: " + known_datasets() + (dataset_default.empty() ? "" : " (default: " + dataset_default + ")");
+    const RunOption* opt = &o;
+    p.custom(o.key, o.metavar, help, o.is_flag(),
+             [opt, &settings](const std::string& v) { opt->set(settings, v); },
+             [opt, &settings] { return opt->get(settings); });
   }
-  return d;
 }
 
-void add_train_flags(ArgParser& p, TrainFlags& f) {
-  p.section("training");
-  p.option("epochs", &f.epochs, "N", "epochs to train");
-  p.option("batch-size", &f.batch_size, "B", "mini-batch size");
-  p.option("lr", &f.lr, "X", "initial learning rate");
-  p.option("momentum", &f.momentum, "X", "SGD momentum");
-  p.flag("nesterov", &f.nesterov, "use Nesterov momentum");
-  p.option("weight-decay", &f.weight_decay, "X", "L2 weight decay");
-  p.option("schedule", &f.schedule, "KIND", "lr schedule: constant, step, multistep, cosine, grda");
-  p.option("milestones", &f.milestones, "E1,E2", "multistep: epochs where lr is multiplied by gamma");
-  p.option("gamma", &f.gamma, "X", "step/multistep: lr factor");
-  p.option("step-size", &f.step_size, "N", "step: epochs between lr drops");
-  p.option("warmup-epochs", &f.warmup_epochs, "X", "linear lr warm-up length in epochs");
-  p.option("seed", &f.seed, "S", "seed for weights, shuffling and augmentation");
-  p.flag("no-augment", &f.no_augment, "no random crop / flip");
-  p.flag("no-flip", &f.no_flip, "random crop only, no horizontal flip");
-  p.section("runtime");
-  p.option("device", &f.device, "DEV", "cpu, cuda or auto (cuda when available)");
-  p.option("threads", &f.threads, "N", "CPU threads (0 = all cores)");
-  p.option("checkpoint-minutes", &f.checkpoint_minutes, "M",
-           "also checkpoint inside an epoch every M minutes, so --resume after a kill loses at "
-           "most that much (0 = at epoch ends only)");
-  p.flag("quiet", &f.quiet, "print nothing while training");
-}
-
-bool g_print_notes = true;
-
-void note(const std::string& text) {
-  if (g_print_notes) std::cerr << "note: " << text << "\n";
-}
-
-void note_ineffective_options(const ArgParser& p, const TrainFlags& f, const std::string& what_trains) {
-  if (f.epochs == 0) {
-    for (const char* o : {"lr", "schedule", "warmup-epochs", "milestones", "gamma", "step-size"})
-      if (p.given(o)) note(std::string("--") + o + " has no effect: --epochs is 0, so " + what_trains);
-    return;
-  }
-  const std::string& k = f.schedule;
-  if (p.given("milestones") && k != "multistep")
-    note("--milestones has no effect with --schedule " + k + " (only multistep uses it)");
-  if (p.given("gamma") && k != "step" && k != "multistep")
-    note("--gamma has no effect with --schedule " + k + " (only step and multistep use it)");
-  if (p.given("step-size") && k != "step")
-    note("--step-size has no effect with --schedule " + k + " (only step uses it)");
-}
-
-TrainOptions to_train_options(const TrainFlags& f, const std::string& out_dir) {
-  TrainOptions o;
-  o.epochs = f.epochs;
-  o.batch_size = f.batch_size;
-  o.momentum = f.momentum;
-  o.nesterov = f.nesterov;
-  o.weight_decay = f.weight_decay;
-  o.schedule.kind = f.schedule;
-  o.schedule.base_lr = f.lr;
-  o.schedule.milestones = parse_int_list(f.milestones, "milestones");
-  o.schedule.gamma = f.gamma;
-  o.schedule.step_size = f.step_size;
-  o.schedule.warmup_epochs = f.warmup_epochs;
-  o.seed = static_cast<uint64_t>(f.seed);
-  o.augment = !f.no_augment;
-  o.hflip = !f.no_flip;
-  o.device = f.device;
-  if (!(f.checkpoint_minutes >= 0))
-    throw UsageError("--checkpoint-minutes must be >= 0 (0 = at epoch ends only)");
-  o.checkpoint_seconds = 60 * f.checkpoint_minutes;
-  o.out_dir = out_dir;
-  o.progress = f.quiet ? nullptr : &std::cout;
-  o.progress_bar = !f.quiet && ::isatty(STDOUT_FILENO);
-  // Options a user can get wrong are usage errors (exit 2), named by their flag.
-  try {
-    o.validate();
-  } catch (const c10::Error& e) {
-    throw UsageError(e.what_without_backtrace());
-  }
-  return o;
+void print_notes(const std::vector<std::string>& notes) {
+  for (const auto& n : notes) std::cerr << "note: " << n << "\n";
 }
 
 void set_threads(int64_t threads) {
@@ -158,23 +62,6 @@ void set_threads(int64_t threads) {
                      std::to_string(cores) + " cores (at most " + std::to_string(most) +
                      "; 0 = all cores)");
   set_compute_threads(static_cast<int>(threads));
-}
-
-void check_out_dir(const std::string& dir, bool force) {
-  if (dir.empty()) throw UsageError("--out DIR is required");
-  if (fs::exists(dir)) {
-    if (!fs::is_directory(dir)) throw UsageError("--out " + dir + " exists and is not a directory");
-    if (!fs::is_empty(dir) && !force)
-      throw UsageError("--out " + dir +
-                       " exists and is not empty; choose another directory, pass --resume to " +
-                       "continue the run in it, or --force to write into it anyway");
-  }
-}
-
-void create_out_dir(const std::string& dir) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  TORCH_CHECK(!ec, dir, ": cannot create directory: ", ec.message());
 }
 
 namespace {
@@ -229,122 +116,12 @@ std::string ModelFileArg::path() const {
   return positional.empty() ? flag : positional;
 }
 
-std::string file_fingerprint(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  TORCH_CHECK(f, path, ": cannot read");
-  uint64_t h = 1469598103934665603ull;  // FNV-1a 64
-  uint64_t size = 0;
-  std::vector<char> buf(1 << 16);
-  while (f.read(buf.data(), buf.size()) || f.gcount() > 0) {
-    for (std::streamsize i = 0; i < f.gcount(); ++i) {
-      h ^= static_cast<unsigned char>(buf[i]);
-      h *= 1099511628211ull;
-    }
-    size += static_cast<uint64_t>(f.gcount());
-  }
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
-  return std::to_string(size) + ":" + hex;
-}
-
-Json read_json_file(const std::string& path) {
-  std::ifstream f(path);
-  TORCH_CHECK(f, path, ": cannot read");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  try {
-    return Json::parse(ss.str());
-  } catch (const c10::Error& e) {
-    throw std::runtime_error(path + ": not valid JSON (" + e.what_without_backtrace() + ")");
-  }
-}
-
-namespace {
-// "--c 0.05, now 0.07; --finetune-epochs 1, now 0" for two objects of option values; the two
-// values themselves otherwise.
-std::string describe_change(const Json& was, const Json& now) {
-  if (!was.is_object() || !now.is_object()) return was.dump() + ", now " + now.dump();
-  std::string s;
-  auto add = [&](const std::string& key, const std::string& a, const std::string& b) {
-    s += (s.empty() ? "" : "; ") + ("--" + key + " " + a + ", now " + b);
-  };
-  auto text = [](const Json& v) { return v.is_string() ? v.str() : v.dump(); };
-  for (const auto& [key, value] : was.fields()) {
-    const Json* v = now.find(key);
-    if (!v) add(key, text(value), "not given");
-    else if (v->dump() != value.dump()) add(key, text(value), text(*v));
-  }
-  for (const auto& [key, value] : now.fields())
-    if (!was.has(key)) add(key, "not given", text(value));
-  return s;
-}
-}  // namespace
-
-void check_or_record_run(const std::string& out, const Json& identity, bool resume) {
-  const std::string path = out + "/run.json";
-  if (resume && fs::exists(path)) {
-    Json was = read_json_file(path);
-    for (const auto& [key, what] : std::vector<std::pair<std::string, std::string>>{
-             {"method", "another method"}, {"input_fingerprint", "another input model (file contents)"},
-             {"options", "other method options"}, {"settings", "other training options"},
-             {"recipe", "another recipe"}}) {
-      const bool had = was.has(key), has = identity.has(key);
-      if (!had && !has) continue;
-      // Runs recorded before "settings" existed resume without that check.
-      if (!had && key == "settings") continue;
-      const Json none("none");
-      const Json& a = had ? was.get(key) : none;
-      const Json& b = has ? identity.get(key) : none;
-      if (a.dump() != b.dump())
-        throw UsageError("--resume: the run in " + out + " was started with " + what + " (" +
-                         describe_change(a, b) + "); resume with the same command, or start a "
-                         "new --out");
-    }
-    return;
-  }
-  // (A directory without run.json may still hold checkpoints to resume from, e.g. a training
-  // phase copied in from another run: only an empty one means there is nothing to resume.)
-  std::error_code ec;
-  if (resume && fs::is_empty(out, ec))
-    std::cerr << "note: --resume, but " << out << " holds no earlier run; starting a new one\n";
-  write_text(path, identity.dump(2) + "\n");
-}
-
-Graph load_model_file(const std::string& path) {
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) {
-    const std::string hint = fs::exists(path + "/model.nnslim") ? "; did you mean " + path + "/model.nnslim?" : "";
-    throw UsageError(path + " is a directory, not a model file" + hint);
-  }
-  if (fs::is_regular_file(path, ec) && fs::file_size(path, ec) == 0)
-    throw std::runtime_error(path + ": empty file (0 bytes), not an nnslim model");
-  std::ifstream f(path, std::ios::binary);
-  char magic[8] = {0};
-  f.read(magic, 8);
-  if (f && std::string(magic, 7) == "NNSLIMU") return load_unified(path);
-  if (f && std::string(magic, 7) == "NNSLIMC")
-    throw UsageError(path + " is a training checkpoint, not a model; continue its run with "
-                     "--resume, or use the run's model.nnslim");
-  return load_graph(path);
-}
-
 Graph file_or_zoo_model(std::string& path, std::string& model, const std::string& input, int64_t classes) {
   const bool looks_like_file = model.find('/') != std::string::npos ||
                                model.find(".nnslim") != std::string::npos || std::filesystem::is_regular_file(model);
   if (path.empty() && looks_like_file) std::swap(path, model);
   if (path.empty() == model.empty()) throw UsageError("give either a MODEL file or --model NAME");
   return path.empty() ? build_model(model, parse_shape(input, "input"), classes) : load_model_file(path);
-}
-
-void check_fits_data(const Graph& graph, const Dataset& data, const std::string& path) {
-  auto shape = data.image_shape();
-  if (graph.input_shape != shape)
-    throw UsageError(path + " takes " + shape_str(graph.input_shape) + " inputs but dataset '" +
-                     data.name + "' has " + shape_str(shape) + " images; pick the dataset it was trained on");
-  auto it = graph.meta.find("classes");
-  if (it != graph.meta.end() && std::to_string(data.classes) != it->second)
-    throw UsageError(path + " has " + it->second + " classes but dataset '" + data.name + "' has " +
-                     std::to_string(data.classes));
 }
 
 void write_text(const std::string& path, const std::string& text) { write_file_atomic(path, text); }

@@ -81,7 +81,7 @@ int main(int argc, char** argv) {
     if (verb != v.name) continue;
     try {
       return v.fn(args);
-    } catch (const nnslim::cli::UsageError& e) {
+    } catch (const nnslim::RequestError& e) {  // the CLI's UsageError is one too
       std::cerr << "nnslim " << verb << ": " << e.what() << "\n";
       return 2;
     } catch (const c10::Error& e) {

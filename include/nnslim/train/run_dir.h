@@ -1,0 +1,43 @@
+// A run's output directory: refusing to mix runs, recording what a run is (run.json) so that a
+// --resume continues the same run, and reading the model files a run starts from.
+#pragma once
+
+#include "nnslim/data/dataset.h"
+#include "nnslim/graph/graph.h"
+#include "nnslim/report/json.h"
+
+#include <iosfwd>
+#include <string>
+
+namespace nnslim {
+
+// RequestError for an existing non-empty directory (unless force) or a file in the way. Call it
+// before slow work: fail early.
+void check_out_dir(const std::string& dir, bool force);
+// Creates it and its parents. Call it once the inputs are known good, so that a refused model
+// or dataset leaves no empty directory behind.
+void create_out_dir(const std::string& dir);
+
+// A run's identity is a JSON object (method, its options, the settings that shape the result,
+// the input model's fingerprint ...). A new run writes it to OUT/run.json; a resumed one must
+// match it key by key (RequestError naming each differing option), since another method, other
+// options or another input model would mix two runs' checkpoints. A --resume into an empty
+// directory starts a new run and says so on `notes`.
+void check_or_record_run(const std::string& out, const Json& identity, bool resume,
+                         std::ostream* notes);
+
+// The file's size and a 64-bit FNV-1a hash of its bytes, "SIZE:HEX": a different input model
+// under the same path is caught.
+std::string file_fingerprint(const std::string& path);
+
+// Loads a model file: an ordinary *.nnslim or the compact unified form (model.unified.nnslim).
+// A directory, an empty file or a training checkpoint is a RequestError that says what to give.
+Graph load_model_file(const std::string& path);
+
+// RequestError when `graph` (loaded from `path`) cannot take `data`'s images or labels.
+void check_model_fits_data(const Graph& graph, const Dataset& data, const std::string& path);
+
+// Reads a JSON file; errors name the file.
+Json read_json_file(const std::string& path);
+
+}  // namespace nnslim
