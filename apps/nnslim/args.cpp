@@ -14,8 +14,19 @@ ArgParser::ArgParser(std::string verb, std::string synopsis, std::string descrip
 
 void ArgParser::section(const std::string& title) { current_section_ = title; }
 
+ArgParser::Entry ArgParser::entry(const std::string& name, const std::string& metavar,
+                                  const std::string& help, bool is_flag) const {
+  Entry e;
+  e.name = name;
+  e.metavar = metavar;
+  e.help = help;
+  e.section = current_section_;
+  e.is_flag = is_flag;
+  return e;
+}
+
 void ArgParser::flag(const std::string& name, bool* out, const std::string& help) {
-  Entry e{name, "", help, current_section_, true};
+  Entry e = entry(name, "", help, true);
   e.set = [out, name](const std::string& v) {
     if (v == "true" || v == "1") *out = true;
     else if (v == "false" || v == "0") *out = false;
@@ -27,7 +38,7 @@ void ArgParser::flag(const std::string& name, bool* out, const std::string& help
 
 void ArgParser::option(const std::string& name, std::string* out, const std::string& metavar,
                        const std::string& help) {
-  Entry e{name, metavar, help, current_section_};
+  Entry e = entry(name, metavar, help, false);
   e.set = [out](const std::string& v) { *out = v; };
   e.get = [out] { return *out; };
   options_.push_back(std::move(e));
@@ -35,7 +46,7 @@ void ArgParser::option(const std::string& name, std::string* out, const std::str
 
 void ArgParser::option(const std::string& name, int64_t* out, const std::string& metavar,
                        const std::string& help) {
-  Entry e{name, metavar, help, current_section_};
+  Entry e = entry(name, metavar, help, false);
   e.set = [out, name](const std::string& v) {
     char* end = nullptr;
     errno = 0;
@@ -50,7 +61,7 @@ void ArgParser::option(const std::string& name, int64_t* out, const std::string&
 
 void ArgParser::option(const std::string& name, double* out, const std::string& metavar,
                        const std::string& help) {
-  Entry e{name, metavar, help, current_section_};
+  Entry e = entry(name, metavar, help, false);
   e.set = [out, name](const std::string& v) {
     char* end = nullptr;
     double x = std::strtod(v.c_str(), &end);
@@ -65,7 +76,7 @@ void ArgParser::option(const std::string& name, double* out, const std::string& 
 void ArgParser::custom(const std::string& name, const std::string& metavar, const std::string& help,
                        bool is_flag, std::function<void(const std::string&)> set,
                        std::function<std::string()> get) {
-  Entry e{name, is_flag ? "" : metavar, help, current_section_, is_flag};
+  Entry e = entry(name, is_flag ? "" : metavar, help, is_flag);
   e.set = std::move(set);
   e.get = std::move(get);
   options_.push_back(std::move(e));

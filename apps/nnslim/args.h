@@ -62,6 +62,8 @@ class ArgParser {
     std::function<void(const std::string&)> set;
     std::function<std::string()> get;
   };
+  Entry entry(const std::string& name, const std::string& metavar, const std::string& help,
+              bool is_flag) const;  // in the current section
   Entry* find(const std::string& name);
   std::string verb_, synopsis_, description_, current_section_;
   std::vector<Entry> options_;

@@ -75,7 +75,9 @@ TEST(Coupling, ResNet20Groups) {
   }
   EXPECT_EQ(stage_groups, 3);
   for (const auto& g : c.groups)
-    if (!g.prunable) EXPECT_FALSE(g.why_not.empty());
+    if (!g.prunable) {
+      EXPECT_FALSE(g.why_not.empty());
+    }
 }
 
 TEST(Coupling, DepthwiseTiesExpandAndDwChannels) {

@@ -67,7 +67,9 @@ TEST(AdaPruner, BisectionIsMonotoneAndWithinBudget) {
       auto w = widths_for_alpha(c, imp, a, o);
       KeepPlan p;
       for (auto& [id, n] : w) {
-        if (n % o.divisor != 0) EXPECT_EQ(n, c.groups[id].channels) << name;
+        if (n % o.divisor != 0) {
+          EXPECT_EQ(n, c.groups[id].channels) << name;
+        }
         EXPECT_GE(n, 1);
         if (n < c.groups[id].channels) {
           std::vector<int64_t> k(n);
@@ -87,7 +89,9 @@ TEST(AdaPruner, BisectionIsMonotoneAndWithinBudget) {
     EXPECT_LT(double(ws.budget - ws.macs) / ws.budget, 0.01) << name;
     // The final widths (after the greedy fill) keep the divisibility.
     for (auto& [id, n] : ws.widths)
-      if (n % o.divisor != 0) EXPECT_EQ(n, c.groups[id].channels) << name;
+      if (n % o.divisor != 0) {
+        EXPECT_EQ(n, c.groups[id].channels) << name;
+      }
   }
 }
 
