@@ -17,7 +17,10 @@ int cmd_import(const std::vector<std::string>& args) {
               "Converts an ONNX CNN (e.g. exported from PyTorch with torch.onnx.export) into an\n"
               "nnslim model. Supported: Conv, BatchNormalization, Relu, Clip(0,6), Add, Sum,\n"
               "Concat, MaxPool, AveragePool, GlobalAveragePool, Flatten, Gemm, Reshape to\n"
-              "[N, -1], Identity, Dropout, Constant. Anything else is reported node by node.\n"
+              "[N, -1], Identity, Dropout, Constant. Nodes whose inputs are all constant\n"
+              "(Identity, Cast, Shape, Gather, Unsqueeze, Squeeze, Concat, Reshape, Slice, Add,\n"
+              "Sub, Mul, Div) are evaluated at import. Anything else is reported node by node\n"
+              "(docs/cli.md lists what is supported).\n"
               "Files written by 'nnslim export' keep their metadata (classes, normalisation);\n"
               "others are normalised with the dataset's statistics when trained or compressed.");
   p.positional("MODEL.onnx", &onnx_path, "the ONNX file to read");
@@ -32,13 +35,21 @@ int cmd_import(const std::vector<std::string>& args) {
   }
   OnnxImportOptions opt;
   if (!input.empty()) opt.input_shape = parse_shape(input, "input");
-  Graph g = import_onnx(onnx_path, opt);
+  OnnxImportReport report;
+  Graph g = import_onnx(onnx_path, opt, &report);
   save_graph(g, out);
   auto cost = count_cost(g);
   std::cout << "wrote " << out << ": " << g.nodes.size() << " nodes, input "
             << g.input_shape[0] << "x" << g.input_shape[1] << "x" << g.input_shape[2] << ", "
             << human(static_cast<double>(cost.params)) << " params, "
             << human(static_cast<double>(cost.macs)) << " MACs\n";
+  auto counts = [](const std::map<std::string, int64_t>& m) {
+    std::string s;
+    for (const auto& [op, n] : m) s += (s.empty() ? "" : ", ") + op + " x" + std::to_string(n);
+    return s;
+  };
+  std::cout << "mapped: " << counts(report.mapped) << "\n";
+  if (!report.folded.empty()) std::cout << "folded at import (constant inputs): " << counts(report.folded) << "\n";
   return 0;
 }
 

@@ -6,7 +6,9 @@
 #include <torch/torch.h>
 
 #include <fstream>
+#include <algorithm>
 #include <limits>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -138,8 +140,10 @@ class Importer {
                   "', which an earlier node, initializer or the input already defines");
     try {
       if (p.op_type() == "Constant") return constant(p);
+      if (fold_constant(p)) return;
       if (p.op_type() == "Pad") return pad(p);
       Node n = to_node(p, name);
+      ++mapped_[p.op_type()];
       n.name = name;
       int id = g_.add(std::move(n));
       ids_[p.output(0)] = id;
@@ -161,6 +165,156 @@ class Importer {
     const auto* a = find_attr(p, "value");
     if (!a || !a->has_t()) throw Unsupported{"only tensor-valued Constant nodes are supported"};
     consts_[p.output(0)] = from_proto(a->t());
+  }
+
+  // ---- constant folding --------------------------------------------------------------------
+  // A node whose inputs are all constants computes a constant; so does Shape of an activation
+  // whose shape is static. Exporters leave such nodes behind: PyTorch 1.13 wraps initializers
+  // that several convs share in Identity nodes, and without do_constant_folding a flatten is
+  // computed from Shape -> Gather -> Unsqueeze -> Concat -> Reshape. They are evaluated here, at
+  // import, and only their result enters the graph (as the constant its reader takes).
+  bool fold_constant(const onnx::NodeProto& p) {
+    static const std::set<std::string> kFoldable = {
+        "Identity", "Cast", "Unsqueeze", "Squeeze", "Concat", "Gather", "Reshape", "Shape",
+        "Slice", "Add", "Sub", "Mul", "Div"};
+    const std::string& t = p.op_type();
+    if (!kFoldable.count(t) || p.output_size() != 1 || p.input_size() == 0) return false;
+    std::vector<torch::Tensor> in;
+    if (t == "Shape") {
+      auto shape = static_shape(p.input(0));
+      if (!shape) return false;
+      in.push_back(torch::tensor(*shape, torch::kLong));
+    } else {
+      for (const auto& name : p.input()) {
+        if (name.empty()) {
+          in.emplace_back();
+          continue;
+        }
+        auto it = consts_.find(name);
+        if (it == consts_.end()) return false;
+        in.push_back(it->second);
+      }
+    }
+    try {
+      consts_[p.output(0)] = evaluate_constant(p, in);
+    } catch (const c10::Error& e) {  // shapes or values the op cannot take
+      throw Unsupported{"cannot be evaluated on its constant inputs: " +
+                        std::string(e.what_without_backtrace())};
+    }
+    ++folded_[t];
+    return true;
+  }
+
+  // [N, C, H, W] of a value, N being the input's static batch size; nullopt when that is unknown.
+  std::optional<std::vector<int64_t>> static_shape(const std::string& name) {
+    auto it = ids_.find(name);
+    if (it == ids_.end() || input_batch_ <= 0 || !unsupported_.empty()) return std::nullopt;
+    Graph partial = g_;
+    partial.output = it->second;
+    std::vector<int64_t> shape = infer_shapes(partial).at(it->second);
+    shape.insert(shape.begin(), input_batch_);
+    return shape;
+  }
+
+  static int64_t axis_of(int64_t axis, int64_t rank) { return axis < 0 ? axis + rank : axis; }
+
+  // The axes of Unsqueeze/Squeeze: an attribute before opset 13, an input from 13 on.
+  std::vector<int64_t> axes_of(const onnx::NodeProto& p, const std::vector<torch::Tensor>& in) {
+    if (opset_ < 13 || in.size() < 2 || !in[1].defined()) return attr_ints(p, "axes", {});
+    auto a = in[1].to(torch::kLong).contiguous();
+    return std::vector<int64_t>(a.data_ptr<int64_t>(), a.data_ptr<int64_t>() + a.numel());
+  }
+
+  torch::Tensor evaluate_constant(const onnx::NodeProto& p, const std::vector<torch::Tensor>& in) {
+    const std::string& t = p.op_type();
+    const torch::Tensor& x = in[0];
+    if (t == "Identity" || t == "Shape") return x;
+    if (t == "Cast") return x.to(onnx_dtype(attr_int(p, "to", 1)));
+    if (t == "Unsqueeze") {
+      auto axes = axes_of(p, in);
+      std::sort(axes.begin(), axes.end());
+      torch::Tensor y = x;
+      const int64_t rank = x.dim() + static_cast<int64_t>(axes.size());
+      for (int64_t a : axes) y = y.unsqueeze(axis_of(a, rank));
+      return y;
+    }
+    if (t == "Squeeze") {
+      auto axes = axes_of(p, in);
+      if (axes.empty()) return x.squeeze();
+      for (auto& a : axes) a = axis_of(a, x.dim());
+      std::sort(axes.rbegin(), axes.rend());
+      torch::Tensor y = x;
+      for (int64_t a : axes) y = y.squeeze(a);
+      return y;
+    }
+    if (t == "Concat") {
+      std::vector<torch::Tensor> parts(in.begin(), in.end());
+      return torch::cat(parts, axis_of(attr_int(p, "axis", 0), x.dim()));
+    }
+    if (t == "Gather") {
+      const int64_t axis = axis_of(attr_int(p, "axis", 0), x.dim());
+      auto idx = in.at(1).to(torch::kLong);
+      idx = torch::where(idx < 0, idx + x.size(axis), idx);
+      auto flat = x.index_select(axis, idx.reshape({-1}));
+      std::vector<int64_t> shape(x.sizes().begin(), x.sizes().begin() + axis);
+      for (int64_t d : idx.sizes()) shape.push_back(d);
+      for (int64_t d = axis + 1; d < x.dim(); ++d) shape.push_back(x.size(d));
+      return flat.reshape(shape);
+    }
+    if (t == "Reshape") {
+      auto s = in.at(1).to(torch::kLong).contiguous();
+      std::vector<int64_t> shape(s.data_ptr<int64_t>(), s.data_ptr<int64_t>() + s.numel());
+      for (size_t i = 0; i < shape.size(); ++i)
+        if (shape[i] == 0 && attr_int(p, "allowzero", 0) == 0) shape[i] = x.size(static_cast<int64_t>(i));
+      return x.reshape(shape).clone();
+    }
+    if (t == "Slice") return slice_constant(p, in);
+    const torch::Tensor& y = in.at(1);
+    if (t == "Add") return x + y;
+    if (t == "Sub") return x - y;
+    if (t == "Mul") return x * y;
+    // ONNX's integer Div truncates toward zero, like C.
+    if (x.is_floating_point() || y.is_floating_point()) return x / y;
+    return torch::div(x, y, "trunc");
+  }
+
+  torch::Tensor slice_constant(const onnx::NodeProto& p, const std::vector<torch::Tensor>& in) {
+    const torch::Tensor& x = in[0];
+    auto ints = [&](size_t i, const char* attr) {
+      if (opset_ < 10) return attr_ints(p, attr, {});
+      if (i >= in.size() || !in[i].defined()) return std::vector<int64_t>{};
+      auto v = in[i].to(torch::kLong).contiguous();
+      return std::vector<int64_t>(v.data_ptr<int64_t>(), v.data_ptr<int64_t>() + v.numel());
+    };
+    auto starts = ints(1, "starts"), ends = ints(2, "ends"), axes = ints(3, "axes"), steps = ints(4, "steps");
+    if (axes.empty())
+      for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
+    torch::Tensor y = x;
+    for (size_t i = 0; i < starts.size(); ++i) {
+      const int64_t a = axis_of(axes.at(i), x.dim()), n = x.size(a);
+      const int64_t step = steps.empty() ? 1 : steps[i];
+      if (step != 1) throw Unsupported{"Slice with a step other than 1 on a constant"};
+      auto clamp = [n](int64_t v) { return std::min(std::max(v < 0 ? v + n : v, int64_t{0}), n); };
+      const int64_t b = clamp(starts[i]), e = clamp(ends.at(i));
+      y = y.slice(a, b, std::max(b, e));
+    }
+    return y;
+  }
+
+  // TensorProto.DataType -> torch dtype, for Cast.
+  static torch::ScalarType onnx_dtype(int64_t to) {
+    switch (to) {
+      case 1: return torch::kFloat;
+      case 2: return torch::kUInt8;
+      case 3: return torch::kInt8;
+      case 5: return torch::kInt16;
+      case 6: return torch::kInt;
+      case 7: return torch::kLong;
+      case 9: return torch::kBool;
+      case 10: return torch::kHalf;
+      case 11: return torch::kDouble;
+      default: throw Unsupported{"Cast to ONNX data type " + std::to_string(to)};
+    }
   }
 
   // A zero Pad of H and W is kept aside and absorbed by the Conv or AveragePool that reads it
@@ -413,33 +567,44 @@ class Importer {
   std::map<std::string, Padded> padded_;  // Pad outputs waiting for their reader
   std::set<std::string> names_;
   std::vector<std::string> unsupported_;
+
+ public:
+  std::map<std::string, int64_t> folded_;  // ops evaluated at import, by op
+  std::map<std::string, int64_t> mapped_;  // ops translated into graph nodes, by ONNX op
 };
 
 }  // namespace
 
 Graph import_onnx_bytes(const std::string& bytes, const std::string& what,
-                        const OnnxImportOptions& options) {
+                        const OnnxImportOptions& options, OnnxImportReport* report) {
   onnx::ModelProto m;
   TORCH_CHECK(m.ParseFromString(bytes), what, ": not a valid ONNX model (protobuf parse failed; "
               "truncated or not an .onnx file?)");
   TORCH_CHECK(m.has_graph() && m.graph().node_size() > 0, what, ": the ONNX model has no graph nodes");
-  return Importer(m, what, options).run();
+  Importer importer(m, what, options);
+  Graph g = importer.run();
+  if (report) {
+    report->folded = importer.folded_;
+    report->mapped = importer.mapped_;
+  }
+  return g;
 }
 
 #else  // !NNSLIM_HAVE_ONNX
 
-Graph import_onnx_bytes(const std::string&, const std::string&, const OnnxImportOptions&) {
+Graph import_onnx_bytes(const std::string&, const std::string&, const OnnxImportOptions&,
+                        OnnxImportReport*) {
   TORCH_CHECK(false, "this nnslim was built without ONNX support: install libonnx-dev and rebuild");
 }
 
 #endif
 
-Graph import_onnx(const std::string& path, const OnnxImportOptions& options) {
+Graph import_onnx(const std::string& path, const OnnxImportOptions& options, OnnxImportReport* report) {
   std::ifstream f(path, std::ios::binary);
   TORCH_CHECK(f, "cannot open ONNX model '", path, "'");
   std::ostringstream ss;
   ss << f.rdbuf();
-  return import_onnx_bytes(ss.str(), path, options);
+  return import_onnx_bytes(ss.str(), path, options, report);
 }
 
 }  // namespace nnslim

@@ -246,6 +246,28 @@ TEST(OnnxImport, PytorchExportComputesWhatPytorchComputed) {
   EXPECT_LT(last, first);
 }
 
+// PyTorch 1.13 hands shared initializers to convs through Identity nodes, and a static-batch
+// export without constant folding computes the flatten's shape with Unsqueeze and Concat: both
+// are evaluated at import, and the model computes what PyTorch computed.
+TEST(OnnxImport, ConstantSubgraphsAreFoldedAtImport) {
+  REQUIRE_ONNX();
+  for (const char* name : {"pytorch_shared_init", "pytorch_view_static_unfolded"}) {
+    OnnxImportReport report;
+    Graph g = import_onnx(fixture(std::string(name) + ".onnx"), {}, &report);
+    auto x = read_floats(fixture(std::string(name) + ".input.bin"), {2, 3, 16, 16});
+    auto want = read_floats(fixture(std::string(name) + ".output.bin"), {2, 5});
+    expect_close(want, eval(g, x), name);
+    EXPECT_FALSE(report.folded.empty()) << name;
+    EXPECT_EQ(report.mapped.at("Conv"), 5) << name;
+  }
+  OnnxImportReport report;
+  import_onnx(fixture("pytorch_shared_init.onnx"), {}, &report);
+  EXPECT_EQ(report.folded.at("Identity"), 1);
+  import_onnx(fixture("pytorch_view_static_unfolded.onnx"), {}, &report);
+  EXPECT_EQ(report.folded.at("Unsqueeze"), 2);
+  EXPECT_EQ(report.folded.at("Concat"), 1);
+}
+
 TEST(OnnxImport, UnsupportedNodesAreAllListed) {
   REQUIRE_ONNX();
   try {

@@ -6,7 +6,9 @@
 //
 // Import accepts the CNN subset that nnslim's IR expresses: Conv, BatchNormalization, Relu,
 // Clip(0, 6) as ReLU6, Add, Sum, Concat (channels), MaxPool, AveragePool, GlobalAveragePool,
-// Flatten, Gemm, Reshape in its flatten form, Identity, Dropout, Constant and initializers. The
+// Flatten, Gemm, Reshape in its flatten form, Identity, Dropout, Constant and initializers; and
+// any node whose inputs are all constant (Identity, Cast, Shape of a static shape, Gather,
+// Unsqueeze, Squeeze, Concat, Reshape, Slice, Add, Sub, Mul, Div) is evaluated at import. The
 // result trains and compresses like a zoo model. Anything else is an error that lists every
 // unsupported node with its op and the reason -- never a silently different model.
 //
@@ -16,6 +18,7 @@
 #include "nnslim/graph/graph.h"
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -36,10 +39,19 @@ struct OnnxImportOptions {
   std::vector<int64_t> input_shape;
 };
 
-// `what` names the source in errors (a path).
+// What an import did, for the user: the ONNX ops evaluated at import because their inputs were
+// constant (Identity on shared initializers, Shape arithmetic), and the ops translated into
+// graph nodes; each with its count.
+struct OnnxImportReport {
+  std::map<std::string, int64_t> folded;
+  std::map<std::string, int64_t> mapped;
+};
+
+// `what` names the source in errors (a path). `report`, when given, receives what was done.
 Graph import_onnx_bytes(const std::string& bytes, const std::string& what,
-                        const OnnxImportOptions& options = {});
-Graph import_onnx(const std::string& path, const OnnxImportOptions& options = {});
+                        const OnnxImportOptions& options = {}, OnnxImportReport* report = nullptr);
+Graph import_onnx(const std::string& path, const OnnxImportOptions& options = {},
+                  OnnxImportReport* report = nullptr);
 
 // False when nnslim was built without ONNX.
 bool onnx_available();
