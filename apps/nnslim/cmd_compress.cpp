@@ -5,7 +5,7 @@
 
 #include "nnslim/graph/serialize.h"
 #include "nnslim/methods/registry.h"
-#include "nnslim/methods/unify_format.h"
+#include "nnslim/graph/unified_file.h"
 #include "nnslim/train/compress.h"
 
 #include <torch/torch.h>

@@ -2,7 +2,6 @@
 
 #include "nnslim/graph/shape.h"
 #include "nnslim/graph/serialize.h"
-#include "nnslim/methods/unify_format.h"
 #include "nnslim/models/zoo.h"
 #include "nnslim/train/threads.h"
 
@@ -229,24 +228,6 @@ std::string ModelFileArg::path() const {
   return positional.empty() ? flag : positional;
 }
 
-std::string file_fingerprint(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  TORCH_CHECK(f, path, ": cannot read");
-  uint64_t h = 1469598103934665603ull;  // FNV-1a 64
-  uint64_t size = 0;
-  std::vector<char> buf(1 << 16);
-  while (f.read(buf.data(), buf.size()) || f.gcount() > 0) {
-    for (std::streamsize i = 0; i < f.gcount(); ++i) {
-      h ^= static_cast<unsigned char>(buf[i]);
-      h *= 1099511628211ull;
-    }
-    size += static_cast<uint64_t>(f.gcount());
-  }
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
-  return std::to_string(size) + ":" + hex;
-}
-
 Json read_json_file(const std::string& path) {
   std::ifstream f(path);
   TORCH_CHECK(f, path, ": cannot read");
@@ -308,24 +289,6 @@ void check_or_record_run(const std::string& out, const Json& identity, bool resu
   if (resume && fs::is_empty(out, ec))
     std::cerr << "note: --resume, but " << out << " holds no earlier run; starting a new one\n";
   write_text(path, identity.dump(2) + "\n");
-}
-
-Graph load_model_file(const std::string& path) {
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) {
-    const std::string hint = fs::exists(path + "/model.nnslim") ? "; did you mean " + path + "/model.nnslim?" : "";
-    throw UsageError(path + " is a directory, not a model file" + hint);
-  }
-  if (fs::is_regular_file(path, ec) && fs::file_size(path, ec) == 0)
-    throw std::runtime_error(path + ": empty file (0 bytes), not an nnslim model");
-  std::ifstream f(path, std::ios::binary);
-  char magic[8] = {0};
-  f.read(magic, 8);
-  if (f && std::string(magic, 7) == "NNSLIMU") return load_unified(path);
-  if (f && std::string(magic, 7) == "NNSLIMC")
-    throw UsageError(path + " is a training checkpoint, not a model; continue its run with "
-                     "--resume, or use the run's model.nnslim");
-  return load_graph(path);
 }
 
 Graph file_or_zoo_model(std::string& path, std::string& model, const std::string& input, int64_t classes) {

@@ -5,6 +5,7 @@
 
 #include "nnslim/data/dataset.h"
 #include "nnslim/graph/cost.h"
+#include "nnslim/graph/model_file.h"
 #include "nnslim/report/json.h"
 #include "nnslim/train/trainer.h"
 
@@ -94,12 +95,18 @@ struct ModelFileArg {
   std::string path() const;  // throws UsageError unless exactly one was given
 };
 
-// What a resumed run must match: the file's size and a 64-bit FNV-1a hash of its bytes, as
-// "SIZE:HEX" (a different input model under the same path is caught).
-std::string file_fingerprint(const std::string& path);
+// What a resumed run must match (graph/model_file.h).
+using nnslim::file_fingerprint;
 
-// Loads a model file: an ordinary *.nnslim or the compact unified form (model.unified.nnslim).
-Graph load_model_file(const std::string& path);
+// Loads a model file (graph/model_file.h): an ordinary *.nnslim or the compact unified form
+// (model.unified.nnslim); a directory or checkpoint given as the model is a usage error (exit 2).
+inline Graph load_model_file(const std::string& path) {
+  try {
+    return nnslim::load_model_file(path);
+  } catch (const NotAModelFileError& e) {
+    throw UsageError(e.what());
+  }
+}
 
 // For verbs that take a model file as MODEL or a zoo model as --model NAME: the model, with a
 // file given as --model accepted too (what users of `compress --model FILE` type). Throws a
