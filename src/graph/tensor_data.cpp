@@ -150,29 +150,21 @@ void Writer::tensor(const torch::Tensor& t) {
   buf_.append(data, numel * es);
 }
 
-
 namespace {
 
-// Decodes a kBitmask / kBlocked payload at bytes[pos] into the zero-filled `out` (numel entries
+// Decodes the kBitmask / kBlocked payload next in `r` into the zero-filled `out` (numel entries
 // of type U). Every count and index is checked: corrupt data is an error, never a bad write.
 template <typename U>
-void decode_sparse(const std::string& bytes, size_t& pos, const std::string& what, char* out,
-                   int64_t numel, TensorEncoding enc, bool signs) {
-  auto need = [&](uint64_t n) {
-    TORCH_CHECK(n <= bytes.size() - pos, what, ": unexpected end of data (corrupt file?)");
-  };
-  need(8);
-  uint64_t nnz;
-  std::memcpy(&nnz, bytes.data() + pos, 8);
-  pos += 8;
+void decode_sparse(Reader& r, const std::string& what, char* out, int64_t numel,
+                   TensorEncoding enc, bool signs) {
+  const uint64_t nnz = r.u64();
   TORCH_CHECK(nnz <= static_cast<uint64_t>(numel), what, ": sparse tensor claims ", nnz,
               " stored entries of ", numel, " (corrupt file?)");
   std::vector<int64_t> index;
   index.reserve(nnz);
   if (enc == TensorEncoding::kBitmask) {
     uint64_t mask_bytes = (numel + 7) / 8;
-    need(mask_bytes);
-    const auto* m = reinterpret_cast<const unsigned char*>(bytes.data() + pos);
+    const auto* m = reinterpret_cast<const unsigned char*>(r.raw(mask_bytes));
     for (int64_t i = 0; i < numel; ++i)
       if (m[i / 8] & (1u << (i % 8))) {
         TORCH_CHECK(index.size() < nnz, what, ": sparse bitmask has more entries than ", nnz,
@@ -181,14 +173,10 @@ void decode_sparse(const std::string& bytes, size_t& pos, const std::string& wha
       }
     TORCH_CHECK(numel % 8 == 0 || (m[mask_bytes - 1] >> (numel % 8)) == 0, what,
                 ": sparse bitmask has bits past the end (corrupt file?)");
-    pos += mask_bytes;
   } else {
     const int64_t blocks = (numel + kBlock - 1) / kBlock;
-    need(2 * static_cast<uint64_t>(blocks));
-    const char* counts = bytes.data() + pos;
-    pos += 2 * blocks;
-    need(nnz);
-    const auto* off = reinterpret_cast<const unsigned char*>(bytes.data() + pos);
+    const char* counts = r.raw(2 * static_cast<uint64_t>(blocks));
+    const auto* off = reinterpret_cast<const unsigned char*>(r.raw(nnz));
     uint64_t k = 0;
     for (int64_t b = 0; b < blocks; ++b) {
       uint16_t cnt;
@@ -204,19 +192,15 @@ void decode_sparse(const std::string& bytes, size_t& pos, const std::string& wha
         index.push_back(b * kBlock + o);
       }
     }
-    pos += nnz;
   }
   TORCH_CHECK(index.size() == nnz, what, ": sparse tensor has ", index.size(),
               " indexed entries, expected ", nnz, " (corrupt file?)");
-  need(nnz * sizeof(U));
-  for (uint64_t k = 0; k < nnz; ++k) {
-    std::memcpy(out + index[k] * sizeof(U), bytes.data() + pos, sizeof(U));
-    pos += sizeof(U);
-  }
+  const char* values = r.raw(nnz * sizeof(U));
+  for (uint64_t k = 0; k < nnz; ++k)
+    std::memcpy(out + index[k] * sizeof(U), values + k * sizeof(U), sizeof(U));
   if (signs) {
     uint64_t zeros = numel - nnz, sign_bytes = (zeros + 7) / 8;
-    need(sign_bytes);
-    const auto* sb = reinterpret_cast<const unsigned char*>(bytes.data() + pos);
+    const auto* sb = reinterpret_cast<const unsigned char*>(r.raw(sign_bytes));
     uint64_t z = 0;
     size_t next = 0;  // position in `index` (sorted)
     for (int64_t i = 0; i < numel; ++i) {
@@ -230,7 +214,6 @@ void decode_sparse(const std::string& bytes, size_t& pos, const std::string& wha
       }
       ++z;
     }
-    pos += sign_bytes;
   }
 }
 
@@ -264,18 +247,16 @@ torch::Tensor Reader::tensor() {
   }
   if (enc == TensorEncoding::kDense) {
     auto t = torch::empty(sizes, torch::TensorOptions().dtype(type));
-    size_t nbytes = numel * t.element_size();
-    need(nbytes);
-    std::memcpy(t.data_ptr(), bytes_.data() + pos_, nbytes);
-    pos_ += nbytes;
+    const size_t nbytes = numel * t.element_size();
+    std::memcpy(t.data_ptr(), raw(nbytes), nbytes);
     return t;
   }
   auto t = torch::zeros(sizes, torch::TensorOptions().dtype(type));
   char* out = static_cast<char*>(t.data_ptr());
   switch (t.element_size()) {
-    case 2: decode_sparse<uint16_t>(bytes_, pos_, what_, out, numel, enc, signs); break;
-    case 4: decode_sparse<uint32_t>(bytes_, pos_, what_, out, numel, enc, signs); break;
-    default: decode_sparse<uint64_t>(bytes_, pos_, what_, out, numel, enc, signs); break;
+    case 2: decode_sparse<uint16_t>(*this, what_, out, numel, enc, signs); break;
+    case 4: decode_sparse<uint32_t>(*this, what_, out, numel, enc, signs); break;
+    default: decode_sparse<uint64_t>(*this, what_, out, numel, enc, signs); break;
   }
   return t;
 }

@@ -71,7 +71,6 @@ class Reader {
   torch::Tensor tensor();  // a CPU tensor; sparse encodings are decoded to dense (tensor_data.cpp)
   bool done() const { return pos_ == bytes_.size(); }
   uint32_t version() const { return version_; }
-  const std::string& what() const { return what_; }
 
  private:
   void need(uint64_t n);

@@ -101,8 +101,9 @@ struct Graph {
   // Same order, with "node.param" names.
   std::vector<std::pair<std::string, torch::Tensor>> named_parameters() const;
 
-  // Moves/casts every parameter and buffer in place (keeps requires_grad on parameters). A
-  // kernel whose data was made from a weight that this changes runs dense from then on.
+  // Moves/casts every parameter and buffer in place (keeps requires_grad on parameters), and a
+  // fused pair's first weight with them. Sparse or unified kernel data made from a weight this
+  // replaces is stale from then on: that conv runs dense.
   void to(torch::Device device);
   void to(torch::Dtype dtype);
   // A deep copy (tensors cloned, detached, requires_grad restored; kernel choices kept).
