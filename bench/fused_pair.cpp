@@ -4,7 +4,7 @@
 // difference of the fused result from the pair's.
 //
 //   build/fused_pair [threads] [batch]
-#include "nnslim/graph/fused_pair.h"
+#include "nnslim/graph/kernels/fused_pair.h"
 #include "nnslim/train/memory.h"
 #include "nnslim/train/threads.h"
 #include "timing.h"

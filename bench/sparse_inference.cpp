@@ -24,7 +24,7 @@
 // format once, outside the timed region, as a deployed model would.
 #include "nnslim/graph/serialize.h"
 #include "nnslim/graph/shape.h"
-#include "nnslim/graph/sparse_conv.h"
+#include "nnslim/graph/kernels/sparse_conv.h"
 #include "nnslim/models/zoo.h"
 #include "nnslim/train/memory.h"
 #include "nnslim/train/threads.h"

@@ -7,7 +7,7 @@
 #include "nnslim/graph/execute.h"
 #include "nnslim/graph/fold.h"
 #include "nnslim/graph/serialize.h"
-#include "nnslim/graph/sparse_conv.h"
+#include "nnslim/graph/kernels/sparse_conv.h"
 #include "nnslim/report/latency.h"
 #include "nnslim/train/memory.h"
 #include "nnslim/train/threads.h"

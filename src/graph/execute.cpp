@@ -1,6 +1,8 @@
 #include "nnslim/graph/execute.h"
 
-#include "nnslim/graph/fused_pair.h"
+#include "nnslim/graph/kernels/fused_pair.h"
+#include "nnslim/graph/kernels/sparse_conv.h"
+#include "nnslim/graph/kernels/unified_conv.h"
 #include "nnslim/graph/lowering.h"
 
 #include <torch/torch.h>
@@ -14,32 +16,51 @@ const torch::Tensor* opt_param(const Node& n, const char* key) {
   auto it = n.params.find(key);
   return it == n.params.end() ? nullptr : &it->second;
 }
+
+// A conv by its kernel (Node::kernel, graph/lowering.h). Every kernel other than kDense runs
+// only where it applies (no autograd, an input it takes, current data) and falls back to what
+// computes the same function with the dense weights otherwise.
+torch::Tensor run_conv(const Node& n, const torch::Tensor& x) {
+  const auto& a = n.attrs;
+  const auto& w = n.params.at("weight");
+  const auto* b = opt_param(n, "bias");
+  const torch::Tensor bias = b ? *b : torch::Tensor();
+  const bool inference = !torch::GradMode::is_enabled();
+  switch (n.kernel) {
+    case ConvKernel::kDense:
+      break;
+    case ConvKernel::kFusedPair: {
+      TORCH_CHECK(n.kernel_data, "node '", n.name, "': fused pair without its first weight");
+      const auto& w1 = n.kernel_data->first_weight;
+      if (inference && x.is_contiguous() &&
+          fused_pair_supports(x, w1, w, a.stride, a.padding, a.dilation, a.groups))
+        return fused_pair(x, w1, w, bias, a.padding);
+      return torch::conv2d(torch::conv2d(x, w1, {}, a.stride, a.padding, a.dilation, a.groups), w,
+                           bias);
+    }
+    case ConvKernel::kSparse:
+      if (inference && sparse_conv_supports(x, w, a.groups))
+        if (auto sparse = sparse_conv_of(n))  // still current
+          return sparse_conv2d(x, sparse->weight, bias, a.stride, a.padding, a.dilation,
+                               sparse->kernel);
+      break;
+    case ConvKernel::kUnified:
+      if (inference)
+        if (const UnifiedConv2d* unified = unified_conv_of(n))  // still current
+          if (x.device().is_cpu() && x.scalar_type() == unified->dtype())
+            return unified->forward(x, bias);
+      break;
+  }
+  return torch::conv2d(x, w, bias, a.stride, a.padding, a.dilation, a.groups);
+}
 }  // namespace
 
 torch::Tensor run_node(const Node& n, const std::vector<torch::Tensor>& in, Mode mode) {
   const bool train = mode == Mode::kTrain;
   const auto& a = n.attrs;
   switch (n.op) {
-    case Op::kConv2d: {
-      const auto* b = opt_param(n, "bias");
-      auto fused = n.buffers.find(kFusedFirstWeight);  // an inference plan's fused factor pair
-      if (fused != n.buffers.end()) {
-        const auto& w1 = fused->second;
-        const auto& w2 = n.params.at("weight");
-        if (!torch::GradMode::is_enabled() && in[0].is_contiguous() &&
-            fused_pair_supports(in[0], w1, w2, a.stride, a.padding, a.dilation, a.groups))
-          return fused_pair(in[0], w1, w2, b ? *b : torch::Tensor(), a.padding);
-        return torch::conv2d(torch::conv2d(in[0], w1, {}, a.stride, a.padding, a.dilation, a.groups),
-                             w2, b ? *b : torch::Tensor());
-      }
-      if (!torch::GradMode::is_enabled() && n.buffers.count(kSparseValues) &&
-          sparse_conv_supports(in[0], n.params.at("weight"), a.groups))
-        if (auto sparse = sparse_conv_of(n))  // an inference plan's sparse kernel, still current
-          return sparse_conv2d(in[0], sparse->weight, b ? *b : torch::Tensor(), a.stride, a.padding,
-                               a.dilation, sparse->kernel);
-      return torch::conv2d(in[0], n.params.at("weight"), b ? *b : torch::Tensor(), a.stride,
-                           a.padding, a.dilation, a.groups);
-    }
+    case Op::kConv2d:
+      return run_conv(n, in[0]);
     case Op::kBatchNorm2d:
       return torch::batch_norm(in[0], n.params.at("weight"), n.params.at("bias"),
                                n.buffers.at("running_mean"), n.buffers.at("running_var"), train,

@@ -1,5 +1,7 @@
 #include "nnslim/graph/graph.h"
 
+#include "nnslim/graph/lowering.h"
+
 #include <c10/util/Exception.h>
 #include <torch/torch.h>
 
@@ -87,6 +89,9 @@ std::vector<std::pair<std::string, torch::Tensor>> Graph::named_parameters() con
 }
 
 namespace {
+// Applies f to every tensor of the graph; a fused pair's first weight is a tensor of the graph
+// too. Sparse and unified kernel data is left as it is: if f changed the weight, that data is
+// stale from now on (WeightStamp) and the conv runs dense.
 template <typename F>
 void remap(Graph& g, F f) {
   torch::NoGradGuard no_grad;
@@ -96,6 +101,11 @@ void remap(Graph& g, F f) {
       kv.second = f(kv.second).detach().requires_grad_(rg);
     }
     for (auto& kv : n.buffers) kv.second = f(kv.second).detach();
+    if (n.kernel_data && n.kernel_data->first_weight.defined()) {
+      auto data = std::make_shared<ConvKernelData>(*n.kernel_data);
+      data->first_weight = f(data->first_weight).detach();
+      n.kernel_data = std::move(data);
+    }
   }
 }
 }  // namespace
@@ -114,6 +124,18 @@ void Graph::to(torch::Dtype dtype) {
 Graph Graph::clone() const {
   Graph g = *this;
   remap(g, [](const torch::Tensor& t) { return t.clone(); });
+  // The clone's weights are exact copies: kernel data that was current for the original weight
+  // is current for the copy (a copy of the graph must run as the graph does).
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    Node& n = g.nodes[i];
+    auto original = nodes[i].params.find("weight");
+    if (!n.kernel_data || original == nodes[i].params.end() ||
+        !n.kernel_data->source.matches(original->second))
+      continue;
+    auto data = std::make_shared<ConvKernelData>(*n.kernel_data);
+    data->source = WeightStamp::of(n.params.at("weight"));
+    n.kernel_data = std::move(data);
+  }
   return g;
 }
 

@@ -1,10 +1,21 @@
 #include "nnslim/graph/lowering.h"
 
+#include "nnslim/graph/unified_file.h"
+
 #include <torch/torch.h>
 
 #include <algorithm>
 
 namespace nnslim {
+
+WeightStamp WeightStamp::of(const torch::Tensor& w) {
+  return {w.data_ptr(), static_cast<int64_t>(w._version()), w.sizes().vec()};
+}
+
+bool WeightStamp::matches(const torch::Tensor& w) const {
+  return w.defined() && w.data_ptr() == data && static_cast<int64_t>(w._version()) == version &&
+         w.sizes().vec() == sizes;
+}
 
 namespace {
 bool is_pointwise(const Node& n) {
@@ -40,6 +51,8 @@ namespace {
 Node pair_as_one_node(const Graph& g, const ConvPair& p) {
   const Node& first = g.node(p.first);
   Node n = g.node(p.second);
+  n.kernel = ConvKernel::kDense;  // whatever second ran by, the new node starts dense
+  n.kernel_data.reset();
   n.inputs = first.inputs;
   n.attrs = first.attrs;
   auto b1 = first.params.find("bias");
@@ -95,59 +108,80 @@ Node fused_conv_pair(const Graph& g, const ConvPair& p) {
   TORCH_CHECK(can_fuse_conv_pair(g, p), "conv '", g.node(p.first).name, "' and '",
               g.node(p.second).name, "' cannot be fused (needs a stride-1 undilated kxk conv read only by a 1x1 conv)");
   Node f = pair_as_one_node(g, p);
-  f.buffers[kFusedFirstWeight] = g.node(p.first).params.at("weight").detach();
+  auto data = std::make_shared<ConvKernelData>();
+  data->first_weight = g.node(p.first).params.at("weight").detach();
+  f.kernel = ConvKernel::kFusedPair;
+  f.kernel_data = std::move(data);
   return f;
 }
 
 void fuse_conv_pair(Graph& g, const ConvPair& p) { replace_pair(g, p, fused_conv_pair(g, p)); }
 
 bool can_sparsify_conv(const Node& n) {
-  if (n.op != Op::kConv2d || n.attrs.groups != 1 || n.buffers.count(kFusedFirstWeight)) return false;
+  if (n.op != Op::kConv2d || n.attrs.groups != 1 || n.kernel == ConvKernel::kFusedPair) return false;
   const auto& w = n.params.at("weight");
   return w.dim() == 4 && w.scalar_type() == torch::kFloat && w.device().is_cpu();
 }
 
-namespace {
-// [kernel, data pointer, version counter, N, C, kh, kw] of a conv weight.
-std::vector<int64_t> sparse_source(const torch::Tensor& w, SparseConvKernel kernel) {
-  return {static_cast<int64_t>(kernel), reinterpret_cast<int64_t>(w.data_ptr()),
-          static_cast<int64_t>(w._version()), w.size(0), w.size(1), w.size(2), w.size(3)};
-}
-}  // namespace
-
 void sparsify_conv(Node& n, SparseConvKernel kernel) {
   TORCH_CHECK(can_sparsify_conv(n), "node '", n.name, "' is not an ungrouped float32 CPU conv");
   const auto& w = n.params.at("weight");
-  auto s = to_sparse_conv_weight(w);
-  n.buffers[kSparseRowPtr] = s.row_ptr;
-  n.buffers[kSparseCols] = s.cols;
-  n.buffers[kSparseValues] = s.values;
-  n.buffers[kSparseSource] = torch::tensor(sparse_source(w, kernel), torch::kLong);
+  auto data = std::make_shared<ConvKernelData>();
+  data->source = WeightStamp::of(w);
+  data->sparse = to_sparse_conv_weight(w);
+  data->sparse_kernel = kernel;
+  n.kernel = ConvKernel::kSparse;
+  n.kernel_data = std::move(data);
 }
 
-std::optional<SparseConvOf> sparse_conv_of(const Node& n) {
-  auto values = n.buffers.find(kSparseValues);
-  if (values == n.buffers.end() || n.op != Op::kConv2d) return std::nullopt;
+namespace {
+// The kernel data of `n` if its kernel is `kernel` and the data is still current.
+const ConvKernelData* current_data(const Node& n, ConvKernel kernel) {
+  if (n.op != Op::kConv2d || n.kernel != kernel || !n.kernel_data) return nullptr;
   const auto& w = n.params.at("weight");
-  const auto& source = n.buffers.at(kSparseSource);
-  if (w.dim() != 4 || !w.device().is_cpu() || !source.device().is_cpu() || source.numel() != 7)
-    return std::nullopt;
-  const int64_t* src = source.data_ptr<int64_t>();
-  const auto now = sparse_source(w, static_cast<SparseConvKernel>(src[0]));
-  if (!std::equal(now.begin() + 1, now.end(), src + 1)) return std::nullopt;  // a changed weight
-  TORCH_CHECK(src[0] == static_cast<int64_t>(SparseConvKernel::kDirect) ||
-                  src[0] == static_cast<int64_t>(SparseConvKernel::kIm2colCsr),
-              "node '", n.name, "': unknown sparse kernel ", src[0]);
-  SparseConvOf s;
-  s.weight.row_ptr = n.buffers.at(kSparseRowPtr);
-  s.weight.cols = n.buffers.at(kSparseCols);
-  s.weight.values = values->second;
-  s.weight.out_channels = w.size(0);
-  s.weight.in_channels = w.size(1);
-  s.weight.kh = w.size(2);
-  s.weight.kw = w.size(3);
-  s.kernel = static_cast<SparseConvKernel>(src[0]);
-  return s;
+  if (w.dim() != 4 || !w.device().is_cpu() || !n.kernel_data->source.matches(w)) return nullptr;
+  return n.kernel_data.get();
+}
+}  // namespace
+
+std::optional<SparseConvOf> sparse_conv_of(const Node& n) {
+  const ConvKernelData* d = current_data(n, ConvKernel::kSparse);
+  if (!d) return std::nullopt;
+  return SparseConvOf{d->sparse, d->sparse_kernel};
+}
+
+void use_unified_kernel(Node& n, const UnifiedLayer& layer) {
+  TORCH_CHECK(n.op == Op::kConv2d, "node '", n.name, "' is not a conv");
+  const auto& w = n.params.at("weight");
+  TORCH_CHECK(w.dim() == 4 && w.device().is_cpu() &&
+                  (w.scalar_type() == torch::kFloat || w.scalar_type() == torch::kDouble),
+              "node '", n.name, "': the unified kernel needs a float or double CPU conv weight");
+  TORCH_CHECK(layer.shape == w.sizes().vec() && layer.dtype == w.scalar_type() &&
+                  unified_to_weight(layer).equal(w.detach()),
+              "node '", n.name, "': the unified layer is not this conv's weight");
+  auto data = std::make_shared<ConvKernelData>();
+  data->source = WeightStamp::of(w);
+  data->unified_layer = layer;
+  data->unified = std::make_shared<UnifiedConv2d>(layer, n.attrs);
+  n.kernel = ConvKernel::kUnified;
+  n.kernel_data = std::move(data);
+}
+
+int64_t use_unified_kernels(Graph& g) {
+  int64_t count = 0;
+  for (const auto& [name, block] : unified_layer_blocks(g)) {
+    Node* n = g.find(name);
+    TORCH_CHECK(n, "graph metadata names unified layer '", name, "', which the graph does not have");
+    if (n->op != Op::kConv2d) continue;  // linear layers have no unified kernel
+    use_unified_kernel(*n, unified_from_weight(n->params.at("weight"), block));
+    ++count;
+  }
+  return count;
+}
+
+const UnifiedConv2d* unified_conv_of(const Node& n) {
+  const ConvKernelData* d = current_data(n, ConvKernel::kUnified);
+  return d ? d->unified.get() : nullptr;
 }
 
 }  // namespace nnslim

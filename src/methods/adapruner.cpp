@@ -9,8 +9,8 @@
 #include "nnslim/methods/importance.h"
 #include "nnslim/methods/magnitude.h"
 #include "nnslim/methods/pruning_plan.h"
-#include "nnslim/methods/recalibrate.h"
-#include "nnslim/train/metrics.h"
+#include "nnslim/eval/recalibrate.h"
+#include "nnslim/eval/evaluate.h"
 
 #include <torch/torch.h>
 

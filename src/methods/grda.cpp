@@ -6,7 +6,6 @@
 #include "nnslim/methods/optim_state.h"
 
 #include "nnslim/graph/surgery.h"
-#include "nnslim/train/trainer.h"
 
 #include <torch/torch.h>
 
@@ -182,10 +181,10 @@ Grda::Grda(GrdaMethodOptions options) : opt_(options), shared_(std::make_shared<
 }
 
 std::unique_ptr<torch::optim::Optimizer> Grda::make_optimizer(Graph& graph,
-                                                              const TrainOptions& options) {
+                                                              const OptimizerSettings& options) {
   // Momentum and weight decay of `options` do not apply: gRDA has neither (§5.2).
   return std::make_unique<GRDA>(graph.parameters(),
-                                GRDAOptions(options.schedule.base_lr).c(opt_.c).mu(opt_.mu));
+                                GRDAOptions(options.lr).c(opt_.c).mu(opt_.mu));
 }
 
 void Grda::end_epoch(Context& ctx) {

@@ -9,7 +9,6 @@
 #include "nnslim/graph/surgery.h"
 #include "nnslim/methods/magnitude.h"  // split_names
 #include "nnslim/methods/pruning_plan.h"
-#include "nnslim/train/trainer.h"
 
 #include <torch/torch.h>
 
@@ -443,10 +442,10 @@ Hspg::Hspg(HspgOptions options) : opt_(std::move(options)) { opt_.validate(); }
 void Hspg::check_applicable(const Graph& g) const { check_nodes_exist(g, opt_.exclude, "hspg"); }
 
 std::unique_ptr<torch::optim::Optimizer> Hspg::make_optimizer(Graph& graph,
-                                                              const TrainOptions& options) {
+                                                              const OptimizerSettings& options) {
   check_nodes_exist(graph, opt_.exclude, "hspg");
   Coupling c = analyze_coupling(graph, opt_.exclude);
-  HSPGOptions o(options.schedule.base_lr);
+  HSPGOptions o(options.lr);
   o.lambda(opt_.lambda)
       .epsilon(opt_.epsilon)
       .momentum(options.momentum)
@@ -765,8 +764,8 @@ Obproxsg::Obproxsg(ObproxsgOptions options)
 }
 
 std::unique_ptr<torch::optim::Optimizer> Obproxsg::make_optimizer(Graph& graph,
-                                                                  const TrainOptions& options) {
-  OBProxSGOptions o(options.schedule.base_lr);
+                                                                  const OptimizerSettings& options) {
+  OBProxSGOptions o(options.lr);
   o.lambda(opt_.lambda)
       .epsilon(opt_.epsilon)
       .momentum(options.momentum)

@@ -2,7 +2,7 @@
 
 #include "nnslim/graph/cost.h"
 #include "nnslim/graph/serialize.h"
-#include "nnslim/methods/recalibrate.h"
+#include "nnslim/eval/recalibrate.h"
 #include "nnslim/report/latency.h"
 #include "nnslim/train/checkpoint.h"
 

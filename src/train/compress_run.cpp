@@ -3,7 +3,7 @@
 #include "nnslim/core/error.h"
 #include "nnslim/graph/serialize.h"
 #include "nnslim/methods/registry.h"
-#include "nnslim/methods/unify_format.h"
+#include "nnslim/graph/unified_file.h"
 #include "nnslim/train/run_dir.h"
 
 #include <c10/util/Exception.h>

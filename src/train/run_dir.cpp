@@ -3,7 +3,7 @@
 #include "nnslim/core/error.h"
 #include "nnslim/graph/serialize.h"
 #include "nnslim/graph/shape.h"
-#include "nnslim/methods/unify_format.h"
+#include "nnslim/graph/model_file.h"
 
 #include <c10/util/Exception.h>
 
@@ -99,43 +99,6 @@ void check_or_record_run(const std::string& out, const Json& identity, bool resu
   if (resume && notes && fs::is_empty(out, ec))
     *notes << "note: --resume, but " << out << " holds no earlier run; starting a new one\n";
   write_file_atomic(path, identity.dump(2) + "\n");
-}
-
-std::string file_fingerprint(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  TORCH_CHECK(f, path, ": cannot read");
-  uint64_t h = 1469598103934665603ull;  // FNV-1a 64
-  uint64_t size = 0;
-  std::vector<char> buf(1 << 16);
-  while (f.read(buf.data(), buf.size()) || f.gcount() > 0) {
-    for (std::streamsize i = 0; i < f.gcount(); ++i) {
-      h ^= static_cast<unsigned char>(buf[i]);
-      h *= 1099511628211ull;
-    }
-    size += static_cast<uint64_t>(f.gcount());
-  }
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
-  return std::to_string(size) + ":" + hex;
-}
-
-Graph load_model_file(const std::string& path) {
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) {
-    const std::string hint =
-        fs::exists(path + "/model.nnslim") ? "; did you mean " + path + "/model.nnslim?" : "";
-    throw RequestError(path + " is a directory, not a model file" + hint);
-  }
-  if (fs::is_regular_file(path, ec) && fs::file_size(path, ec) == 0)
-    throw std::runtime_error(path + ": empty file (0 bytes), not an nnslim model");
-  std::ifstream f(path, std::ios::binary);
-  char magic[8] = {0};
-  f.read(magic, 8);
-  if (f && std::string(magic, 7) == "NNSLIMU") return load_unified(path);
-  if (f && std::string(magic, 7) == "NNSLIMC")
-    throw RequestError(path + " is a training checkpoint, not a model; continue its run with "
-                       "--resume, or use the run's model.nnslim");
-  return load_graph(path);
 }
 
 void check_model_fits_data(const Graph& graph, const Dataset& data, const std::string& path) {

@@ -212,9 +212,26 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
 
   auto params = graph_.parameters();
   auto dtype = params.empty() ? torch::kFloat : params[0].scalar_type();
+  LoaderOptions lo;
+  lo.batch_size = opt_.batch_size;
+  lo.shuffle = true;
+  lo.augment = opt_.augment;
+  lo.crop_padding = opt_.crop_padding;
+  lo.hflip = opt_.hflip;
+  lo.seed = opt_.seed;
+  const int64_t steps = BatchMaker(train, lo).batches_per_epoch();
+
+  // The steps are known before a method makes its optimizer (HSPG's switch step depends on them).
+  OptimizerSettings settings;
+  settings.lr = opt_.schedule.base_lr;
+  settings.momentum = opt_.momentum;
+  settings.nesterov = opt_.nesterov;
+  settings.weight_decay = opt_.weight_decay;
+  settings.epochs = opt_.epochs;
+  settings.steps_per_epoch = steps;
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   for (auto& m : methods_)
-    if (!optimizer) optimizer = m->make_optimizer(graph_, opt_);
+    if (!optimizer) optimizer = m->make_optimizer(graph_, settings);
   if (!optimizer)
     optimizer = std::make_unique<torch::optim::SGD>(
         params, torch::optim::SGDOptions(opt_.schedule.base_lr)
@@ -226,14 +243,6 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
     load_optimizer(*optimizer, resume->optimizer_state, device);
   }
 
-  LoaderOptions lo;
-  lo.batch_size = opt_.batch_size;
-  lo.shuffle = true;
-  lo.augment = opt_.augment;
-  lo.crop_padding = opt_.crop_padding;
-  lo.hflip = opt_.hflip;
-  lo.seed = opt_.seed;
-  const int64_t steps = BatchMaker(train, lo).batches_per_epoch();
   TORCH_CHECK(resumed_in_epoch.batches_done == 0 || resumed_in_epoch.batches_per_epoch == steps,
               "--resume: the checkpoint stopped inside an epoch of ",
               resumed_in_epoch.batches_per_epoch, " batches, but this run has ", steps,

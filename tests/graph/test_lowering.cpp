@@ -4,8 +4,9 @@
 // caller's graph.
 #include "nnslim/graph/builder.h"
 #include "nnslim/graph/execute.h"
+#include "nnslim/graph/inference_plan.h"
 #include "nnslim/graph/factorize.h"
-#include "nnslim/graph/fused_pair.h"
+#include "nnslim/graph/kernels/fused_pair.h"
 #include "nnslim/graph/lowering.h"
 #include "nnslim/graph/shape.h"
 #include "nnslim/models/zoo.h"
@@ -148,7 +149,7 @@ TEST(Lowering, LatencyPlanNeverEditsTheCallersGraph) {
 namespace nnslim {
 namespace {
 
-// The fused kernel (graph/fused_pair.h) against the two eager convs: ranks that are and are not
+// The fused kernel (graph/kernels/fused_pair.h) against the two eager convs: ranks that are and are not
 // multiples of its 4-output blocks, widths that are and are not multiples of its 8-pixel
 // vectors, kernels 3x3/5x5/3x1/1x3 with and without padding, bias or none, batch > 1.
 void expect_fused_equals_pair() {
@@ -215,7 +216,7 @@ TEST(FusedPair, FusedNodeInAGraphComputesThePairEveryWay) {
   ASSERT_TRUE(can_fuse_conv_pair(g, pairs[0]));
   fuse_conv_pair(g, pairs[0]);
   EXPECT_EQ(g.nodes.size(), 2u);
-  EXPECT_EQ(g.find("second")->buffers.count(kFusedFirstWeight), 1u);
+  EXPECT_EQ(g.find("second")->kernel, ConvKernel::kFusedPair);
   {
     torch::NoGradGuard ng;
     EXPECT_LT(max_abs_diff(forward(g, x, Mode::kEval), want), 1e-4);

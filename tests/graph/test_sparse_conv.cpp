@@ -1,12 +1,13 @@
-// Sparse convolution (graph/sparse_conv.h): both kernels compute what torch::conv2d computes with
+// Sparse convolution (graph/kernels/sparse_conv.h): both kernels compute what torch::conv2d computes with
 // the same weights (kernels, strides, paddings, dilations, biases, batches, all-zero filters, no
 // zeros at all); the executor runs a sparsified conv with them and falls back to dense under
 // autograd or for channels-last input; the latency plan picks by time and never edits the
 // caller's graph.
 #include "nnslim/graph/builder.h"
 #include "nnslim/graph/execute.h"
+#include "nnslim/graph/inference_plan.h"
 #include "nnslim/graph/lowering.h"
-#include "nnslim/graph/sparse_conv.h"
+#include "nnslim/graph/kernels/sparse_conv.h"
 #include "nnslim/models/zoo.h"
 #include "nnslim/report/latency.h"
 #include "support/fixtures.h"

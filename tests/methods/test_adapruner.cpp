@@ -5,7 +5,7 @@
 #include "nnslim/graph/surgery.h"
 #include "nnslim/methods/adapruner.h"
 #include "nnslim/methods/pruning_plan.h"
-#include "nnslim/methods/recalibrate.h"
+#include "nnslim/eval/recalibrate.h"
 #include "nnslim/methods/registry.h"
 #include "nnslim/train/compress.h"
 #include "nnslim/models/zoo.h"

@@ -338,7 +338,9 @@ TEST(Trp, TargetMacsIsMetByBisection) {
   m->begin(h.ctx);
   m->finalize(h.ctx);
   for (const auto& l : as_trp(m).layers())
-    if (l.factorized) EXPECT_EQ(l.rank % 4, 0) << l.name;
+    if (l.factorized) {
+      EXPECT_EQ(l.rank % 4, 0) << l.name;
+    }
   EXPECT_LE(static_cast<double>(count_cost(g).macs), 0.6 * before);
   // An impossible budget fails before any training.
   Graph g2 = build_model("resnet20", {1, 16, 16}, 10);

@@ -109,12 +109,14 @@ TEST(UnifyProjection, CountsMagnitudesSignsAndFreeBlocks) {
       auto e_p = block_sum(part, x * x);
       auto e_u = part.to_blocks(x).abs().sub(mean.unsqueeze(1)).square()
                      .masked_fill(~part.valid(), 0).sum(1);
-      if (pr.any().item<bool>() && (~pr).any().item<bool>())
+      if (pr.any().item<bool>() && (~pr).any().item<bool>()) {
         EXPECT_LE(e_p.masked_select(pr).max().item<double>(),
                   e_p.masked_select(~pr).min().item<double>());
-      if (un.any().item<bool>() && fr.any().item<bool>())
+      }
+      if (un.any().item<bool>() && fr.any().item<bool>()) {
         EXPECT_LE(e_u.masked_select(un).max().item<double>(),
                   e_u.masked_select(fr).min().item<double>());
+      }
     }
   }
   EXPECT_THROW(project_blocks(torch::randn({4, 4}), BlockPartition({4, 4}, {1, 4, 1}), 0.8, 0.3),
@@ -162,7 +164,9 @@ TEST(UnifyProjection, Idempotent) {
         auto once = project_blocks(x, part, p, u);
         auto twice = project_blocks(once.weight, part, p, u);
         EXPECT_TRUE(twice.weight.equal(once.weight)) << c.block.str() << " p=" << p << " u=" << u;
-        if (p == 0 && u == 0) EXPECT_TRUE(once.weight.equal(x));
+        if (p == 0 && u == 0) {
+          EXPECT_TRUE(once.weight.equal(x));
+        }
       }
     }
   }

@@ -1,10 +1,10 @@
 // `compress --recalibrate-bn N`: after the surgery the pipeline re-estimates the BatchNorm
 // statistics, and that step is exactly recalibrate_bn() on the surgery's output: same weights,
 // new running statistics, and nothing else changes.
-#include "nnslim/methods/recalibrate.h"
+#include "nnslim/eval/recalibrate.h"
 #include "nnslim/methods/registry.h"
 #include "nnslim/train/compress.h"
-#include "nnslim/train/metrics.h"
+#include "nnslim/eval/evaluate.h"
 #include "support/fixtures.h"
 
 #include <gtest/gtest.h>

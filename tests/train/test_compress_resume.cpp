@@ -33,7 +33,7 @@ struct Crashing : Method {
   };
 
   std::string name() const override { return inner->name(); }
-  std::unique_ptr<torch::optim::Optimizer> make_optimizer(Graph& g, const TrainOptions& o) override {
+  std::unique_ptr<torch::optim::Optimizer> make_optimizer(Graph& g, const OptimizerSettings& o) override {
     return inner->make_optimizer(g, o);
   }
   void begin(Context& c) override { inner->begin(c); }

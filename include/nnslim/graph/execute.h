@@ -10,7 +10,7 @@ enum class Mode { kEval, kTrain };
 
 // x: [N, C, H, W] matching graph.input_shape. Returns the output value (logits [N, classes] for
 // classifiers). In kTrain mode BatchNorm uses batch statistics and updates its running buffers,
-// and Dropout is active.
+// and Dropout is active. Conv nodes run by their kernel (Node::kernel; graph/lowering.h).
 torch::Tensor forward(const Graph& graph, const torch::Tensor& x, Mode mode);
 
 // Evaluates one node given its input tensors (exposed for tests and for surgery checks).

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,19 @@ struct Attrs {
 // that id. Ids are stable across surgery (new nodes get fresh ids).
 constexpr int kGraphInput = 0;
 
+// How a conv node is computed. Inference only: an inference plan (graph/inference_plan.h) or a
+// caller chooses it through graph/lowering.h, the executor switches on it, and files never hold
+// it (a loaded graph runs dense). kDense is torch::conv2d on the node's weight; the others keep
+// their data in Node::kernel_data (graph/lowering.h) and run dense where they do not apply
+// (autograd, an input they do not take, a weight changed since their data was made).
+enum class ConvKernel : uint8_t {
+  kDense,
+  kFusedPair,  // a TRP factor pair in one pass (graph/kernels/fused_pair.h)
+  kSparse,     // CSR weight (graph/kernels/sparse_conv.h)
+  kUnified,    // sign-sum over unified blocks (graph/kernels/unified_conv.h)
+};
+struct ConvKernelData;  // graph/lowering.h
+
 struct Node {
   int id = -1;
   Op op = Op::kIdentity;
@@ -57,6 +71,10 @@ struct Node {
   Attrs attrs;
   std::map<std::string, torch::Tensor> params;   // trainable ("weight", "bias")
   std::map<std::string, torch::Tensor> buffers;  // not trainable ("running_mean", ...)
+  // Inference only (see ConvKernel), never saved. The data is immutable, so copies of the node
+  // share it; Graph::clone() keeps the choice for the cloned weight.
+  ConvKernel kernel = ConvKernel::kDense;
+  std::shared_ptr<const ConvKernelData> kernel_data;
 };
 
 struct Graph {
@@ -83,10 +101,12 @@ struct Graph {
   // Same order, with "node.param" names.
   std::vector<std::pair<std::string, torch::Tensor>> named_parameters() const;
 
-  // Moves/casts every parameter and buffer in place (keeps requires_grad on parameters).
+  // Moves/casts every parameter and buffer in place (keeps requires_grad on parameters), and a
+  // fused pair's first weight with them. Sparse or unified kernel data made from a weight this
+  // replaces is stale from then on: that conv runs dense.
   void to(torch::Device device);
   void to(torch::Dtype dtype);
-  // A deep copy (tensors cloned, detached, requires_grad restored).
+  // A deep copy (tensors cloned, detached, requires_grad restored; kernel choices kept).
   Graph clone() const;
   // Convenience accessors for meta.
   int64_t classes() const;

@@ -1,5 +1,7 @@
 // Inference-only rewrites of a graph: the same function, computed another way where that runs
-// faster. Chosen by measured time (report/latency.cpp), applied to a private copy, never saved.
+// faster. Chosen by measured time (graph/inference_plan.h), applied to a private copy, never
+// saved. Besides merging, each rewrite sets a conv node's kernel (Node::kernel, graph.h) and
+// the kernel's data (ConvKernelData below), on which the executor switches.
 //
 // Merging a factor pair. TRP's channel scheme turns a kxk conv C -> N into a kxk conv C -> r and
 // a 1x1 conv r -> N. At batch 1 with few channels, eager CPU kernels are bound by the input side
@@ -10,12 +12,41 @@
 #pragma once
 
 #include "nnslim/graph/graph.h"
-#include "nnslim/graph/sparse_conv.h"
+#include "nnslim/graph/kernels/sparse_conv.h"
+#include "nnslim/graph/kernels/unified_conv.h"
+#include "nnslim/graph/unified_layer.h"
 
+#include <memory>
 #include <optional>
 #include <vector>
 
 namespace nnslim {
+
+// Which weight tensor kernel data was made from: its storage, version counter (bumped by every
+// in-place change: an optimizer step, fill_, mul_) and shape. Data whose weight has since been
+// replaced (BN folding, surgery, Graph::to) or changed in place is stale and never used.
+struct WeightStamp {
+  const void* data = nullptr;
+  int64_t version = -1;
+  std::vector<int64_t> sizes;
+  static WeightStamp of(const torch::Tensor& weight);
+  bool matches(const torch::Tensor& weight) const;
+};
+
+// The data of a conv node's kernel (Node::kernel); only the members of that kernel are set.
+struct ConvKernelData {
+  // kFusedPair: the first conv's weight W1 [r, C, kh, kw]; the node holds W2 [N, r, 1, 1], the
+  // pair's bias and the first conv's attributes.
+  torch::Tensor first_weight;
+  // kSparse, kUnified: the node weight the data below was made from.
+  WeightStamp source;
+  // kSparse: the weight in CSR form and the kernel that runs it.
+  SparseConvWeight sparse;
+  SparseConvKernel sparse_kernel = SparseConvKernel::kDirect;
+  // kUnified: the layer and the kernel's plan for it (built once, with the node's attributes).
+  UnifiedLayer unified_layer;
+  std::shared_ptr<const UnifiedConv2d> unified;
+};
 
 // A kxk conv `first` (groups 1) whose only reader is `second`, a 1x1 conv (stride 1, padding 0,
 // dilation 1, groups 1) reading nothing else.
@@ -30,26 +61,20 @@ Node merged_conv(const Graph& graph, const ConvPair& pair);
 // Replaces the pair by merged_conv (first is removed). Throws if `pair` is not mergeable.
 void merge_conv_pair(Graph& graph, const ConvPair& pair);
 
-// Fusing a factor pair: one node that runs the pair in a single pass (graph/fused_pair.h, where
-// the input allows it: float32 NCHW on the CPU; the two eager convs otherwise). It keeps
-// second's id, name, weight and bias, reads first's input with first's attributes, and holds
-// first's weight in this buffer, whose presence switches the executor.
-inline constexpr const char* kFusedFirstWeight = "inference.fused_first_weight";
+// Fusing a factor pair: one node that runs the pair in a single pass (graph/kernels/fused_pair.h,
+// where the input allows it: float32 NCHW on the CPU; the two eager convs otherwise). It keeps
+// second's id, name, weight and bias, reads first's input with first's attributes, and has
+// kernel kFusedPair with first's weight in its data (Graph::to moves it with the graph).
 // Whether `first` has what the fused kernel needs (stride 1, dilation 1, padding < kernel).
 bool can_fuse_conv_pair(const Graph& graph, const ConvPair& pair);
 Node fused_conv_pair(const Graph& graph, const ConvPair& pair);
 void fuse_conv_pair(Graph& graph, const ConvPair& pair);
 
-// Sparse execution of a conv (graph/sparse_conv.h). The CSR form of its weight goes into these
-// buffers, whose presence switches the executor; the dense weight stays for the fallback
-// (autograd, channels-last input). kSparseSource records the kernel and which weight the CSR
-// form was made from (its storage, version counter and shape): if the weight has been replaced
-// or changed in place since (an optimizer step, BN folding, surgery), sparse_conv_of returns
-// nothing and the conv runs dense -- a stale sparse form is never used.
-inline constexpr const char* kSparseRowPtr = "inference.sparse_row_ptr";
-inline constexpr const char* kSparseCols = "inference.sparse_cols";
-inline constexpr const char* kSparseValues = "inference.sparse_values";
-inline constexpr const char* kSparseSource = "inference.sparse_source";
+// Sparse execution of a conv (graph/kernels/sparse_conv.h): kernel kSparse, the CSR form of its
+// weight in the kernel data; the dense weight stays for the fallback (autograd, channels-last
+// input). The data records the weight it was made from (WeightStamp): if the weight has been
+// replaced or changed in place since, sparse_conv_of returns nothing and the conv runs dense --
+// a stale sparse form is never used.
 // Whether sparse execution applies to `conv` at all: an ungrouped float32 conv (not a fused pair).
 bool can_sparsify_conv(const Node& conv);
 void sparsify_conv(Node& conv, SparseConvKernel kernel);
@@ -58,5 +83,17 @@ struct SparseConvOf {
   SparseConvKernel kernel;
 };
 std::optional<SparseConvOf> sparse_conv_of(const Node& conv);
+
+// Unified execution of a conv (graph/kernels/unified_conv.h): kernel kUnified with the layer in
+// the kernel data, for a float or double conv weight; the same staleness guard as for sparse
+// convs. The kernel runs without autograd on a CPU input of the layer's dtype; dense otherwise.
+// Throws unless `layer` decodes to the conv's weight bit for bit (it is the same function).
+void use_unified_kernel(Node& conv, const UnifiedLayer& layer);
+// Every conv listed as unified in the graph's metadata (kUnifyBlocksMeta, graph/unified_file.h:
+// a unify result, or a model loaded from the compact unified file) gets the unified kernel,
+// its layer classified from the weight (lossless). Returns how many.
+int64_t use_unified_kernels(Graph& graph);
+// The kernel of a conv whose kernel is kUnified and whose data is current; nullptr otherwise.
+const UnifiedConv2d* unified_conv_of(const Node& conv);
 
 }  // namespace nnslim

@@ -197,7 +197,7 @@ class Hspg : public Method {
   // An HSPG over graph.parameters(), groups = zero_invariant_groups(graph, coupling), with
   // lr = schedule.base_lr, momentum, nesterov and weight decay from `options`.
   std::unique_ptr<torch::optim::Optimizer> make_optimizer(Graph& graph,
-                                                          const TrainOptions& options) override;
+                                                          const OptimizerSettings& options) override;
   void begin(Context& ctx) override;      // sets prox_steps = N_P * steps_per_epoch
   void end_epoch(Context& ctx) override;  // logs "group_sparsity" and "zero_groups"
   // Removes every channel of a prunable coupling group whose out-side entries are all exactly
@@ -285,7 +285,7 @@ class Obproxsg : public Method {
   explicit Obproxsg(ObproxsgOptions options);
   std::string name() const override { return "obproxsg"; }
   std::unique_ptr<torch::optim::Optimizer> make_optimizer(Graph& graph,
-                                                          const TrainOptions& options) override;
+                                                          const OptimizerSettings& options) override;
   void begin(Context& ctx) override;
   void end_epoch(Context& ctx) override;  // logs "sparsity" (of the regularised weights)
   void finalize(Context& ctx) override;   // fills the report; no surgery

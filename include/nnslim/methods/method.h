@@ -19,7 +19,16 @@
 
 namespace nnslim {
 
-struct TrainOptions;
+// What a method that is an optimizer needs to know of the run when it makes its optimizer; the
+// Trainer fills it from its options and the data before the first step.
+struct OptimizerSettings {
+  double lr = 0.1;  // the base rate (the schedule sets the rate of each step)
+  double momentum = 0.9;
+  bool nesterov = false;
+  double weight_decay = 5e-4;
+  int64_t epochs = 0;
+  int64_t steps_per_epoch = 0;
+};
 
 // What a method may see and change during training; owned by the Trainer.
 struct Context {
@@ -50,7 +59,7 @@ class Method {
   // its training rather than after it.
   virtual void check_applicable(const Graph&) const {}
   // Methods that are optimizers (gRDA, HSPG) return one here; nullptr means "use plain SGD".
-  virtual std::unique_ptr<torch::optim::Optimizer> make_optimizer(Graph&, const TrainOptions&) {
+  virtual std::unique_ptr<torch::optim::Optimizer> make_optimizer(Graph&, const OptimizerSettings&) {
     return nullptr;
   }
   virtual void begin(Context&) {}                          // pick layers/groups, init state

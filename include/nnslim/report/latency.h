@@ -1,8 +1,11 @@
 // Measured speed: inference latency and training throughput of a graph on random input.
-// Used by `nnslim bench` and by every compressed-model summary (latency_ms).
+// Used by `nnslim bench` and by every compressed-model summary (latency_ms). The per-layer
+// kernel choices are the graph's inference planner (graph/inference_plan.h); this only measures.
 #pragma once
 
 #include "nnslim/graph/graph.h"
+#include "nnslim/graph/inference_plan.h"
+#include "nnslim/graph/timing.h"
 
 #include <torch/types.h>
 
@@ -26,16 +29,17 @@ struct LatencyOptions {
   // runtime would pick its layout.
   enum class Format { kAuto, kContiguous, kChannelsLast };
   Format memory_format = Format::kAuto;
-  // Inference only: per-layer choice for factorised convs (graph/lowering.h). Each kxk conv
-  // read only by a 1x1 conv (TRP channel-scheme factors) is timed as the pair, as the single
-  // conv it equals, and (NCHW) as one fused kernel; the fastest is kept, and the planned graph
-  // is used only if it is also faster whole -- as a deployment runtime fuses layers. Off: the
-  // graph runs as it is.
+  // Inference only: the planner's per-layer choice for factorised convs (PlanOptions::
+  // factor_pairs, graph/inference_plan.h); the planned graph is used only if it is also faster
+  // whole -- as a deployment runtime fuses layers. Off: the graph runs as it is.
   bool plan_factor_pairs = true;
-  // Inference only: per-layer choice for sparse weights (graph/sparse_conv.h). Each conv with at
-  // least half its weights exactly zero (gRDA, OBProx-SG) is timed dense and with the sparse
-  // kernels; the fastest is kept, and again the planned graph is used only if faster whole.
+  // Inference only: the planner's per-layer choice for sparse weights (PlanOptions::
+  // sparse_convs); again the planned graph is used only if faster whole.
   bool plan_sparse_convs = true;
+
+  TimingOptions timing() const { return {warmup, min_runs, min_seconds, max_runs, device}; }
+  // The planner's options these imply, so a LatencyOptions can be given to the planner.
+  operator PlanOptions() const { return {plan_factor_pairs, plan_sparse_convs, timing()}; }
 };
 
 struct LatencyResult {
@@ -49,30 +53,6 @@ struct LatencyResult {
   int64_t fused_conv_pairs = 0;   // factor pairs run by the fused kernel
   int64_t sparse_convs = 0;       // convs run by a sparse kernel
 };
-
-// The input tensors of every node of `graph` for input x (one eval forward, every value kept):
-// for timing nodes alone on their real inputs.
-std::vector<std::vector<torch::Tensor>> node_inputs(const Graph& graph, const torch::Tensor& x);
-
-// The per-layer choice of LatencyOptions::plan_factor_pairs, applied to `graph` for input x (its
-// batch size and memory format).
-struct FactorPairPlan {
-  int64_t merged = 0, fused = 0;
-};
-FactorPairPlan plan_factor_pairs(Graph& graph, const torch::Tensor& x, const LatencyOptions& options);
-
-// The per-layer choice of LatencyOptions::plan_sparse_convs, applied to `graph` for input x;
-// returns how many convs now run sparse.
-int64_t plan_sparse_convs(Graph& graph, const torch::Tensor& x, const LatencyOptions& options);
-
-// Both per-layer plans that `options` enables, applied to `graph` for input x: what measure_latency
-// times against the graph as it is (and what the benches time the same way).
-struct InferencePlan {
-  FactorPairPlan pairs;
-  int64_t sparse_convs = 0;
-  int64_t changes() const { return pairs.merged + pairs.fused + sparse_convs; }
-};
-InferencePlan plan_inference(Graph& graph, const torch::Tensor& x, const LatencyOptions& options);
 
 // Eval-mode forward passes without autograd.
 LatencyResult measure_latency(const Graph& graph, const LatencyOptions& options);

@@ -1,9 +1,10 @@
-// A run's output directory: refusing to mix runs, recording what a run is (run.json) so that a
-// --resume continues the same run, and reading the model files a run starts from.
+// A run's output directory: refusing to mix runs and recording what a run is (run.json), so
+// that a --resume continues the same run.
 #pragma once
 
 #include "nnslim/data/dataset.h"
 #include "nnslim/graph/graph.h"
+#include "nnslim/graph/model_file.h"  // load_model_file, file_fingerprint
 #include "nnslim/report/json.h"
 
 #include <iosfwd>
@@ -25,14 +26,6 @@ void create_out_dir(const std::string& dir);
 // directory starts a new run and says so on `notes`.
 void check_or_record_run(const std::string& out, const Json& identity, bool resume,
                          std::ostream* notes);
-
-// The file's size and a 64-bit FNV-1a hash of its bytes, "SIZE:HEX": a different input model
-// under the same path is caught.
-std::string file_fingerprint(const std::string& path);
-
-// Loads a model file: an ordinary *.nnslim or the compact unified form (model.unified.nnslim).
-// A directory, an empty file or a training checkpoint is a RequestError that says what to give.
-Graph load_model_file(const std::string& path);
 
 // RequestError when `graph` (loaded from `path`) cannot take `data`'s images or labels.
 void check_model_fits_data(const Graph& graph, const Dataset& data, const std::string& path);

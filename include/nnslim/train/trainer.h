@@ -8,7 +8,7 @@
 #include "nnslim/graph/graph.h"
 #include "nnslim/methods/method.h"
 #include "nnslim/train/checkpoint.h"
-#include "nnslim/train/metrics.h"
+#include "nnslim/eval/evaluate.h"
 #include "nnslim/train/schedule.h"
 
 #include <iosfwd>

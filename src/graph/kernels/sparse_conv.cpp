@@ -1,4 +1,4 @@
-#include "nnslim/graph/sparse_conv.h"
+#include "nnslim/graph/kernels/sparse_conv.h"
 
 #include <ATen/Parallel.h>
 #include <torch/torch.h>

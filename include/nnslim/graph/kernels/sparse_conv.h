@@ -2,7 +2,7 @@
 // pruning of single weights) buys on a CPU. Dense kernels do the same work whatever the zeros;
 // these do work per nonzero weight. Measured (bench/sparse_inference.cpp, docs/methods/grda.md):
 // at batch 1 they beat oneDNN's dense conv from ~90% zeros; at large batches only from ~95-98%.
-// So they are never the default blindly: the inference plan (report/latency.cpp) times each
+// So they are never the default blindly: the inference plan (graph/inference_plan.h) times each
 // sparse conv layer dense and sparse on its real input and keeps the faster. Never in training.
 #pragma once
 

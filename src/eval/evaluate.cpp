@@ -1,4 +1,4 @@
-#include "nnslim/train/metrics.h"
+#include "nnslim/eval/evaluate.h"
 
 #include "nnslim/graph/execute.h"
 

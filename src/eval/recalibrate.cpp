@@ -1,4 +1,4 @@
-#include "nnslim/methods/recalibrate.h"
+#include "nnslim/eval/recalibrate.h"
 
 #include "nnslim/data/loader.h"
 #include "nnslim/graph/execute.h"

@@ -1,4 +1,4 @@
-#include "nnslim/graph/fused_pair.h"
+#include "nnslim/graph/kernels/fused_pair.h"
 
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
