@@ -188,21 +188,6 @@ std::string ArgParser::help() const {
   return os.str();
 }
 
-std::vector<int64_t> parse_int_list(const std::string& s, const std::string& flag) {
-  std::vector<int64_t> out;
-  if (s.empty()) return out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    char* end = nullptr;
-    long long v = std::strtoll(item.c_str(), &end, 10);
-    if (item.empty() || *end != '\0')
-      throw UsageError("--" + flag + " expects comma-separated integers, got '" + s + "'");
-    out.push_back(v);
-  }
-  return out;
-}
-
 std::vector<int64_t> parse_shape(const std::string& s, const std::string& flag) {
   std::vector<int64_t> out;
   std::stringstream ss(s);

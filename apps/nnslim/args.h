@@ -78,8 +78,7 @@ class ArgParser {
   std::set<std::string> given_;
 };
 
-// Parses "3x32x32" into {3, 32, 32}; "81,122" into {81, 122}. Throw UsageError naming `flag`.
+// Parses "3x32x32" into {3, 32, 32}. Throws UsageError naming `flag`.
 std::vector<int64_t> parse_shape(const std::string& s, const std::string& flag);
-std::vector<int64_t> parse_int_list(const std::string& s, const std::string& flag);
 
 }  // namespace nnslim::cli

@@ -77,15 +77,11 @@ void merge_phase_metrics(const std::string& out) {
 
 bool finished_run_intact(const std::string& out, std::ostream* log) {
   if (!fs::exists(out + "/summary.json")) return false;
-  try {
-    load_model_file(out + "/model.nnslim");
-    return true;
-  } catch (const std::exception& e) {
-    if (log)
-      *log << out << "/model.nnslim is unreadable (" << e.what()
-           << "); finishing the run again from its checkpoints\n";
-    return false;
-  }
+  const std::string problem = model_file_problem(out + "/model.nnslim");
+  if (!problem.empty() && log)
+    *log << out << "/model.nnslim is unreadable (" << problem
+         << "); finishing the run again from its checkpoints\n";
+  return problem.empty();
 }
 
 CompressRun::CompressRun(CompressJob job) : job_(std::move(job)) {

@@ -92,15 +92,11 @@ Json stage_list(const Recipe& recipe) {
 // A finished stage: its summary and a readable model (a damaged one is run again).
 bool stage_done(const std::string& dir, size_t i, std::ostream* log) {
   if (!fs::exists(dir + "/summary.json") || !fs::exists(dir + "/model.nnslim")) return false;
-  try {
-    load_model_file(dir + "/model.nnslim");
-    return true;
-  } catch (const std::exception& e) {
-    if (log)
-      *log << "== stage " << i + 1 << ": " << dir << "/model.nnslim is unreadable (" << e.what()
-           << "); running the stage again\n";
-    return false;
-  }
+  const std::string problem = model_file_problem(dir + "/model.nnslim");
+  if (!problem.empty() && log)
+    *log << "== stage " << i + 1 << ": " << dir << "/model.nnslim is unreadable (" << problem
+         << "); running the stage again\n";
+  return problem.empty();
 }
 
 // OUT/model.nnslim (and the compact unified file) from the last stage, replaced atomically.

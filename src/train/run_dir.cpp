@@ -101,6 +101,15 @@ void check_or_record_run(const std::string& out, const Json& identity, bool resu
   write_file_atomic(path, identity.dump(2) + "\n");
 }
 
+std::string model_file_problem(const std::string& path) {
+  try {
+    load_model_file(path);
+    return "";
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+}
+
 void check_model_fits_data(const Graph& graph, const Dataset& data, const std::string& path) {
   auto shape = data.image_shape();
   if (graph.input_shape != shape)

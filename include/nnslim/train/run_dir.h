@@ -27,6 +27,10 @@ void create_out_dir(const std::string& dir);
 void check_or_record_run(const std::string& out, const Json& identity, bool resume,
                          std::ostream* notes);
 
+// Why the model file at `path` cannot be loaded ("" = it loads): how a finished run or stage
+// whose model was damaged since is told apart from an intact one.
+std::string model_file_problem(const std::string& path);
+
 // RequestError when `graph` (loaded from `path`) cannot take `data`'s images or labels.
 void check_model_fits_data(const Graph& graph, const Dataset& data, const std::string& path);
 
