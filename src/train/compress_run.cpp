@@ -153,7 +153,8 @@ CompressRunOutcome CompressRun::run() {
   CompressOptions co = compression_options(job_.settings, out, job_.resume);
   co.train.progress = job_.progress;
   co.train.progress_bar = job_.progress_bar;
-  Graph g = input_.clone();
+  Graph g = std::move(input_);  // the pipeline edits it into the compressed model
+  prepared_ = false;             // (another run() loads the input again)
   auto t0 = std::chrono::steady_clock::now();
   outcome.result = compress(g, *method_, data.train, data.test, co);
   double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

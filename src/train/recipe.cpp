@@ -212,8 +212,8 @@ CompressRun stage_run(const Recipe& recipe, size_t i, CompressJob base) {
 }
 
 void check_recipe(const Recipe& recipe, const CompressJob& base) {
-  for (size_t i = 0; i < recipe.stages.size(); ++i) stage_run(recipe, i, base);
   CompressRun first = stage_run(recipe, 0, base);
+  for (size_t i = 1; i < recipe.stages.size(); ++i) stage_run(recipe, i, base);
   first.prepare();  // the output directory, the input model and the dataset
 }
 

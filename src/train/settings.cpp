@@ -212,10 +212,16 @@ void check_dataset_name(const std::string& name) {
   throw RequestError("--dataset: unknown dataset '" + name + "' (known: " + known_datasets() + ")");
 }
 
-LoadedData load_data(const DataSelection& f) {
+namespace {
+void check_data_limits(const DataSelection& f) {
   if (f.limit_train < 0) throw RequestError("--limit-train must be >= 0");
   if (f.limit_test < 0) throw RequestError("--limit-test must be >= 0");
   if (f.val_split < 0) throw RequestError("--val-split must be >= 0");
+}
+}  // namespace
+
+LoadedData load_data(const DataSelection& f) {
+  check_data_limits(f);
   check_dataset_name(f.dataset);
   DataSplits s = load_dataset(f.dataset, f.data_dir);
   LoadedData d;
@@ -230,6 +236,7 @@ LoadedData load_data(const DataSelection& f) {
 }
 
 void validate_settings(const RunSettings& s) {
+  check_data_limits(s.data);  // before any work, not only when the data is read
   if (s.finetune_epochs < 0) throw RequestError("--finetune-epochs must be >= 0");
   if (!(s.finetune_lr > 0)) throw RequestError("--finetune-lr must be > 0");
   if (s.recalibrate_batches < 0)

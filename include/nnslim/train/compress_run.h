@@ -53,7 +53,7 @@ class CompressRun {
   CompressRunOutcome run();
 
   const CompressJob& job() const { return job_; }
-  const Graph& input() const { return input_; }  // after prepare()
+  const Graph& input() const { return input_; }  // after prepare(), until run()
   // The options that were given but cannot change this run, one sentence each.
   std::vector<std::string> ineffective_options() const;
 
