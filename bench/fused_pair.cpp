@@ -25,11 +25,14 @@ int main(int argc, char** argv) {
   nnslim::keep_tensor_memory_in_heap();  // allocate as the nnslim binary does
   torch::NoGradGuard ng;
   torch::manual_seed(0);
-  struct Case { int64_t c, r, hw; };
+  struct Case {
+    int64_t c, r, hw;
+  };
   const Case cases[] = {{16, 16, 32}, {16, 9, 32}, {16, 5, 32}, {32, 32, 16}, {32, 15, 16},
                         {32, 8, 16},  {64, 64, 8}, {64, 24, 8}, {64, 12, 8}};
   std::printf("batch %lld, %d thread(s); ms per call (median); N = C\n", (long long)batch, threads);
-  std::printf("%-14s %9s %9s %9s %9s %9s\n", "C->r @HxW", "pair", "pair nhwc", "merged", "merged nhwc", "fused");
+  std::printf("%-14s %9s %9s %9s %9s %9s\n", "C->r @HxW", "pair", "pair nhwc", "merged",
+              "merged nhwc", "fused");
   for (const auto& k : cases) {
     auto x = torch::randn({batch, k.c, k.hw, k.hw});
     auto xl = x.contiguous(torch::MemoryFormat::ChannelsLast);
@@ -45,16 +48,20 @@ int main(int argc, char** argv) {
         [&] { return torch::conv2d(torch::conv2d(xl, w1l, {}, 1, 1), w2l, b); },
         [&] { return torch::conv2d(x, wm, b, 1, 1); },
         [&] { return torch::conv2d(xl, wml, b, 1, 1); },
-        [&] { return nnslim::fused_pair(x, w1, w2, b, {1, 1}); }};
+        [&] {
+          return nnslim::fused_pair(x, w1, w2, b, {1, 1});
+        }};
     double err = (fs[4]() - fs[0]()).abs().max().item<double>();
     std::vector<std::function<void()>> runs;
     for (auto& f : fs) {
       for (int i = 0; i < 5; ++i) (void)f();  // warm-up
       runs.push_back([&f] { (void)f(); });
     }
-    const auto ms = nnslim::bench::medians(nnslim::bench::interleaved_ms(runs, {30, batch > 1 ? 3.0 : 1.0}));
+    const auto ms =
+        nnslim::bench::medians(nnslim::bench::interleaved_ms(runs, {30, batch > 1 ? 3.0 : 1.0}));
     char name[32];
-    std::snprintf(name, sizeof name, "%lld->%lld @%lld", (long long)k.c, (long long)k.r, (long long)k.hw);
+    std::snprintf(name, sizeof name, "%lld->%lld @%lld", (long long)k.c, (long long)k.r,
+                  (long long)k.hw);
     std::printf("%-14s", name);
     for (double m : ms) std::printf(" %9.4f", m);
     std::printf("   (max |fused - pair| %.1e)\n", err);

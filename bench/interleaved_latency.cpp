@@ -42,7 +42,8 @@ struct Variant {
 Graph channels_last(Graph g) {
   torch::NoGradGuard ng;
   for (auto& n : g.nodes)
-    if (n.op == Op::kConv2d) n.params["weight"] = n.params["weight"].contiguous(torch::MemoryFormat::ChannelsLast);
+    if (n.op == Op::kConv2d)
+      n.params["weight"] = n.params["weight"].contiguous(torch::MemoryFormat::ChannelsLast);
   return g;
 }
 
@@ -52,7 +53,8 @@ using bench::median;
 void profile_nodes(const std::string& model, const Graph& g, const torch::Tensor& x) {
   auto inputs = node_inputs(g, x);
   std::vector<std::function<void()>> runs;
-  for (size_t i = 0; i < g.nodes.size(); ++i) runs.push_back([&, i] { (void)run_node(g.nodes[i], inputs[i], Mode::kEval); });
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    runs.push_back([&, i] { (void)run_node(g.nodes[i], inputs[i], Mode::kEval); });
   const auto ms = bench::interleaved_ms(runs, {200, 0, 200});
   double total = 0;
   std::printf("profile of %s (node alone on its input):\n", model.c_str());
@@ -64,8 +66,8 @@ void profile_nodes(const std::string& model, const Graph& g, const torch::Tensor
     std::string shape;
     if (n.op == Op::kConv2d) {
       auto w = n.params.at("weight").sizes();
-      shape = std::to_string(w[1]) + "->" + std::to_string(w[0]) + " " + std::to_string(w[2]) + "x" +
-              std::to_string(w[3]) + " @" + std::to_string(inputs[i][0].size(2));
+      shape = std::to_string(w[1]) + "->" + std::to_string(w[0]) + " " + std::to_string(w[2]) +
+              "x" + std::to_string(w[3]) + " @" + std::to_string(inputs[i][0].size(2));
     }
     std::printf("  %-22s %-18s %8.4f ms\n", n.name.c_str(), shape.c_str(), m);
   }
@@ -82,15 +84,23 @@ int main(int argc, char** argv) {
   std::vector<std::string> models;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
-    else if (a == "--batch" && i + 1 < argc) batch = std::atoll(argv[++i]);
-    else if (a == "--seconds" && i + 1 < argc) seconds = std::atof(argv[++i]);
-    else if (a == "--profile") profile = true;
-    else if (a.rfind("--", 0) == 0) { std::fprintf(stderr, "unknown option %s\n", a.c_str()); return 2; }
-    else models.push_back(a);
+    if (a == "--threads" && i + 1 < argc)
+      threads = std::atoi(argv[++i]);
+    else if (a == "--batch" && i + 1 < argc)
+      batch = std::atoll(argv[++i]);
+    else if (a == "--seconds" && i + 1 < argc)
+      seconds = std::atof(argv[++i]);
+    else if (a == "--profile")
+      profile = true;
+    else if (a.rfind("--", 0) == 0) {
+      std::fprintf(stderr, "unknown option %s\n", a.c_str());
+      return 2;
+    } else
+      models.push_back(a);
   }
   if (models.empty()) {
-    std::fprintf(stderr, "usage: %s [--threads N] [--batch B] [--seconds S] MODEL.nnslim...\n", argv[0]);
+    std::fprintf(stderr, "usage: %s [--threads N] [--batch B] [--seconds S] MODEL.nnslim...\n",
+                 argv[0]);
     return 2;
   }
   set_compute_threads(threads);
@@ -118,31 +128,40 @@ int main(int argc, char** argv) {
       std::string layout = nhwc ? "nhwc" : "nchw";
       vs.push_back({path, layout + " as is", std::move(g), xin, {}});
       if (plan.changes() > 0)
-        vs.push_back({path, layout + " planned (" + std::to_string(plan.pairs.merged) + "m " +
-                                std::to_string(plan.pairs.fused) + "f " + std::to_string(plan.sparse_convs) + "s)",
-                      std::move(merged), xin, {}});
+        vs.push_back({path,
+                      layout + " planned (" + std::to_string(plan.pairs.merged) + "m " +
+                          std::to_string(plan.pairs.fused) + "f " +
+                          std::to_string(plan.sparse_convs) + "s)",
+                      std::move(merged),
+                      xin,
+                      {}});
     }
   }
   for (auto& v : vs)
     for (int i = 0; i < 3; ++i) (void)forward(v.graph, v.input, Mode::kEval);
   std::vector<std::function<void()>> runs;
   for (auto& v : vs) runs.push_back([&v] { (void)forward(v.graph, v.input, Mode::kEval); });
-  auto ms = bench::interleaved_ms(runs, {20, seconds, std::numeric_limits<size_t>::max(), /*rotate=*/true});
+  auto ms = bench::interleaved_ms(
+      runs, {20, seconds, std::numeric_limits<size_t>::max(), /*rotate=*/true});
   for (size_t i = 0; i < vs.size(); ++i) vs[i].ms = std::move(ms[i]);
   double first_best = 0;
   std::string last;
-  std::printf("batch %lld, %d thread(s), %zu runs per variant\n", (long long)batch, threads, vs[0].ms.size());
+  std::printf("batch %lld, %d thread(s), %zu runs per variant\n", (long long)batch, threads,
+              vs[0].ms.size());
   for (size_t i = 0; i < vs.size();) {
     double best = 1e300;
     size_t j = i;
-    for (; j < vs.size() && vs[j].model == vs[i].model; ++j) best = std::min(best, median(vs[j].ms));
+    for (; j < vs.size() && vs[j].model == vs[i].model; ++j)
+      best = std::min(best, median(vs[j].ms));
     if (i == 0) first_best = best;
     std::printf("%s  best %.3f ms, speed-up %.2fx\n", vs[i].model.c_str(), best, first_best / best);
-    for (size_t k = i; k < j; ++k) std::printf("    %-22s %8.3f ms\n", vs[k].name.c_str(), median(vs[k].ms));
+    for (size_t k = i; k < j; ++k)
+      std::printf("    %-22s %8.3f ms\n", vs[k].name.c_str(), median(vs[k].ms));
     i = j;
   }
   if (profile)
     for (auto& v : vs)
-      if (v.name == "nhwc as is" || v.name.rfind("nchw planned", 0) == 0) profile_nodes(v.model + " " + v.name, v.graph, v.input);
+      if (v.name == "nhwc as is" || v.name.rfind("nchw planned", 0) == 0)
+        profile_nodes(v.model + " " + v.name, v.graph, v.input);
   return 0;
 }

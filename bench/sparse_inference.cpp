@@ -19,12 +19,12 @@
 //             w[n,c,dy,dx] adds w * (shifted input plane c) to output plane n; no im2col (Park
 //             et al. 2017 style)
 // and prints per-layer times (fastest run), the network totals (each conv weighted by how often
-// it occurs) and dense/sparse ratios (> 1 means the sparse version is faster). Only the convolutions are
-// timed (they are > 95% of the MACs of both networks). Weights are converted to their sparse
-// format once, outside the timed region, as a deployed model would.
+// it occurs) and dense/sparse ratios (> 1 means the sparse version is faster). Only the
+// convolutions are timed (they are > 95% of the MACs of both networks). Weights are converted to
+// their sparse format once, outside the timed region, as a deployed model would.
+#include "nnslim/graph/kernels/sparse_conv.h"
 #include "nnslim/graph/serialize.h"
 #include "nnslim/graph/shape.h"
-#include "nnslim/graph/kernels/sparse_conv.h"
 #include "nnslim/models/zoo.h"
 #include "nnslim/train/memory.h"
 #include "nnslim/train/threads.h"
@@ -55,8 +55,7 @@ double time_ms(double seconds, F f) {
   f();  // warm-up
   std::vector<double> t;
   auto start = Clock::now();
-  while (t.size() < 3 ||
-         std::chrono::duration<double>(Clock::now() - start).count() < seconds) {
+  while (t.size() < 3 || std::chrono::duration<double>(Clock::now() - start).count() < seconds) {
     auto t0 = Clock::now();
     f();
     t.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
@@ -165,9 +164,10 @@ void file_sizes(const std::string& name) {
       }
     }
     const double v2 = graph_to_bytes(g).size() + 28, v1 = graph_to_bytes(g, 1).size() + 28;
-    std::printf("%-9s weights %3.0f%% sparse (all params %5.1f%%): dense %9.0f B, sparse %9.0f B "
-                "= %5.1f%% of dense\n",
-                name.c_str(), 100 * sp, 100.0 * zeros / total, v1, v2, 100 * v2 / v1);
+    std::printf(
+        "%-9s weights %3.0f%% sparse (all params %5.1f%%): dense %9.0f B, sparse %9.0f B "
+        "= %5.1f%% of dense\n",
+        name.c_str(), 100 * sp, 100.0 * zeros / total, v1, v2, 100 * v2 / v1);
   }
 }
 
@@ -185,8 +185,9 @@ int main(int argc, char** argv) {
   std::printf("\n*.nnslim file sizes (format 2 sparse encodings vs format 1 dense):\n");
   file_sizes("resnet20");
   file_sizes("vgg16");
-  std::printf("\ntimes in ms (fastest run); ratio = dense conv2d time / sparse time (> 1: sparse "
-              "wins)\n");
+  std::printf(
+      "\ntimes in ms (fastest run); ratio = dense conv2d time / sparse time (> 1: sparse "
+      "wins)\n");
   for (const char* model : {"resnet20", "vgg16"}) {
     auto convs = model_convs(model);
     std::printf("\n== %s (1x32x32): %zu distinct convs\n", model, convs.size());
@@ -207,8 +208,8 @@ int main(int argc, char** argv) {
           std::snprintf(csr, sizeof csr, "%8.3f", t.csr);
         else
           std::snprintf(csr, sizeof csr, "%8s", "n/a");
-        std::printf("%-22s %4d %5.0f%% %5s %8.3f %8.3f %8.3f %s %8.3f %8.3f  %5.2fx %5.2fx\n",
-                    name, count, 100 * sp, "", t.dense, t.gemm, t.coo, csr, t.own, t.direct,
+        std::printf("%-22s %4d %5.0f%% %5s %8.3f %8.3f %8.3f %s %8.3f %8.3f  %5.2fx %5.2fx\n", name,
+                    count, 100 * sp, "", t.dense, t.gemm, t.coo, csr, t.own, t.direct,
                     t.dense / t.own, t.dense / t.direct);
         total.dense += count * t.dense;
         total.gemm += count * t.gemm;
@@ -226,11 +227,11 @@ int main(int argc, char** argv) {
       std::printf("%-22s %4s %5.0f%% %5s %8.3f %8.3f %8.3f %s %8.3f %8.3f  %5.2fx %5.2fx\n",
                   "TOTAL (all convs)", "", 100 * sp, "", total.dense, total.gemm, total.coo, csr,
                   total.own, total.direct, total.dense / total.own, total.dense / total.direct);
-      std::printf("  best sparse / dense conv2d: coo %.2fx, csr %s, own-csr %.2fx, direct %.2fx\n",
-                  total.dense / total.coo,
-                  csr_ok ? (std::to_string(total.dense / total.csr).substr(0, 4) + "x").c_str()
-                         : "n/a",
-                  total.dense / total.own, total.dense / total.direct);
+      std::printf(
+          "  best sparse / dense conv2d: coo %.2fx, csr %s, own-csr %.2fx, direct %.2fx\n",
+          total.dense / total.coo,
+          csr_ok ? (std::to_string(total.dense / total.csr).substr(0, 4) + "x").c_str() : "n/a",
+          total.dense / total.own, total.dense / total.direct);
     }
   }
   return 0;

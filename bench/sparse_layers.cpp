@@ -6,8 +6,8 @@
 //   build/sparse_layers [--threads N] [--batch B] [--seconds S] MODEL.nnslim
 #include "nnslim/graph/execute.h"
 #include "nnslim/graph/fold.h"
-#include "nnslim/graph/serialize.h"
 #include "nnslim/graph/kernels/sparse_conv.h"
+#include "nnslim/graph/serialize.h"
 #include "nnslim/report/latency.h"
 #include "nnslim/train/memory.h"
 #include "nnslim/train/threads.h"
@@ -35,14 +35,20 @@ int main(int argc, char** argv) {
   bool bad_option = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
-    else if (a == "--batch" && i + 1 < argc) batch = std::atoll(argv[++i]);
-    else if (a == "--seconds" && i + 1 < argc) seconds = std::atof(argv[++i]);
-    else if (a.rfind("--", 0) == 0) bad_option = true;  // unknown option (or --help): usage
-    else path = a;
+    if (a == "--threads" && i + 1 < argc)
+      threads = std::atoi(argv[++i]);
+    else if (a == "--batch" && i + 1 < argc)
+      batch = std::atoll(argv[++i]);
+    else if (a == "--seconds" && i + 1 < argc)
+      seconds = std::atof(argv[++i]);
+    else if (a.rfind("--", 0) == 0)
+      bad_option = true;  // unknown option (or --help): usage
+    else
+      path = a;
   }
   if (path.empty() || bad_option) {
-    std::fprintf(stderr, "usage: %s [--threads N] [--batch B] [--seconds S] MODEL.nnslim\n", argv[0]);
+    std::fprintf(stderr, "usage: %s [--threads N] [--batch B] [--seconds S] MODEL.nnslim\n",
+                 argv[0]);
     return 2;
   }
   set_compute_threads(threads);
@@ -89,7 +95,8 @@ int main(int argc, char** argv) {
     for (size_t k = 0; k < layers[i].ways.size(); ++k) layers[i].ms[k] = std::move(ms[j++]);
   std::printf("%s: batch %lld, %d thread(s), %zu runs per variant; median ms\n", path.c_str(),
               (long long)batch, threads, layers.empty() ? 0 : layers[0].ms[0].size());
-  std::printf("%-22s %6s %8s %8s %8s %8s  %s\n", "conv", "zeros", "nchw", "nhwc", "direct", "csr", "best");
+  std::printf("%-22s %6s %8s %8s %8s %8s  %s\n", "conv", "zeros", "nchw", "nhwc", "direct", "csr",
+              "best");
   const char* names[] = {"nchw", "nhwc", "direct", "csr"};
   double total[4] = {0, 0, 0, 0}, best_total = 0;
   for (auto& l : layers) {
@@ -101,10 +108,10 @@ int main(int argc, char** argv) {
       if (t[k] < t[best]) best = k;
     }
     best_total += t[best];
-    std::printf("%-22s %5.1f%% %8.4f %8.4f %8.4f %8.4f  %s\n", l.name.c_str(), 100 * l.zeros, t[0], t[1],
-                t[2], t[3], names[best]);
+    std::printf("%-22s %5.1f%% %8.4f %8.4f %8.4f %8.4f  %s\n", l.name.c_str(), 100 * l.zeros, t[0],
+                t[1], t[2], t[3], names[best]);
   }
-  std::printf("%-22s %6s %8.4f %8.4f %8.4f %8.4f  per-layer best %.4f\n", "TOTAL", "", total[0], total[1],
-              total[2], total[3], best_total);
+  std::printf("%-22s %6s %8.4f %8.4f %8.4f %8.4f  per-layer best %.4f\n", "TOTAL", "", total[0],
+              total[1], total[2], total[3], best_total);
   return 0;
 }

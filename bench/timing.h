@@ -29,7 +29,7 @@ struct Rounds {
   size_t min_rounds = 20;  // at least this many rounds
   double seconds = 0;      // and rounds until this much time has passed
   size_t max_rounds = std::numeric_limits<size_t>::max();
-  bool rotate = false;     // start round i at function i (no fixed neighbour before each)
+  bool rotate = false;  // start round i at function i (no fixed neighbour before each)
 };
 
 // Each function's milliseconds per call, one sample per round. No warm-up: call them first.
@@ -38,8 +38,8 @@ inline std::vector<std::vector<double>> interleaved_ms(const std::vector<std::fu
   std::vector<std::vector<double>> ms(fs.size());
   if (fs.empty()) return ms;
   const auto start = Clock::now();
-  for (size_t round = 0; round < r.max_rounds && (round < r.min_rounds || ms_since(start) < 1e3 * r.seconds);
-       ++round)
+  for (size_t round = 0;
+       round < r.max_rounds && (round < r.min_rounds || ms_since(start) < 1e3 * r.seconds); ++round)
     for (size_t k = 0; k < fs.size(); ++k) {
       const size_t i = r.rotate ? (round + k) % fs.size() : k;
       const auto t0 = Clock::now();

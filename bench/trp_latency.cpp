@@ -118,8 +118,8 @@ int main(int argc, char** argv) {
   for (const char* s : {"channel", "channel-in", "spatial", "decouple"})
     for (int mult : {1, 8}) {
       if (mult > 1 && std::string(s) == "decouple") continue;  // ND ranks are <= kh*kw
-      variants.push_back({std::string(s) + (mult > 1 ? " r%8" : ""),
-                          factorised(dense, s, target, mult)});
+      variants.push_back(
+          {std::string(s) + (mult > 1 ? " r%8" : ""), factorised(dense, s, target, mult)});
     }
 
   const char* layouts[] = {"nchw", "cl", "cl+bn"};
@@ -144,10 +144,11 @@ int main(int argc, char** argv) {
       }
 
   const double dense_conv = static_cast<double>(conv_macs_of(dense));
-  std::printf("resnet20 %lldx%lldx%lld, %d threads, target-macs %.2f; latency ms (min of 3 "
-              "medians); ratio = dense/variant in the same layout; q = latency ratio / conv-MAC "
-              "ratio\n",
-              (long long)shape[0], (long long)shape[1], (long long)shape[2], threads, target);
+  std::printf(
+      "resnet20 %lldx%lldx%lld, %d threads, target-macs %.2f; latency ms (min of 3 "
+      "medians); ratio = dense/variant in the same layout; q = latency ratio / conv-MAC "
+      "ratio\n",
+      (long long)shape[0], (long long)shape[1], (long long)shape[2], threads, target);
   for (size_t v = 0; v < variants.size(); ++v) {
     const double mac_ratio = dense_conv / static_cast<double>(conv_macs_of(variants[v].graph));
     std::printf("%-12s conv-MAC ratio %.2f\n", variants[v].name.c_str(), mac_ratio);

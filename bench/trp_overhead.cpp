@@ -76,11 +76,11 @@ int main(int argc, char** argv) {
     trp->begin(ctx);
     ctx.batch = 0;  // a TRP step: SVD, projection, sub-gradient, gradient update
     const double trp_step_ms = 1e3 * time_median(15, [&] {
-      trp->before_step(ctx);
-      trp->after_backward(ctx);
-    });
-    auto full = create_method("trp", {{"trp", "false"}, {"nuclear-mode", "every_step_full"},
-                                      {"scheme", scheme}});
+                                 trp->before_step(ctx);
+                                 trp->after_backward(ctx);
+                               });
+    auto full = create_method(
+        "trp", {{"trp", "false"}, {"nuclear-mode", "every_step_full"}, {"scheme", scheme}});
     full->begin(ctx);
     ctx.batch = 1;
     const double full_ms = 1e3 * time_median(15, [&] { full->after_backward(ctx); });

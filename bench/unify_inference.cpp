@@ -49,10 +49,14 @@ int main(int argc, char** argv) {
   std::string blocks = "1x4xK,4x4x1,1x1xK";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
-    if (a == "--threads") threads = std::atoi(argv[i + 1]);
-    else if (a == "--batch") batch = std::atoll(argv[i + 1]);
-    else if (a == "--seconds") seconds = std::atof(argv[i + 1]);
-    else if (a == "--blocks") blocks = argv[i + 1];
+    if (a == "--threads")
+      threads = std::atoi(argv[i + 1]);
+    else if (a == "--batch")
+      batch = std::atoll(argv[i + 1]);
+    else if (a == "--seconds")
+      seconds = std::atof(argv[i + 1]);
+    else if (a == "--blocks")
+      blocks = argv[i + 1];
     else {
       std::fprintf(stderr, "unknown argument %s\n", a.c_str());
       return 2;
@@ -62,9 +66,8 @@ int main(int argc, char** argv) {
   nnslim::keep_tensor_memory_in_heap();  // allocate as the nnslim binary does
   torch::manual_seed(0);
   const std::vector<Layer> layers = {
-      {"resnet20", 16, 32}, {"resnet20", 32, 16}, {"resnet20", 64, 8},
-      {"vgg16", 64, 32},    {"vgg16", 128, 16},   {"vgg16", 256, 8},
-      {"vgg16", 512, 4},    {"vgg16", 512, 2},
+      {"resnet20", 16, 32}, {"resnet20", 32, 16}, {"resnet20", 64, 8}, {"vgg16", 64, 32},
+      {"vgg16", 128, 16},   {"vgg16", 256, 8},    {"vgg16", 512, 4},   {"vgg16", 512, 2},
   };
   std::printf("threads %d, batch %lld, 3x3 convs stride 1 pad 1, p = 0.5, u = 0.25\n", threads,
               (long long)batch);
@@ -90,8 +93,7 @@ int main(int argc, char** argv) {
       auto ref = torch::conv2d(x, proj.weight, {}, 1, 1);
       double err = (unified.forward(x) - ref).abs().max().item<double>();
       auto t = interleaved_median_ms({[&] { torch::conv2d(x, proj.weight, {}, 1, 1); },
-                                      [&] { dense_own.forward(x); },
-                                      [&] { unified.forward(x); }},
+                                      [&] { dense_own.forward(x); }, [&] { unified.forward(x); }},
                                      seconds);
       const double t_torch = t[0], t_own = t[1], t_uni = t[2];
       double mac_ratio = double(c * c * 9) / unified.multiplies_per_position();

@@ -10,7 +10,9 @@
 namespace nnslim::cli {
 
 ArgParser::ArgParser(std::string verb, std::string synopsis, std::string description)
-    : verb_(std::move(verb)), synopsis_(std::move(synopsis)), description_(std::move(description)) {}
+    : verb_(std::move(verb)),
+      synopsis_(std::move(synopsis)),
+      description_(std::move(description)) {}
 
 void ArgParser::section(const std::string& title) { current_section_ = title; }
 
@@ -28,9 +30,12 @@ ArgParser::Entry ArgParser::entry(const std::string& name, const std::string& me
 void ArgParser::flag(const std::string& name, bool* out, const std::string& help) {
   Entry e = entry(name, "", help, true);
   e.set = [out, name](const std::string& v) {
-    if (v == "true" || v == "1") *out = true;
-    else if (v == "false" || v == "0") *out = false;
-    else throw UsageError("--" + name + " takes no value (got '" + v + "')");
+    if (v == "true" || v == "1")
+      *out = true;
+    else if (v == "false" || v == "0")
+      *out = false;
+    else
+      throw UsageError("--" + name + " takes no value (got '" + v + "')");
   };
   e.get = [out] { return std::string(*out ? "true" : "false"); };
   options_.push_back(std::move(e));
@@ -87,7 +92,8 @@ void ArgParser::positional(const std::string& name, std::string* out, const std:
   positionals_.push_back({name, help, out, required});
 }
 
-void ArgParser::rest(const std::string& name, std::vector<std::string>* out, const std::string& help) {
+void ArgParser::rest(const std::string& name, std::vector<std::string>* out,
+                     const std::string& help) {
   rest_ = out;
   rest_name_ = name;
   rest_help_ = help;

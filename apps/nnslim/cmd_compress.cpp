@@ -9,10 +9,10 @@
 
 #include <c10/util/Exception.h>
 
+#include <unistd.h>
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
-#include <unistd.h>
 
 namespace nnslim::cli {
 
@@ -35,8 +35,8 @@ bool has_recipe_arg(const std::vector<std::string>& args) {
 std::string methods_help() {
   std::string s = "methods:\n";
   for (const auto& m : method_registry())
-    s += "  " + m.name + std::string(m.name.size() < 12 ? 12 - m.name.size() : 1, ' ') +
-         m.summary + "\n";
+    s += "  " + m.name + std::string(m.name.size() < 12 ? 12 - m.name.size() : 1, ' ') + m.summary +
+         "\n";
   return s + "'nnslim compress --method NAME --help' lists a method's own options.";
 }
 
@@ -92,15 +92,18 @@ int cmd_compress(const std::vector<std::string>& args) {
               "(0 = none), makes the compression structural (surgery), fine-tunes for\n"
               "--finetune-epochs, and measures again. Writes DIR/model.nnslim (the compressed,\n"
               "physically smaller model), DIR/summary.json (method, options, before/after params,\n"
-              "MACs, top-1, latency) and DIR/metrics.jsonl.\n\n" + methods_help());
+              "MACs, top-1, latency) and DIR/metrics.jsonl.\n\n" +
+                  methods_help());
   p.option("method", &job.method, "NAME", "compression method (see above)");
   p.option("model", &job.input_model, "IN", "input model (*.nnslim), e.g. from 'nnslim train'");
   p.option("out", &job.out_dir, "DIR", "output directory (must be new or empty unless --force)");
   p.flag("force", &job.force, "write into an existing non-empty --out directory");
   add_run_options(p, job.settings, {OptionGroup::kCompress});
-  p.option("recipe", &recipe, "FILE", "run the stages of a recipe file instead of one --method\n"
+  p.option("recipe", &recipe, "FILE",
+           "run the stages of a recipe file instead of one --method\n"
            "                            (see docs/cli.md; e.g. recipes/adapruner-trp-grda.toml)");
-  p.flag("resume", &job.resume, "continue an interrupted run in --out from its checkpoints (with\n"
+  p.flag("resume", &job.resume,
+         "continue an interrupted run in --out from its checkpoints (with\n"
          "                            --recipe: also skip the stages already finished)");
   p.flag("check", &check, "validate the options and exit without running");
   add_run_options(p, job.settings,

@@ -21,7 +21,8 @@ int cmd_export(const std::vector<std::string>& args) {
   ModelFileArg model_arg;
   model_arg.add_to(p);
   p.option("onnx", &onnx_path, "OUT.onnx", "the ONNX file to write");
-  p.option("opset", &opset, "N", "ONNX opset version (9..17); runtimes that predate Clip with\n"
+  p.option("opset", &opset, "N",
+           "ONNX opset version (9..17); runtimes that predate Clip with\n"
            "bound inputs (e.g. OpenCV 4.6) need 10 for ReLU6 models");
   p.flag("no-fold-bn", &no_fold, "keep BatchNormalization nodes instead of folding them");
   p.flag("force", &force, "overwrite an existing --onnx file that is not an ONNX model");

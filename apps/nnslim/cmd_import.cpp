@@ -30,7 +30,8 @@ int cmd_import(const std::vector<std::string>& args) {
   if (!p.parse(args)) return 0;
   if (out.empty()) throw UsageError("--out MODEL.nnslim is required");
   if (std::filesystem::exists(out)) {
-    if (std::filesystem::equivalent(out, onnx_path)) throw UsageError("--out must not be the input file");
+    if (std::filesystem::equivalent(out, onnx_path))
+      throw UsageError("--out must not be the input file");
     if (!force) throw UsageError("--out " + out + " exists; pass --force to overwrite it");
   }
   OnnxImportOptions opt;
@@ -39,8 +40,8 @@ int cmd_import(const std::vector<std::string>& args) {
   Graph g = import_onnx(onnx_path, opt, &report);
   save_graph(g, out);
   auto cost = count_cost(g);
-  std::cout << "wrote " << out << ": " << g.nodes.size() << " nodes, input "
-            << g.input_shape[0] << "x" << g.input_shape[1] << "x" << g.input_shape[2] << ", "
+  std::cout << "wrote " << out << ": " << g.nodes.size() << " nodes, input " << g.input_shape[0]
+            << "x" << g.input_shape[1] << "x" << g.input_shape[2] << ", "
             << human(static_cast<double>(cost.params)) << " params, "
             << human(static_cast<double>(cost.macs)) << " MACs\n";
   auto counts = [](const std::map<std::string, int64_t>& m) {
@@ -49,7 +50,8 @@ int cmd_import(const std::vector<std::string>& args) {
     return s;
   };
   std::cout << "mapped: " << counts(report.mapped) << "\n";
-  if (!report.folded.empty()) std::cout << "folded at import (constant inputs): " << counts(report.folded) << "\n";
+  if (!report.folded.empty())
+    std::cout << "folded at import (constant inputs): " << counts(report.folded) << "\n";
   return 0;
 }
 

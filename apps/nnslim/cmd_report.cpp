@@ -11,13 +11,14 @@ int cmd_report(const std::vector<std::string>& args) {
   std::string out, title = "nnslim comparison";
   bool force = false;
   std::vector<std::string> dirs;
-  ArgParser p("report", "nnslim report DIR... [--out report.html] [--title TEXT]",
-              "Compares the runs in the given directories (outputs of 'nnslim train' and\n"
-              "'nnslim compress': summary.json + model.nnslim). Prints a table (params, MACs,\n"
-              "nonzero params, file size on disk, top-1, latency at batch 1 and 64) and, with\n"
-              "--out, writes a self-contained HTML page with SVG plots: top-1 against MACs and\n"
-              "its Pareto front, top-1 against latency, and per-layer widths, ranks and density of\n"
-              "each compressed model against the trained baseline.");
+  ArgParser p(
+      "report", "nnslim report DIR... [--out report.html] [--title TEXT]",
+      "Compares the runs in the given directories (outputs of 'nnslim train' and\n"
+      "'nnslim compress': summary.json + model.nnslim). Prints a table (params, MACs,\n"
+      "nonzero params, file size on disk, top-1, latency at batch 1 and 64) and, with\n"
+      "--out, writes a self-contained HTML page with SVG plots: top-1 against MACs and\n"
+      "its Pareto front, top-1 against latency, and per-layer widths, ranks and density of\n"
+      "each compressed model against the trained baseline.");
   p.rest("DIR", &dirs, "run directories, in table order");
   p.option("out", &out, "FILE.html", "the HTML report to write");
   p.option("title", &title, "TEXT", "page title");

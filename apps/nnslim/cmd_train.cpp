@@ -11,9 +11,9 @@
 
 #include <algorithm>
 
+#include <unistd.h>
 #include <filesystem>
 #include <iostream>
-#include <unistd.h>
 
 namespace nnslim::cli {
 
@@ -25,18 +25,20 @@ int cmd_train(const std::vector<std::string>& args) {
   const TrainOptions& train = settings.train;
   std::string names;
   for (const auto& n : model_names()) names += (names.empty() ? "" : ", ") + n;
-  ArgParser p("train", "nnslim train --model NAME [--dataset NAME] [options] --out DIR",
-              "Trains a model from the zoo and writes DIR/model.nnslim, DIR/summary.json,\n"
-              "DIR/metrics.jsonl (one record per epoch) and DIR/checkpoint.nnslim-ckpt (after\n"
-              "every epoch). An interrupted run continues with 'nnslim train --resume DIR' and ends\n"
-              "with the same weights as an uninterrupted one. --epochs 0 writes the initialised model.\n"
-              "--init FILE.nnslim trains a saved model instead (e.g. fine-tunes a compressed one\n"
-              "further), normalising the data as that model was first trained; with --reinit it\n"
-              "trains that architecture from fresh weights (the from-scratch control for a\n"
-              "compressed network).");
+  ArgParser p(
+      "train", "nnslim train --model NAME [--dataset NAME] [options] --out DIR",
+      "Trains a model from the zoo and writes DIR/model.nnslim, DIR/summary.json,\n"
+      "DIR/metrics.jsonl (one record per epoch) and DIR/checkpoint.nnslim-ckpt (after\n"
+      "every epoch). An interrupted run continues with 'nnslim train --resume DIR' and ends\n"
+      "with the same weights as an uninterrupted one. --epochs 0 writes the initialised model.\n"
+      "--init FILE.nnslim trains a saved model instead (e.g. fine-tunes a compressed one\n"
+      "further), normalising the data as that model was first trained; with --reinit it\n"
+      "trains that architecture from fresh weights (the from-scratch control for a\n"
+      "compressed network).");
   p.option("model", &model, "NAME", "model: " + names);
   p.option("init", &init, "FILE", "start from this saved model (*.nnslim) instead of --model");
-  p.flag("reinit", &reinit, "with --init: draw fresh weights (seeded by --seed) for the saved architecture");
+  p.flag("reinit", &reinit,
+         "with --init: draw fresh weights (seeded by --seed) for the saved architecture");
   p.option("out", &out, "DIR", "output directory (must be new or empty unless --force)");
   p.flag("force", &force, "write into an existing non-empty --out directory");
   p.flag("no-latency", &no_latency, "skip the inference latency measurement for summary.json");
@@ -49,10 +51,12 @@ int cmd_train(const std::vector<std::string>& args) {
 
   Checkpoint ckpt;
   bool resuming = !resume.empty();
-  if (!init.empty() && p.given("model")) throw UsageError("--init FILE replaces --model NAME; give one");
+  if (!init.empty() && p.given("model"))
+    throw UsageError("--init FILE replaces --model NAME; give one");
   if (!init.empty() && resuming) throw UsageError("--resume continues its own run; drop --init");
   if (reinit && init.empty() && !resuming)
-    throw UsageError("--reinit draws fresh weights for the model given with --init FILE; give --init");
+    throw UsageError(
+        "--reinit draws fresh weights for the model given with --init FILE; give --init");
   if (init.empty() && !resuming) {
     const auto known = model_names();
     if (std::find(known.begin(), known.end(), model) == known.end())
@@ -67,7 +71,8 @@ int cmd_train(const std::vector<std::string>& args) {
   }
   if (resuming) {
     if (!out.empty() && out != resume) throw UsageError("--resume DIR writes into DIR; drop --out");
-    if (p.given("model")) throw UsageError("--resume DIR continues the model it trained; drop --model");
+    if (p.given("model"))
+      throw UsageError("--resume DIR continues the model it trained; drop --model");
     ckpt = load_checkpoint(checkpoint_path(resume));
     p.apply(ckpt.options);  // the run's own options, except those given now
     if (train.epochs < ckpt.epochs_done)
@@ -105,8 +110,8 @@ int cmd_train(const std::vector<std::string>& args) {
     std::cout << "nnslim train: " << model << " on " << data.dataset << " (" << d.train.size()
               << " train / " << monitor.size() << (data.val_split > 0 ? " val" : " test")
               << " images, " << shape_str(d.train.image_shape()) << ", " << d.train.classes
-              << " classes), " << human(cost.params) << " params, " << human(cost.macs)
-              << " MACs, " << torch::get_num_threads()
+              << " classes), " << human(cost.params) << " params, " << human(cost.macs) << " MACs, "
+              << torch::get_num_threads()
               << (torch::get_num_threads() == 1 ? " thread" : " threads") << ", device "
               << parse_device(opt.device) << "\n";
     if (resuming) std::cout << "resuming " << resume_position(ckpt) << "\n";
@@ -149,10 +154,11 @@ int cmd_train(const std::vector<std::string>& args) {
   }
   write_text(out + "/summary.json", s.dump(2) + "\n");
   if (!settings.quiet)
-    std::printf("done: test top-1 %.2f%%, top-5 %.2f%% on %lld images; %s params, %s MACs; "
-                "%.0fs; wrote %s/model.nnslim\n",
-                test.top1, test.top5, (long long)test.examples, human(cost.params).c_str(),
-                human(cost.macs).c_str(), r.wall_seconds, out.c_str());
+    std::printf(
+        "done: test top-1 %.2f%%, top-5 %.2f%% on %lld images; %s params, %s MACs; "
+        "%.0fs; wrote %s/model.nnslim\n",
+        test.top1, test.top5, (long long)test.examples, human(cost.params).c_str(),
+        human(cost.macs).c_str(), r.wall_seconds, out.c_str());
   return 0;
 }
 

@@ -1,7 +1,7 @@
 #include "common.h"
 
-#include "nnslim/graph/shape.h"
 #include "nnslim/graph/serialize.h"
+#include "nnslim/graph/shape.h"
 #include "nnslim/models/zoo.h"
 #include "nnslim/train/threads.h"
 
@@ -9,6 +9,7 @@
 
 #include <torch/torch.h>
 
+#include <unistd.h>
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -16,7 +17,6 @@
 #include <iostream>
 #include <sstream>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 namespace nnslim::cli {
@@ -28,10 +28,14 @@ void add_run_options(ArgParser& p, RunSettings& settings, std::initializer_list<
   auto section = [](OptionGroup g) -> const char* {
     switch (g) {
       case OptionGroup::kData:
-      case OptionGroup::kTrainingData: return "data";
-      case OptionGroup::kTraining: return "training";
-      case OptionGroup::kRuntime: return "runtime";
-      case OptionGroup::kCompress: return nullptr;  // with the verb's own options
+      case OptionGroup::kTrainingData:
+        return "data";
+      case OptionGroup::kTraining:
+        return "training";
+      case OptionGroup::kRuntime:
+        return "runtime";
+      case OptionGroup::kCompress:
+        return nullptr;  // with the verb's own options
     }
     return nullptr;
   };
@@ -40,11 +44,13 @@ void add_run_options(ArgParser& p, RunSettings& settings, std::initializer_list<
     if (const char* title = section(o.group)) p.section(title);
     std::string help = o.help;
     if (o.key == "dataset")
-      help = "dataset: " + known_datasets() + (dataset_default.empty() ? "" : " (default: " + dataset_default + ")");
+      help = "dataset: " + known_datasets() +
+             (dataset_default.empty() ? "" : " (default: " + dataset_default + ")");
     const RunOption* opt = &o;
-    p.custom(o.key, o.metavar, help, o.is_flag(),
-             [opt, &settings](const std::string& v) { opt->set(settings, v); },
-             [opt, &settings] { return opt->get(settings); });
+    p.custom(
+        o.key, o.metavar, help, o.is_flag(),
+        [opt, &settings](const std::string& v) { opt->set(settings, v); },
+        [opt, &settings] { return opt->get(settings); });
   }
 }
 
@@ -83,7 +89,8 @@ bool is_file_of_kind(const std::string& path, OutKind kind) {
   if (kind == OutKind::Onnx) return !head.empty() && head[0] == '\x08';
   size_t i = head.find_first_not_of(" \t\r\n");
   std::string start = i == std::string::npos ? "" : head.substr(i, 14);
-  std::transform(start.begin(), start.end(), start.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(start.begin(), start.end(), start.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   return start.rfind("<!doctype html", 0) == 0 || start.rfind("<html", 0) == 0;
 }
 }  // namespace
@@ -93,7 +100,8 @@ void check_out_file(const std::string& out, const std::string& flag,
   if (!fs::exists(out)) return;
   std::error_code ec;
   for (const auto& in : inputs)
-    if (fs::equivalent(out, in, ec)) throw UsageError("--" + flag + " " + out + " is the input " + in);
+    if (fs::equivalent(out, in, ec))
+      throw UsageError("--" + flag + " " + out + " is the input " + in);
   if (fs::is_directory(out)) throw UsageError("--" + flag + " " + out + " is a directory");
   if (is_nnslim_file(out))
     throw UsageError("--" + flag + " " + out + " is an nnslim model or checkpoint; refusing to " +
@@ -116,22 +124,29 @@ std::string ModelFileArg::path() const {
   return positional.empty() ? flag : positional;
 }
 
-Graph file_or_zoo_model(std::string& path, std::string& model, const std::string& input, int64_t classes) {
+Graph file_or_zoo_model(std::string& path, std::string& model, const std::string& input,
+                        int64_t classes) {
   const bool looks_like_file = model.find('/') != std::string::npos ||
-                               model.find(".nnslim") != std::string::npos || std::filesystem::is_regular_file(model);
+                               model.find(".nnslim") != std::string::npos ||
+                               std::filesystem::is_regular_file(model);
   if (path.empty() && looks_like_file) std::swap(path, model);
   if (path.empty() == model.empty()) throw UsageError("give either a MODEL file or --model NAME");
-  return path.empty() ? build_model(model, parse_shape(input, "input"), classes) : load_model_file(path);
+  return path.empty() ? build_model(model, parse_shape(input, "input"), classes)
+                      : load_model_file(path);
 }
 
 void write_text(const std::string& path, const std::string& text) { write_file_atomic(path, text); }
 
 std::string human(double v) {
   char buf[32];
-  if (v >= 1e9) std::snprintf(buf, sizeof buf, "%.2fG", v / 1e9);
-  else if (v >= 1e6) std::snprintf(buf, sizeof buf, "%.2fM", v / 1e6);
-  else if (v >= 1e3) std::snprintf(buf, sizeof buf, "%.1fK", v / 1e3);
-  else std::snprintf(buf, sizeof buf, "%.0f", v);
+  if (v >= 1e9)
+    std::snprintf(buf, sizeof buf, "%.2fG", v / 1e9);
+  else if (v >= 1e6)
+    std::snprintf(buf, sizeof buf, "%.2fM", v / 1e6);
+  else if (v >= 1e3)
+    std::snprintf(buf, sizeof buf, "%.1fK", v / 1e3);
+  else
+    std::snprintf(buf, sizeof buf, "%.0f", v);
   return buf;
 }
 

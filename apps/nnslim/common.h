@@ -49,7 +49,8 @@ struct ModelFileArg {
 // For verbs that take a model file as MODEL or a zoo model as --model NAME: the model, with a
 // file given as --model accepted too (what users of `compress --model FILE` type). Throws a
 // UsageError when neither or both are given.
-Graph file_or_zoo_model(std::string& path, std::string& model, const std::string& input, int64_t classes);
+Graph file_or_zoo_model(std::string& path, std::string& model, const std::string& input,
+                        int64_t classes);
 
 // Writes text atomically.
 void write_text(const std::string& path, const std::string& text);

@@ -6,9 +6,9 @@
 #include <c10/util/Exception.h>
 #include <torch/version.h>
 
+#include <unistd.h>
 #include <cstdlib>
 #include <cstring>
-#include <unistd.h>
 #include <iostream>
 
 namespace nnslim::cli {
@@ -45,7 +45,8 @@ void usage(std::ostream& os) {
   os << "usage: nnslim <verb> [options]   (nnslim <verb> --help for details; nnslim --version)\n\n"
         "nnslim trains neural networks while compressing them, and turns the result into a\n"
         "network that is really smaller and faster.\n\nverbs:\n";
-  for (const auto& v : kVerbs) os << "  " << v.name << std::string(10 - std::strlen(v.name), ' ') << v.summary << "\n";
+  for (const auto& v : kVerbs)
+    os << "  " << v.name << std::string(10 - std::strlen(v.name), ' ') << v.summary << "\n";
 }
 
 }  // namespace

@@ -45,7 +45,8 @@ std::string read_raw_file(const std::string& path) {
   std::string bytes(static_cast<size_t>(size), '\0');
   in.seekg(0);
   if (size > 0) in.read(bytes.data(), size);
-  TORCH_CHECK(in.gcount() == size, path, ": read error after ", in.gcount(), " of ", size, " bytes");
+  TORCH_CHECK(in.gcount() == size, path, ": read error after ", in.gcount(), " of ", size,
+              " bytes");
   return bytes;
 }
 
@@ -71,8 +72,8 @@ std::string gunzip(const std::string& path, const std::string& in) {
   size_t capacity = in.size() * 4 + 1024;
   if (in.size() >= 18) {
     const auto* t = reinterpret_cast<const unsigned char*>(in.data()) + in.size() - 4;
-    const size_t hint = uint32_t(t[0]) | (uint32_t(t[1]) << 8) | (uint32_t(t[2]) << 16) |
-                        (uint32_t(t[3]) << 24);
+    const size_t hint =
+        uint32_t(t[0]) | (uint32_t(t[1]) << 8) | (uint32_t(t[2]) << 16) | (uint32_t(t[3]) << 24);
     // One spare byte lets inflate read the trailer without a needless doubling at the end.
     capacity = std::min(hint + 1, in.size() * 1032 + 1024);
   }
@@ -219,8 +220,8 @@ std::pair<torch::Tensor, torch::Tensor> load_idx_pair(const fs::path& dir,
   const std::string label_path = find_idx_file(dir, prefix + "-labels-idx1-ubyte");
   torch::Tensor images = load_idx_images(image_path);
   torch::Tensor labels = load_idx_labels(label_path);
-  TORCH_CHECK(labels.size(0) == images.size(0), label_path, ": ", labels.size(0),
-              " labels, but ", image_path, " has ", images.size(0), " images");
+  TORCH_CHECK(labels.size(0) == images.size(0), label_path, ": ", labels.size(0), " labels, but ",
+              image_path, " has ", images.size(0), " images");
   TORCH_CHECK(images.size(2) <= kPaddedSize && images.size(3) <= kPaddedSize, image_path,
               ": images are ", images.size(2), "x", images.size(3), ", larger than ", kPaddedSize,
               "x", kPaddedSize);
@@ -316,9 +317,7 @@ Dataset synthetic_split(const std::vector<float>& prototypes, int64_t n, int64_t
   // engine output and no libm calls, which keeps generation within its time budget.
   constexpr float kNoise = 48.f;
   const float scale = kNoise / std::sqrt(4.f * (256.f * 256.f - 1.f) / 12.f);
-  auto clamp_round = [](float v) {
-    return static_cast<uint8_t>(std::clamp(v + 0.5f, 0.f, 255.f));
-  };
+  auto clamp_round = [](float v) { return static_cast<uint8_t>(std::clamp(v + 0.5f, 0.f, 255.f)); };
   for (int64_t i = 0; i < n; ++i) {
     lab[i] = label_values[i];
     const float* proto = prototypes.data() + label_values[i] * pixels;
@@ -382,8 +381,8 @@ torch::Tensor load_idx_images(const std::string& path) {
   const std::string bytes = read_file_maybe_gz(path);
   const auto dims = idx_dims(path, bytes, kIdxImageMagic, "IDX images");
   TORCH_CHECK(dims[1] > 0 && dims[2] > 0, path, ": empty ", dims[1], "x", dims[2], " images");
-  torch::Tensor images = torch::empty({int64_t(dims[0]), 1, int64_t(dims[1]), int64_t(dims[2])},
-                                      torch::kUInt8);
+  torch::Tensor images =
+      torch::empty({int64_t(dims[0]), 1, int64_t(dims[1]), int64_t(dims[2])}, torch::kUInt8);
   std::memcpy(images.data_ptr<uint8_t>(), bytes.data() + 16, images.numel());
   return images;
 }
@@ -406,8 +405,7 @@ void load_cifar_file(const std::string& path, bool cifar100, std::vector<torch::
   const int64_t size = static_cast<int64_t>(bytes.size());
   TORCH_CHECK(size > 0, path, ": empty file");
   TORCH_CHECK(size % record == 0, path, ": truncated or not a CIFAR-", cifar100 ? 100 : 10,
-              " binary file (", size, " bytes is not a whole number of ", record,
-              "-byte records)");
+              " binary file (", size, " bytes is not a whole number of ", record, "-byte records)");
   const int64_t n = size / record, classes = cifar100 ? 100 : 10;
   torch::Tensor img = torch::empty({n, 3, 32, 32}, torch::kUInt8);
   torch::Tensor lab = torch::empty({n}, torch::kInt64);
@@ -458,7 +456,8 @@ DataSplits make_synthetic(int64_t train_size, int64_t test_size, std::vector<int
     }
   }
   DataSplits s;
-  s.train = synthetic_split(prototypes, train_size, classes, pixels, image_shape, mix_seed(seed, 1));
+  s.train =
+      synthetic_split(prototypes, train_size, classes, pixels, image_shape, mix_seed(seed, 1));
   s.test = synthetic_split(prototypes, test_size, classes, pixels, image_shape, mix_seed(seed, 2));
   set_statistics(s.train);
   s.test.mean = s.train.mean;
@@ -469,8 +468,8 @@ DataSplits make_synthetic(int64_t train_size, int64_t test_size, std::vector<int
 torch::Tensor pad_to(const torch::Tensor& images, int64_t size) {
   TORCH_CHECK(images.dim() == 4, "pad_to: expected images [N, C, H, W], got ", images.sizes());
   const int64_t h = images.size(2), w = images.size(3);
-  TORCH_CHECK(h <= size && w <= size, "pad_to: images of ", h, "x", w, " do not fit in ", size,
-              "x", size);
+  TORCH_CHECK(h <= size && w <= size, "pad_to: images of ", h, "x", w, " do not fit in ", size, "x",
+              size);
   if (h == size && w == size) return images;
   torch::Tensor out = torch::zeros({images.size(0), images.size(1), size, size}, images.options());
   const int64_t top = (size - h) / 2, left = (size - w) / 2;

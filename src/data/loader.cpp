@@ -80,9 +80,9 @@ Batch BatchMaker::make(const std::vector<int64_t>& order, int64_t index, int64_t
   const int64_t c = images.size(1), h = images.size(2), w = images.size(3), hw = h * w;
   std::vector<float> mean(c, 0.f), stdev(c, 1.f);
   if (!data_.mean.empty() || !data_.std.empty()) {
-    TORCH_CHECK(static_cast<int64_t>(data_.mean.size()) == c &&
-                    static_cast<int64_t>(data_.std.size()) == c,
-                "dataset '", data_.name, "': mean/std need one value per channel (", c, ")");
+    TORCH_CHECK(
+        static_cast<int64_t>(data_.mean.size()) == c && static_cast<int64_t>(data_.std.size()) == c,
+        "dataset '", data_.name, "': mean/std need one value per channel (", c, ")");
     mean = data_.mean;
     stdev = data_.std;
   }
@@ -109,8 +109,8 @@ Batch BatchMaker::make(const std::vector<int64_t>& order, int64_t index, int64_t
   auto rng = stream_rng(opt_.seed, Stream::kAugment, epoch, index);
   for (int64_t b = 0; b < count; ++b) {
     const int64_t example = order[begin + b];
-    TORCH_CHECK(example >= 0 && example < n, "batch order entry ", example, " out of range [0, ",
-                n, ")");
+    TORCH_CHECK(example >= 0 && example < n, "batch order entry ", example, " out of range [0, ", n,
+                ")");
     y[b] = lab[example];
     // Offset of the crop window inside the image zero-padded by `pad` on every side; pixels that
     // fall into the padding take the normalised value of raw 0, as padding before Normalize does.

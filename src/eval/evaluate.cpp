@@ -33,9 +33,12 @@ std::vector<float> split_floats(const std::string& s, const char* key) {
     char* end = nullptr;
     float v = std::strtof(item.c_str(), &end);
     TORCH_CHECK(!item.empty() && end && *end == '\0' && std::isfinite(v),
-                "the model's normalisation metadata '", key, "' is not a list of numbers: '", s, "'");
-    TORCH_CHECK(std::string(key) != "std" || v > 0, "the model's normalisation metadata 'std' must be "
-                "> 0, got '", s, "'");
+                "the model's normalisation metadata '", key, "' is not a list of numbers: '", s,
+                "'");
+    TORCH_CHECK(std::string(key) != "std" || v > 0,
+                "the model's normalisation metadata 'std' must be "
+                "> 0, got '",
+                s, "'");
     out.push_back(v);
   }
   return out;

@@ -2,12 +2,12 @@
 
 #include <torch/torch.h>
 
+#include <unistd.h>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-#include <unistd.h>
 
 namespace nnslim {
 
@@ -91,8 +91,8 @@ std::string read_framed_file(const std::string& path, const char magic[8], uint3
   ss << f.rdbuf();
   std::string all = ss.str();
   const size_t header = 8 + 4 + 8;
-  TORCH_CHECK(all.size() >= 8 && std::memcmp(all.data(), magic, 8) == 0, path,
-              ": not a ", kind, " file (bad magic)");
+  TORCH_CHECK(all.size() >= 8 && std::memcmp(all.data(), magic, 8) == 0, path, ": not a ", kind,
+              " file (bad magic)");
   TORCH_CHECK(all.size() >= header + 8, path, ": truncated ", kind, " file (", all.size(),
               " bytes)");
   Reader r(all, path);

@@ -51,14 +51,13 @@ int GraphBuilder::conv2(int x, int64_t out, std::vector<int64_t> kernel,
   n.attrs.stride = stride;
   n.attrs.padding = padding;
   n.attrs.groups = groups;
-  n.params["weight"] =
-      kaiming_fan_out(out, in / groups, kernel[0], kernel[1]).requires_grad_(true);
+  n.params["weight"] = kaiming_fan_out(out, in / groups, kernel[0], kernel[1]).requires_grad_(true);
   if (bias) n.params["bias"] = torch::zeros({out}).requires_grad_(true);
   return push(std::move(n));
 }
 
-int GraphBuilder::conv(int x, int64_t out, int64_t k, int64_t s, int64_t p,
-                       const std::string& name, bool bias, int64_t groups, int64_t dilation) {
+int GraphBuilder::conv(int x, int64_t out, int64_t k, int64_t s, int64_t p, const std::string& name,
+                       bool bias, int64_t groups, int64_t dilation) {
   int id = conv2(x, out, {k, k}, {s, s}, {p, p}, name, bias, groups);
   if (dilation != 1) {
     graph_.node(id).attrs.dilation = {dilation, dilation};

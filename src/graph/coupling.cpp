@@ -189,8 +189,8 @@ Coupling analyze_coupling(const Graph& graph, const std::set<std::string>& exclu
       g.prunable = false;
       g.why_not = "no convolution or linear layer produces it";
     }
-    g.name = g.producers.empty() ? "group" + std::to_string(g.id)
-                                 : graph.node(g.producers.front()).name;
+    g.name =
+        g.producers.empty() ? "group" + std::to_string(g.id) : graph.node(g.producers.front()).name;
   }
   return c;
 }
@@ -244,7 +244,8 @@ torch::Tensor channel_rows(const Graph& graph, const Coupling& c, const ChannelG
   for (const auto& s : layout) {
     if (s.group == g.id)
       for (int64_t i = 0; i < s.len; ++i)
-        for (int64_t m = 0; m < s.mult; ++m) positions[s.offset + i].push_back(pos + i * s.mult + m);
+        for (int64_t m = 0; m < s.mult; ++m)
+          positions[s.offset + i].push_back(pos + i * s.mult + m);
     pos += s.len * s.mult;
   }
   std::vector<int64_t> flat;

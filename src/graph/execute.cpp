@@ -97,8 +97,8 @@ torch::Tensor run_node(const Node& n, const std::vector<torch::Tensor>& in, Mode
 }
 
 torch::Tensor forward(const Graph& graph, const torch::Tensor& x, Mode mode) {
-  TORCH_CHECK(x.dim() == static_cast<int64_t>(graph.input_shape.size()) + 1,
-              "input must be [N, ", graph.input_shape, "], got ", x.sizes());
+  TORCH_CHECK(x.dim() == static_cast<int64_t>(graph.input_shape.size()) + 1, "input must be [N, ",
+              graph.input_shape, "], got ", x.sizes());
   for (size_t i = 0; i < graph.input_shape.size(); ++i)
     TORCH_CHECK(x.size(i + 1) == graph.input_shape[i], "input must be [N, ", graph.input_shape,
                 "], got ", x.sizes());
@@ -113,8 +113,8 @@ torch::Tensor forward(const Graph& graph, const torch::Tensor& x, Mode mode) {
   // single-input concat) may alias their input and must never be modified in place.
   std::vector<char> fresh(graph.next_id, 0);
   for (const auto& n : graph.nodes)
-    fresh[n.id] = n.op == Op::kConv2d || n.op == Op::kBatchNorm2d || n.op == Op::kAdd ||
-                  n.op == Op::kLinear;
+    fresh[n.id] =
+        n.op == Op::kConv2d || n.op == Op::kBatchNorm2d || n.op == Op::kAdd || n.op == Op::kLinear;
   values[kGraphInput] = x;
   std::vector<torch::Tensor> ins;
   for (const auto& n : graph.nodes) {

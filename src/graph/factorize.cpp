@@ -9,10 +9,14 @@ namespace nnslim {
 
 const char* scheme_name(Scheme s) {
   switch (s) {
-    case Scheme::kChannel: return "channel";
-    case Scheme::kSpatial: return "spatial";
-    case Scheme::kDecouple: return "decouple";
-    case Scheme::kChannelIn: return "channel-in";
+    case Scheme::kChannel:
+      return "channel";
+    case Scheme::kSpatial:
+      return "spatial";
+    case Scheme::kDecouple:
+      return "decouple";
+    case Scheme::kChannelIn:
+      return "channel-in";
   }
   TORCH_INTERNAL_ASSERT(false, "scheme without a name");
 }
@@ -48,7 +52,8 @@ torch::Tensor unmatricize(const torch::Tensor& m, Scheme s, at::IntArrayRef shap
   }
   if (s == Scheme::kDecouple) {
     TORCH_CHECK(m.dim() == 3 && m.size(0) == n && m.size(1) == c && m.size(2) == kh * kw,
-                "unmatricize(decouple): expects [", n, ", ", c, ", ", kh * kw, "], got ", m.sizes());
+                "unmatricize(decouple): expects [", n, ", ", c, ", ", kh * kw, "], got ",
+                m.sizes());
     return m.reshape({n, c, kh, kw});
   }
   if (s == Scheme::kChannelIn) {
@@ -65,10 +70,14 @@ int64_t max_rank(at::IntArrayRef shape, Scheme s) {
   TORCH_CHECK(shape.size() == 4, "max_rank: weight shape must be [n, c, kh, kw], got ", shape);
   const int64_t n = shape[0], c = shape[1], kh = shape[2], kw = shape[3];
   switch (s) {
-    case Scheme::kChannel: return std::min(n, c * kh * kw);
-    case Scheme::kSpatial: return std::min(c * kh, n * kw);
-    case Scheme::kDecouple: return std::min(c, kh * kw);
-    case Scheme::kChannelIn: return std::min(c, n * kh * kw);
+    case Scheme::kChannel:
+      return std::min(n, c * kh * kw);
+    case Scheme::kSpatial:
+      return std::min(c * kh, n * kw);
+    case Scheme::kDecouple:
+      return std::min(c, kh * kw);
+    case Scheme::kChannelIn:
+      return std::min(c, n * kh * kw);
   }
   TORCH_INTERNAL_ASSERT(false, "unhandled scheme");
 }
@@ -87,9 +96,9 @@ ConvFactors factor_conv_weight(const torch::Tensor& weight, Scheme s, int64_t ra
   auto m = matricize(weight.detach().to(torch::kCPU, torch::kDouble), s);
   auto svd = torch::linalg_svd(m, /*full_matrices=*/false);
   // (batched over filters for decouple: a leading [n] dimension everywhere)
-  auto sq = std::get<1>(svd).narrow(-1, 0, rank).sqrt();                  // [r]
-  auto us = std::get<0>(svd).narrow(-1, 0, rank) * sq.unsqueeze(-2);      // U_r diag(√σ) [rows, r]
-  auto sv = std::get<2>(svd).narrow(-2, 0, rank) * sq.unsqueeze(-1);      // diag(√σ) V_r^T [r, cols]
+  auto sq = std::get<1>(svd).narrow(-1, 0, rank).sqrt();              // [r]
+  auto us = std::get<0>(svd).narrow(-1, 0, rank) * sq.unsqueeze(-2);  // U_r diag(√σ) [rows, r]
+  auto sv = std::get<2>(svd).narrow(-2, 0, rank) * sq.unsqueeze(-1);  // diag(√σ) V_r^T [r, cols]
   ConvFactors f;
   if (s == Scheme::kDecouple) {
     // Path j of filter o: pointwise column (U_o √Σ_o)[:, j] -> channel o*r + j; depthwise kernel
@@ -155,7 +164,8 @@ int64_t factorized_conv_macs(const Node& conv, const Shape& in, Scheme s, int64_
   // METHODS.md §1.6: NC r*c*kh*kw + n*r, VH c*r*kh + n*r*kw per output pixel (stride 1).
   if (s == Scheme::kChannel) return (r * g.c * g.kh * g.kw + g.n * r) * g.ho * g.wo;
   // ND: r*(n*c + n*kh*kw); the pointwise part runs at the input resolution.
-  if (s == Scheme::kDecouple) return g.n * r * g.c * g.h * g.w + g.n * r * g.kh * g.kw * g.ho * g.wo;
+  if (s == Scheme::kDecouple)
+    return g.n * r * g.c * g.h * g.w + g.n * r * g.kh * g.kw * g.ho * g.wo;
   if (s == Scheme::kChannelIn) return r * g.c * g.h * g.w + g.n * r * g.kh * g.kw * g.ho * g.wo;
   return r * g.c * g.kh * g.ho * g.wv + g.n * r * g.kw * g.ho * g.wo;
 }
@@ -182,24 +192,35 @@ FactorizeResult replace_conv_with_factors(Graph& graph, int node_id, Scheme s,
               ") is not an ungrouped conv");
   const auto& w = old.params.at("weight");
   const int64_t n = w.size(0), c = w.size(1), kh = w.size(2), kw = w.size(3);
-  TORCH_CHECK(f.first.defined() && f.second.defined() && f.first.dim() == 4 &&
-                  f.second.dim() == 4,
+  TORCH_CHECK(f.first.defined() && f.second.defined() && f.first.dim() == 4 && f.second.dim() == 4,
               "factorize_conv: node '", old.name, "': factors must be 4-D");
   const int64_t r = s == Scheme::kDecouple ? f.second.size(1) : f.first.size(0);
   std::vector<int64_t> first_shape, second_shape;
   switch (s) {
-    case Scheme::kChannel: first_shape = {r, c, kh, kw}; second_shape = {n, r, 1, 1}; break;
-    case Scheme::kSpatial: first_shape = {r, c, kh, 1}; second_shape = {n, r, 1, kw}; break;
-    case Scheme::kDecouple: first_shape = {n * r, c, 1, 1}; second_shape = {n, r, kh, kw}; break;
-    case Scheme::kChannelIn: first_shape = {r, c, 1, 1}; second_shape = {n, r, kh, kw}; break;
+    case Scheme::kChannel:
+      first_shape = {r, c, kh, kw};
+      second_shape = {n, r, 1, 1};
+      break;
+    case Scheme::kSpatial:
+      first_shape = {r, c, kh, 1};
+      second_shape = {n, r, 1, kw};
+      break;
+    case Scheme::kDecouple:
+      first_shape = {n * r, c, 1, 1};
+      second_shape = {n, r, kh, kw};
+      break;
+    case Scheme::kChannelIn:
+      first_shape = {r, c, 1, 1};
+      second_shape = {n, r, kh, kw};
+      break;
   }
   TORCH_CHECK(f.first.sizes().vec() == first_shape && f.second.sizes().vec() == second_shape,
               "factorize_conv: node '", old.name, "': ", scheme_name(s), " factors must be ",
               first_shape, " and ", second_shape, ", got ", f.first.sizes(), " and ",
               f.second.sizes());
   for (const char* suffix : {".0", ".1"})
-    TORCH_CHECK(!graph.find(old.name + suffix), "factorize_conv: node '", old.name,
-                "': the name '", old.name + suffix, "' is taken");
+    TORCH_CHECK(!graph.find(old.name + suffix), "factorize_conv: node '", old.name, "': the name '",
+                old.name + suffix, "' is taken");
 
   // Work on a copy so that a failed validation leaves the caller's graph as it was.
   Graph g = graph;

@@ -13,12 +13,18 @@ struct OpInfo {
   const char* name;
 };
 constexpr OpInfo kOps[] = {
-    {Op::kConv2d, "conv2d"},       {Op::kBatchNorm2d, "batchnorm2d"},
-    {Op::kReLU, "relu"},           {Op::kReLU6, "relu6"},
-    {Op::kMaxPool2d, "maxpool2d"}, {Op::kAvgPool2d, "avgpool2d"},
-    {Op::kGlobalAvgPool, "globalavgpool"}, {Op::kFlatten, "flatten"},
-    {Op::kLinear, "linear"},       {Op::kAdd, "add"},
-    {Op::kConcat, "concat"},       {Op::kDropout, "dropout"},
+    {Op::kConv2d, "conv2d"},
+    {Op::kBatchNorm2d, "batchnorm2d"},
+    {Op::kReLU, "relu"},
+    {Op::kReLU6, "relu6"},
+    {Op::kMaxPool2d, "maxpool2d"},
+    {Op::kAvgPool2d, "avgpool2d"},
+    {Op::kGlobalAvgPool, "globalavgpool"},
+    {Op::kFlatten, "flatten"},
+    {Op::kLinear, "linear"},
+    {Op::kAdd, "add"},
+    {Op::kConcat, "concat"},
+    {Op::kDropout, "dropout"},
     {Op::kIdentity, "identity"},
 };
 }  // namespace
@@ -116,9 +122,7 @@ void Graph::to(torch::Device device) {
 
 void Graph::to(torch::Dtype dtype) {
   // Integer buffers (e.g. counters) keep their type.
-  remap(*this, [&](const torch::Tensor& t) {
-    return t.is_floating_point() ? t.to(dtype) : t;
-  });
+  remap(*this, [&](const torch::Tensor& t) { return t.is_floating_point() ? t.to(dtype) : t; });
 }
 
 Graph Graph::clone() const {

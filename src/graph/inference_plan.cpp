@@ -29,7 +29,8 @@ std::vector<std::vector<torch::Tensor>> node_inputs(const Graph& g, const torch:
 namespace {
 // Times each way of computing one layer alone, in three interleaved rounds (so a burst of noise
 // hits all of them), and returns each one's best median. An empty function is not timed (1e300).
-std::vector<double> time_alternatives(const PlanOptions& o, const std::vector<std::function<void()>>& ways) {
+std::vector<double> time_alternatives(const PlanOptions& o,
+                                      const std::vector<std::function<void()>>& ways) {
   TimingOptions trial = o.timing;
   trial.warmup = 2;
   trial.min_runs = 5;
@@ -65,9 +66,10 @@ FactorPairPlan plan_factor_pairs(Graph& g, const torch::Tensor& x, const PlanOpt
     Node merged = merged_conv(g, p);
     // Exactly when the executor would run the fused kernel for this input.
     const auto& a = first.attrs;
-    const bool fusable = can_fuse_conv_pair(g, p) && in[0].is_contiguous() &&
-                         fused_pair_supports(in[0], first.params.at("weight"), second.params.at("weight"),
-                                             a.stride, a.padding, a.dilation, a.groups);
+    const bool fusable =
+        can_fuse_conv_pair(g, p) && in[0].is_contiguous() &&
+        fused_pair_supports(in[0], first.params.at("weight"), second.params.at("weight"), a.stride,
+                            a.padding, a.dilation, a.groups);
     Node fused = fusable ? fused_conv_pair(g, p) : Node();
     std::function<void()> fuse_run;
     if (fusable) fuse_run = [&] { (void)run_node(fused, in, Mode::kEval); };
@@ -96,7 +98,8 @@ int64_t plan_sparse_convs(Graph& g, const torch::Tensor& x, const PlanOptions& o
   constexpr double kMinZeros = 0.5;  // below this the sparse kernels never won in our benchmarks
   std::vector<int> candidates;
   for (const auto& n : g.nodes)
-    if (can_sparsify_conv(n) && zero_fraction(n.params.at("weight")) >= kMinZeros) candidates.push_back(n.id);
+    if (can_sparsify_conv(n) && zero_fraction(n.params.at("weight")) >= kMinZeros)
+      candidates.push_back(n.id);
   if (candidates.empty()) return 0;
   torch::NoGradGuard no_grad;
   auto inputs = node_inputs(g, x);

@@ -29,7 +29,8 @@ bool is_pointwise(const Node& n) {
 
 bool mergeable(const Graph& g, const Node& first, const Node& second) {
   if (first.op != Op::kConv2d || first.attrs.groups != 1 || !is_pointwise(second)) return false;
-  if (second.inputs.size() != 1 || second.inputs[0] != first.id || g.output == first.id) return false;
+  if (second.inputs.size() != 1 || second.inputs[0] != first.id || g.output == first.id)
+    return false;
   auto readers = g.consumers(first.id);
   return readers.size() == 1 && readers[0] == second.id;
 }
@@ -106,7 +107,8 @@ bool can_fuse_conv_pair(const Graph& g, const ConvPair& p) {
 
 Node fused_conv_pair(const Graph& g, const ConvPair& p) {
   TORCH_CHECK(can_fuse_conv_pair(g, p), "conv '", g.node(p.first).name, "' and '",
-              g.node(p.second).name, "' cannot be fused (needs a stride-1 undilated kxk conv read only by a 1x1 conv)");
+              g.node(p.second).name,
+              "' cannot be fused (needs a stride-1 undilated kxk conv read only by a 1x1 conv)");
   Node f = pair_as_one_node(g, p);
   auto data = std::make_shared<ConvKernelData>();
   data->first_weight = g.node(p.first).params.at("weight").detach();
@@ -118,7 +120,8 @@ Node fused_conv_pair(const Graph& g, const ConvPair& p) {
 void fuse_conv_pair(Graph& g, const ConvPair& p) { replace_pair(g, p, fused_conv_pair(g, p)); }
 
 bool can_sparsify_conv(const Node& n) {
-  if (n.op != Op::kConv2d || n.attrs.groups != 1 || n.kernel == ConvKernel::kFusedPair) return false;
+  if (n.op != Op::kConv2d || n.attrs.groups != 1 || n.kernel == ConvKernel::kFusedPair)
+    return false;
   const auto& w = n.params.at("weight");
   return w.dim() == 4 && w.scalar_type() == torch::kFloat && w.device().is_cpu();
 }
@@ -171,7 +174,8 @@ int64_t use_unified_kernels(Graph& g) {
   int64_t count = 0;
   for (const auto& [name, block] : unified_layer_blocks(g)) {
     Node* n = g.find(name);
-    TORCH_CHECK(n, "graph metadata names unified layer '", name, "', which the graph does not have");
+    TORCH_CHECK(n, "graph metadata names unified layer '", name,
+                "', which the graph does not have");
     if (n->op != Op::kConv2d) continue;  // linear layers have no unified kernel
     use_unified_kernel(*n, unified_from_weight(n->params.at("weight"), block));
     ++count;

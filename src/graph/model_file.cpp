@@ -18,7 +18,8 @@ namespace fs = std::filesystem;
 Graph load_model_file(const std::string& path) {
   std::error_code ec;
   if (fs::is_directory(path, ec)) {
-    const std::string hint = fs::exists(path + "/model.nnslim") ? "; did you mean " + path + "/model.nnslim?" : "";
+    const std::string hint =
+        fs::exists(path + "/model.nnslim") ? "; did you mean " + path + "/model.nnslim?" : "";
     throw NotAModelFileError(path + " is a directory, not a model file" + hint);
   }
   if (fs::is_regular_file(path, ec) && fs::file_size(path, ec) == 0)
@@ -28,7 +29,8 @@ Graph load_model_file(const std::string& path) {
   f.read(magic, 8);
   if (f && std::string(magic, 7) == "NNSLIMU") return load_unified(path);
   if (f && std::string(magic, 7) == "NNSLIMC")
-    throw NotAModelFileError(path + " is a training checkpoint, not a model; continue its run with "
+    throw NotAModelFileError(path +
+                             " is a training checkpoint, not a model; continue its run with "
                              "--resume, or use the run's model.nnslim");
   return load_graph(path);
 }

@@ -51,8 +51,9 @@ std::string graph_to_bytes(const Graph& g, uint32_t version) {
   // Kernel choices (Node::kernel) are inference-only and never written. A fused pair cannot
   // be: its first weight lives only in the kernel's data.
   for (const auto& n : g.nodes)
-    TORCH_CHECK(n.kernel != ConvKernel::kFusedPair, "node '", n.name,
-                "' runs as a fused factor pair (an inference plan); save the graph before planning");
+    TORCH_CHECK(
+        n.kernel != ConvKernel::kFusedPair, "node '", n.name,
+        "' runs as a fused factor pair (an inference plan); save the graph before planning");
   Writer w(version);
   w.u64(g.meta.size());
   for (const auto& kv : g.meta) {

@@ -37,8 +37,7 @@ struct Checker {
     return it->second;
   }
   void check_vec(const torch::Tensor& t, int64_t len, const char* what) const {
-    check(t.dim() == 1 && t.size(0) == len, what, " must have shape [", len, "], got ",
-          t.sizes());
+    check(t.dim() == 1 && t.size(0) == len, what, " must have shape [", len, "], got ", t.sizes());
   }
   void check_pair(const std::vector<int64_t>& v, const char* what, int64_t min) const {
     check(v.size() == 2 && v[0] >= min && v[1] >= min, what, " must be two integers >= ", min);
@@ -136,8 +135,8 @@ Shape infer_node(const Node& n, const std::vector<Shape>& ins) {
       c.check(in.size() == 3, "expects CxHxW inputs, got ", shape_str(in));
       for (size_t i = 1; i < ins.size(); ++i) {
         const auto& s = ins[i];
-        c.check(s.size() == 3 && s[1] == in[1] && s[2] == in[2],
-                "inputs must agree in HxW, got ", shape_str(in), " and ", shape_str(s));
+        c.check(s.size() == 3 && s[1] == in[1] && s[2] == in[2], "inputs must agree in HxW, got ",
+                shape_str(in), " and ", shape_str(s));
         out[0] += s[0];
       }
       return out;
@@ -168,8 +167,8 @@ std::map<int, Shape> infer_shapes(const Graph& graph) {
     }
     shapes[n.id] = infer_node(n, ins);
   }
-  TORCH_CHECK(shapes.count(graph.output) && graph.output != kGraphInput,
-              "graph output ", graph.output, " is not a node of the graph");
+  TORCH_CHECK(shapes.count(graph.output) && graph.output != kGraphInput, "graph output ",
+              graph.output, " is not a node of the graph");
   return shapes;
 }
 

@@ -30,11 +30,13 @@ Graph prune_groups(const Graph& graph, const Coupling& coupling,
     TORCH_CHECK(g.prunable, "channel group '", g.name, "' cannot be pruned: it touches ",
                 g.why_not);
     TORCH_CHECK(!k.empty(), "prune_channels: group '", g.name, "' must keep at least one channel");
-    TORCH_CHECK(std::is_sorted(k.begin(), k.end()) &&
-                    std::adjacent_find(k.begin(), k.end()) == k.end(),
-                "prune_channels: keep indices must be sorted and unique");
-    TORCH_CHECK(k.front() >= 0 && k.back() < g.channels, "prune_channels: keep index out of "
-                "range [0, ", g.channels, ") for group '", g.name, "'");
+    TORCH_CHECK(
+        std::is_sorted(k.begin(), k.end()) && std::adjacent_find(k.begin(), k.end()) == k.end(),
+        "prune_channels: keep indices must be sorted and unique");
+    TORCH_CHECK(k.front() >= 0 && k.back() < g.channels,
+                "prune_channels: keep index out of "
+                "range [0, ",
+                g.channels, ") for group '", g.name, "'");
   }
   // Every tensor dimension touched by any of the groups, sliced once with the positions of all
   // of them (a BatchNorm after a Concat is indexed by several groups along the same dimension).
@@ -72,8 +74,8 @@ void zero_channels(Graph& graph, const Coupling& coupling, int group_id,
   for (const auto& pd : g.params) {
     if (!pd.out_side || pd.buffer) continue;
     torch::Tensor& t = tensor_of(graph.node(pd.node), pd);
-    auto pos = layout_positions(coupling.layouts.at(layout_value(graph, pd)), group_id, sorted,
-                                false);
+    auto pos =
+        layout_positions(coupling.layouts.at(layout_value(graph, pd)), group_id, sorted, false);
     t.index_fill_(pd.dim, torch::tensor(pos, torch::kLong).to(t.device()), 0.0);
   }
 }

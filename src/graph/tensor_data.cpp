@@ -17,9 +17,16 @@ namespace {
 // Scalar types a file may hold (the enum values are stable across LibTorch versions).
 bool storable(torch::ScalarType t) {
   switch (t) {
-    case torch::kByte: case torch::kChar: case torch::kShort: case torch::kInt:
-    case torch::kLong: case torch::kHalf: case torch::kFloat: case torch::kDouble:
-    case torch::kBool: case torch::kBFloat16:
+    case torch::kByte:
+    case torch::kChar:
+    case torch::kShort:
+    case torch::kInt:
+    case torch::kLong:
+    case torch::kHalf:
+    case torch::kFloat:
+    case torch::kDouble:
+    case torch::kBool:
+    case torch::kBFloat16:
       return true;
     default:
       return false;
@@ -155,8 +162,8 @@ namespace {
 // Decodes the kBitmask / kBlocked payload next in `r` into the zero-filled `out` (numel entries
 // of type U). Every count and index is checked: corrupt data is an error, never a bad write.
 template <typename U>
-void decode_sparse(Reader& r, const std::string& what, char* out, int64_t numel,
-                   TensorEncoding enc, bool signs) {
+void decode_sparse(Reader& r, const std::string& what, char* out, int64_t numel, TensorEncoding enc,
+                   bool signs) {
   const uint64_t nnz = r.u64();
   TORCH_CHECK(nnz <= static_cast<uint64_t>(numel), what, ": sparse tensor claims ", nnz,
               " stored entries of ", numel, " (corrupt file?)");
@@ -254,9 +261,15 @@ torch::Tensor Reader::tensor() {
   auto t = torch::zeros(sizes, torch::TensorOptions().dtype(type));
   char* out = static_cast<char*>(t.data_ptr());
   switch (t.element_size()) {
-    case 2: decode_sparse<uint16_t>(*this, what_, out, numel, enc, signs); break;
-    case 4: decode_sparse<uint32_t>(*this, what_, out, numel, enc, signs); break;
-    default: decode_sparse<uint64_t>(*this, what_, out, numel, enc, signs); break;
+    case 2:
+      decode_sparse<uint16_t>(*this, what_, out, numel, enc, signs);
+      break;
+    case 4:
+      decode_sparse<uint32_t>(*this, what_, out, numel, enc, signs);
+      break;
+    default:
+      decode_sparse<uint64_t>(*this, what_, out, numel, enc, signs);
+      break;
   }
   return t;
 }

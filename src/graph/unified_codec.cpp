@@ -92,8 +92,7 @@ UnifiedLayer decode_unified(const std::string& bytes, const std::string& what) {
   L.block = {bo, bi, bk};
   BlockPartition part(L.shape, L.block);
   TORCH_CHECK(part.block() == L.block, what, ": bad block shape (corrupt file?)");
-  auto blocks = r.u64(), nu = r.u64(), nsign = r.u64(),
-       nfree = r.u64();
+  auto blocks = r.u64(), nu = r.u64(), nsign = r.u64(), nfree = r.u64();
   TORCH_CHECK(blocks == uint64_t(part.blocks()), what, ": unified layer claims ", blocks,
               " blocks, its shape has ", part.blocks(), " (corrupt file?)");
   const auto* mask = reinterpret_cast<const uint8_t*>(r.raw((blocks + 3) / 4));

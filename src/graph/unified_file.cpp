@@ -59,8 +59,8 @@ int64_t unified_file_bytes(const Graph& graph) {
 
 Graph load_unified(const std::string& path) {
   uint32_t version = 0;
-  std::string payload = read_framed_file(path, kUnifiedFileMagic, kFormatVersion,
-                                         "nnslim unified model", &version);
+  std::string payload =
+      read_framed_file(path, kUnifiedFileMagic, kFormatVersion, "nnslim unified model", &version);
   Graph g = graph_from_bytes(payload, path, version);
   auto listed = unified_layer_blocks(g);
   for (auto& n : g.nodes) {

@@ -22,8 +22,10 @@ BlockShape parse_block_shape(const std::string& text, const std::string& what) {
   std::stringstream ss(text);
   for (std::string p; std::getline(ss, p, 'x');) parts.push_back(p);
   auto bad = [&]() {
-    TORCH_CHECK(false, what, " expects OxIxK with positive integers (K may be the letter K = whole "
-                "kernel), e.g. 1x4xK, 4x4x1, 1x1xK; got '", text, "'");
+    TORCH_CHECK(false, what,
+                " expects OxIxK with positive integers (K may be the letter K = whole "
+                "kernel), e.g. 1x4xK, 4x4x1, 1x1xK; got '",
+                text, "'");
   };
   if (parts.size() != 3 || text.back() == 'x') bad();
   int64_t v[3] = {0, 0, 0};

@@ -43,8 +43,8 @@ class Exporter {
       }
       case Op::kBatchNorm2d: {
         auto* p = emit("BatchNormalization", n,
-                       {in(n, 0), param(n, "weight"), param(n, "bias"),
-                        buffer(n, "running_mean"), buffer(n, "running_var")});
+                       {in(n, 0), param(n, "weight"), param(n, "bias"), buffer(n, "running_mean"),
+                        buffer(n, "running_var")});
         real(p, "epsilon", n.attrs.eps);
         real(p, "momentum", 1.0 - n.attrs.momentum);  // ONNX weighs the running value
         return;
@@ -55,7 +55,8 @@ class Exporter {
       case Op::kReLU6: {
         // Clip's bounds are inputs since opset 11, attributes before.
         if (opset_ >= 11) {
-          emit("Clip", n, {in(n, 0), constant(n.name + ".min", 0.f), constant(n.name + ".max", 6.f)});
+          emit("Clip", n,
+               {in(n, 0), constant(n.name + ".min", 0.f), constant(n.name + ".max", 6.f)});
         } else {
           auto* p = emit("Clip", n, {in(n, 0)});
           real(p, "min", 0.0);
@@ -75,7 +76,8 @@ class Exporter {
         // AveragePool's count_include_pad (OpenCV 4.6 decides by producer name), so padding is
         // an explicit zero Pad before an unpadded AveragePool -- as PyTorch exports it.
         std::string x = in(n, 0);
-        if (n.attrs.padding[0] || n.attrs.padding[1]) x = zero_pad(n.name + ".pad", x, n.attrs.padding);
+        if (n.attrs.padding[0] || n.attrs.padding[1])
+          x = zero_pad(n.name + ".pad", x, n.attrs.padding);
         auto* p = emit("AveragePool", n, {x});
         ints(p, "kernel_shape", n.attrs.kernel);
         ints(p, "strides", n.attrs.stride);
@@ -106,11 +108,12 @@ class Exporter {
         return;
       }
       case Op::kConcat:
-        integer(emit("Concat", n, [&] {
-                  std::vector<std::string> ins;
-                  for (size_t i = 0; i < n.inputs.size(); ++i) ins.push_back(in(n, i));
-                  return ins;
-                }()),
+        integer(emit("Concat", n,
+                     [&] {
+                       std::vector<std::string> ins;
+                       for (size_t i = 0; i < n.inputs.size(); ++i) ins.push_back(in(n, i));
+                       return ins;
+                     }()),
                 "axis", 1);
         return;
       case Op::kDropout:  // inference: the identity
@@ -142,7 +145,8 @@ class Exporter {
     return raw_node(type, n.name, inputs, n.name);
   }
   // Zero padding of H and W: [N, C, H, W] pads are [0, 0, h, w, 0, 0, h, w].
-  std::string zero_pad(const std::string& name, const std::string& x, const std::vector<int64_t>& hw) {
+  std::string zero_pad(const std::string& name, const std::string& x,
+                       const std::vector<int64_t>& hw) {
     std::vector<int64_t> p{0, 0, hw[0], hw[1], 0, 0, hw[0], hw[1]};
     if (opset_ >= 11) {  // pads became an input in opset 11
       std::string pads_name = name + ".pads";
@@ -215,7 +219,11 @@ onnx::ModelProto to_model(const Graph& input, const OnnxExportOptions& opt) {
 
   onnx::ModelProto m;
   // The IR version that introduced each opset (onnx/docs/Versioning.md).
-  m.set_ir_version(opt.opset <= 9 ? 4 : opt.opset == 10 ? 5 : opt.opset == 11 ? 6 : opt.opset <= 13 ? 7 : 8);
+  m.set_ir_version(opt.opset <= 9    ? 4
+                   : opt.opset == 10 ? 5
+                   : opt.opset == 11 ? 6
+                   : opt.opset <= 13 ? 7
+                                     : 8);
   m.set_producer_name("nnslim");
   m.set_producer_version("0.1");
   auto* opset = m.add_opset_import();
@@ -242,8 +250,10 @@ std::string export_onnx_bytes(const Graph& graph, const OnnxExportOptions& optio
   try {
     onnx::checker::check_model(model);
   } catch (const std::exception& e) {
-    TORCH_CHECK(false, "ONNX export produced a model that ONNX's checker rejects (a bug in nnslim; "
-                "please report it): ", e.what());
+    TORCH_CHECK(false,
+                "ONNX export produced a model that ONNX's checker rejects (a bug in nnslim; "
+                "please report it): ",
+                e.what());
   }
   std::string bytes;
   TORCH_CHECK(model.SerializeToString(&bytes), "ONNX export: serialising the model failed");

@@ -5,8 +5,8 @@
 
 #include <torch/torch.h>
 
-#include <fstream>
 #include <algorithm>
+#include <fstream>
 #include <limits>
 #include <optional>
 #include <set>
@@ -46,7 +46,8 @@ class Importer {
     try {
       validate(g_);
     } catch (const c10::Error& e) {
-      TORCH_CHECK(false, what_, ": the imported graph is inconsistent: ", e.what_without_backtrace());
+      TORCH_CHECK(false, what_,
+                  ": the imported graph is inconsistent: ", e.what_without_backtrace());
     }
     check_values();
     return std::move(g_);
@@ -78,7 +79,8 @@ class Importer {
     TORCH_CHECK(in, what_, ": the model has no input");
     ids_[in->name()] = kGraphInput;
     const auto& in_shape = in->type().tensor_type().shape();
-    if (in_shape.dim_size() > 0 && in_shape.dim(0).has_dim_value()) input_batch_ = in_shape.dim(0).dim_value();
+    if (in_shape.dim_size() > 0 && in_shape.dim(0).has_dim_value())
+      input_batch_ = in_shape.dim(0).dim_value();
     if (!opt_.input_shape.empty()) {
       TORCH_CHECK(opt_.input_shape.size() == 3, "--input must be CxHxW");
       g_.input_shape = opt_.input_shape;
@@ -88,16 +90,15 @@ class Importer {
     TORCH_CHECK(shape.dim_size() == 4, what_, ": input '", in->name(), "' has ", shape.dim_size(),
                 " dimensions, expected [N, C, H, W]; pass --input CxHxW if it is an image");
     for (int i = 1; i < 4; ++i) {
-      TORCH_CHECK(shape.dim(i).has_dim_value() && shape.dim(i).dim_value() > 0, what_,
-                  ": input '", in->name(), "' has no static size in dimension ", i,
-                  "; pass --input CxHxW");
+      TORCH_CHECK(shape.dim(i).has_dim_value() && shape.dim(i).dim_value() > 0, what_, ": input '",
+                  in->name(), "' has no static size in dimension ", i, "; pass --input CxHxW");
       g_.input_shape.push_back(shape.dim(i).dim_value());
     }
   }
 
   void declare_output() {
-    TORCH_CHECK(m_.graph().output_size() == 1, what_, ": the model has ",
-                m_.graph().output_size(), " outputs; nnslim graphs have one");
+    TORCH_CHECK(m_.graph().output_size() == 1, what_, ": the model has ", m_.graph().output_size(),
+                " outputs; nnslim graphs have one");
     g_.output = value(m_.graph().output(0).name(), "the graph output");
   }
 
@@ -111,7 +112,8 @@ class Importer {
                       n.name, "': ", key, " holds NaN or Inf values");
       if (n.op == Op::kBatchNorm2d) {
         TORCH_CHECK((n.buffers.at("running_var") >= 0).all().item<bool>() && n.attrs.eps >= 0,
-                    what_, ": node '", n.name, "': BatchNormalization needs var >= 0 and epsilon >= 0");
+                    what_, ": node '", n.name,
+                    "': BatchNormalization needs var >= 0 and epsilon >= 0");
       }
       if (n.op == Op::kConv2d || n.op == Op::kLinear) {
         const auto& w = n.params.at("weight");
@@ -122,7 +124,8 @@ class Importer {
 
   void restore_meta() {
     for (const auto& p : m_.metadata_props()) g_.meta[p.key()] = p.value();
-    if (!g_.meta.count("model")) g_.meta["model"] = m_.graph().name().empty() ? "onnx" : m_.graph().name();
+    if (!g_.meta.count("model"))
+      g_.meta["model"] = m_.graph().name().empty() ? "onnx" : m_.graph().name();
     if (!g_.meta.count("classes")) {
       auto shapes = infer_shapes(g_);
       const auto& out = shapes.at(g_.output);
@@ -150,7 +153,8 @@ class Importer {
     } catch (const Unsupported& u) {
       unsupported_.push_back("node '" + name + "' (" + p.op_type() + "): " + u.reason);
       // Let later nodes read something, so that every unsupported node is reported at once.
-      for (const auto& o : p.output()) ids_[o] = p.input_size() && ids_.count(p.input(0)) ? ids_[p.input(0)] : kGraphInput;
+      for (const auto& o : p.output())
+        ids_[o] = p.input_size() && ids_.count(p.input(0)) ? ids_[p.input(0)] : kGraphInput;
     }
   }
 
@@ -175,8 +179,8 @@ class Importer {
   // import, and only their result enters the graph (as the constant its reader takes).
   bool fold_constant(const onnx::NodeProto& p) {
     static const std::set<std::string> kFoldable = {
-        "Identity", "Cast", "Unsqueeze", "Squeeze", "Concat", "Gather", "Reshape", "Shape",
-        "Slice", "Add", "Sub", "Mul", "Div"};
+        "Identity", "Cast",  "Unsqueeze", "Squeeze", "Concat", "Gather", "Reshape",
+        "Shape",    "Slice", "Add",       "Sub",     "Mul",    "Div"};
     const std::string& t = p.op_type();
     if (!kFoldable.count(t) || p.output_size() != 1 || p.input_size() == 0) return false;
     std::vector<torch::Tensor> in;
@@ -265,7 +269,8 @@ class Importer {
       auto s = in.at(1).to(torch::kLong).contiguous();
       std::vector<int64_t> shape(s.data_ptr<int64_t>(), s.data_ptr<int64_t>() + s.numel());
       for (size_t i = 0; i < shape.size(); ++i)
-        if (shape[i] == 0 && attr_int(p, "allowzero", 0) == 0) shape[i] = x.size(static_cast<int64_t>(i));
+        if (shape[i] == 0 && attr_int(p, "allowzero", 0) == 0)
+          shape[i] = x.size(static_cast<int64_t>(i));
       return x.reshape(shape).clone();
     }
     if (t == "Slice") return slice_constant(p, in);
@@ -286,7 +291,8 @@ class Importer {
       auto v = in[i].to(torch::kLong).contiguous();
       return std::vector<int64_t>(v.data_ptr<int64_t>(), v.data_ptr<int64_t>() + v.numel());
     };
-    auto starts = ints(1, "starts"), ends = ints(2, "ends"), axes = ints(3, "axes"), steps = ints(4, "steps");
+    auto starts = ints(1, "starts"), ends = ints(2, "ends"), axes = ints(3, "axes"),
+         steps = ints(4, "steps");
     if (axes.empty())
       for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
     torch::Tensor y = x;
@@ -304,23 +310,34 @@ class Importer {
   // TensorProto.DataType -> torch dtype, for Cast.
   static torch::ScalarType onnx_dtype(int64_t to) {
     switch (to) {
-      case 1: return torch::kFloat;
-      case 2: return torch::kUInt8;
-      case 3: return torch::kInt8;
-      case 5: return torch::kInt16;
-      case 6: return torch::kInt;
-      case 7: return torch::kLong;
-      case 9: return torch::kBool;
-      case 10: return torch::kHalf;
-      case 11: return torch::kDouble;
-      default: throw Unsupported{"Cast to ONNX data type " + std::to_string(to)};
+      case 1:
+        return torch::kFloat;
+      case 2:
+        return torch::kUInt8;
+      case 3:
+        return torch::kInt8;
+      case 5:
+        return torch::kInt16;
+      case 6:
+        return torch::kInt;
+      case 7:
+        return torch::kLong;
+      case 9:
+        return torch::kBool;
+      case 10:
+        return torch::kHalf;
+      case 11:
+        return torch::kDouble;
+      default:
+        throw Unsupported{"Cast to ONNX data type " + std::to_string(to)};
     }
   }
 
   // A zero Pad of H and W is kept aside and absorbed by the Conv or AveragePool that reads it
   // (PyTorch exports padded average pooling as Pad + AveragePool).
   void pad(const onnx::NodeProto& p) {
-    if (attr_string(p, "mode", "constant") != "constant") throw Unsupported{"only constant padding"};
+    if (attr_string(p, "mode", "constant") != "constant")
+      throw Unsupported{"only constant padding"};
     std::vector<int64_t> pads;
     float fill = 0.f;
     if (opset_ < 11) {
@@ -329,7 +346,8 @@ class Importer {
     } else {
       auto t = const_input(p, 1, "pads").to(torch::kLong).contiguous();
       pads.assign(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
-      if (p.input_size() > 2 && !p.input(2).empty()) fill = const_input(p, 2, "constant_value").item<float>();
+      if (p.input_size() > 2 && !p.input(2).empty())
+        fill = const_input(p, 2, "constant_value").item<float>();
     }
     if (fill != 0.f) throw Unsupported{"only zero padding"};
     if (pads.size() != 8 || pads[0] || pads[1] || pads[4] || pads[5])
@@ -350,10 +368,12 @@ class Importer {
   Node to_node(const onnx::NodeProto& p, const std::string& name) {
     for (const auto& in : p.input())
       if (padded_.count(in) && p.op_type() != "Conv" && p.op_type() != "AveragePool")
-        throw Unsupported{"reads the output of a Pad, which nnslim supports only before Conv or "
-                          "AveragePool"};
+        throw Unsupported{
+            "reads the output of a Pad, which nnslim supports only before Conv or "
+            "AveragePool"};
     const std::string& t = p.op_type();
-    if (p.domain() != "" && p.domain() != "ai.onnx") throw Unsupported{"custom domain '" + p.domain() + "'"};
+    if (p.domain() != "" && p.domain() != "ai.onnx")
+      throw Unsupported{"custom domain '" + p.domain() + "'"};
     if (t == "Conv") return conv(p);
     if (t == "BatchNormalization") return batchnorm(p);
     if (t == "Relu") return unary(p, Op::kReLU);
@@ -384,7 +404,8 @@ class Importer {
     auto w = const_input(p, 1, "weight");
     if (w.dim() != 4) throw Unsupported{"only 2-D convolutions are supported"};
     n.params["weight"] = param(w);
-    if (p.input_size() > 2 && !p.input(2).empty()) n.params["bias"] = param(const_input(p, 2, "bias"));
+    if (p.input_size() > 2 && !p.input(2).empty())
+      n.params["bias"] = param(const_input(p, 2, "bias"));
     auto kernel = attr_ints(p, "kernel_shape", {w.size(2), w.size(3)});
     if (kernel != std::vector<int64_t>{w.size(2), w.size(3)})
       throw Unsupported{"kernel_shape disagrees with the weight's shape"};
@@ -438,7 +459,8 @@ class Importer {
 
   Node concat(const onnx::NodeProto& p) {
     int64_t axis = attr_int(p, "axis", 1);
-    if (axis != 1 && axis != -3) throw Unsupported{"only concatenation along channels (axis 1) is supported"};
+    if (axis != 1 && axis != -3)
+      throw Unsupported{"only concatenation along channels (axis 1) is supported"};
     std::vector<int> ins;
     for (int i = 0; i < p.input_size(); ++i) ins.push_back(value_input(p, i));
     return make(Op::kConcat, ins);
@@ -473,8 +495,9 @@ class Importer {
     int x = value_input(p, 0);
     auto it = consts_.find(p.input(1));
     if (it == consts_.end())
-      throw Unsupported{"the target shape is computed at run time; export with torch.flatten(x, 1) "
-                        "or constant folding"};
+      throw Unsupported{
+          "the target shape is computed at run time; export with torch.flatten(x, 1) "
+          "or constant folding"};
     auto s = it->second.to(torch::kLong);
     if (s.numel() != 2) throw Unsupported{"only the flatten form [N, -1] is supported"};
     int64_t n0 = s[0].item<int64_t>(), n1 = s[1].item<int64_t>();
@@ -513,7 +536,8 @@ class Importer {
   Node dropout(const onnx::NodeProto& p) {
     Node n = make(Op::kDropout, {value_input(p, 0)});
     n.attrs.p = attr_float(p, "ratio", 0.5f);
-    if (p.input_size() > 1 && consts_.count(p.input(1))) n.attrs.p = consts_.at(p.input(1)).item<float>();
+    if (p.input_size() > 1 && consts_.count(p.input(1)))
+      n.attrs.p = consts_.at(p.input(1)).item<float>();
     return n;
   }
 
@@ -540,7 +564,8 @@ class Importer {
   int value_input(const onnx::NodeProto& p, int i) {
     if (i >= p.input_size()) throw Unsupported{"missing input " + std::to_string(i)};
     if (consts_.count(p.input(i)))
-      throw Unsupported{"input " + std::to_string(i) + " is a constant tensor, expected an activation"};
+      throw Unsupported{"input " + std::to_string(i) +
+                        " is a constant tensor, expected an activation"};
     return value(p.input(i), "node '" + p.name() + "' (" + p.op_type() + ")");
   }
   torch::Tensor const_input(const onnx::NodeProto& p, int i, const std::string& what) {
@@ -578,9 +603,11 @@ class Importer {
 Graph import_onnx_bytes(const std::string& bytes, const std::string& what,
                         const OnnxImportOptions& options, OnnxImportReport* report) {
   onnx::ModelProto m;
-  TORCH_CHECK(m.ParseFromString(bytes), what, ": not a valid ONNX model (protobuf parse failed; "
+  TORCH_CHECK(m.ParseFromString(bytes), what,
+              ": not a valid ONNX model (protobuf parse failed; "
               "truncated or not an .onnx file?)");
-  TORCH_CHECK(m.has_graph() && m.graph().node_size() > 0, what, ": the ONNX model has no graph nodes");
+  TORCH_CHECK(m.has_graph() && m.graph().node_size() > 0, what,
+              ": the ONNX model has no graph nodes");
   Importer importer(m, what, options);
   Graph g = importer.run();
   if (report) {
@@ -599,7 +626,8 @@ Graph import_onnx_bytes(const std::string&, const std::string&, const OnnxImport
 
 #endif
 
-Graph import_onnx(const std::string& path, const OnnxImportOptions& options, OnnxImportReport* report) {
+Graph import_onnx(const std::string& path, const OnnxImportOptions& options,
+                  OnnxImportReport* report) {
   std::ifstream f(path, std::ios::binary);
   TORCH_CHECK(f, "cannot open ONNX model '", path, "'");
   std::ostringstream ss;

@@ -48,19 +48,22 @@ torch::Tensor from_proto(const onnx::TensorProto& t) {
   };
   switch (t.data_type()) {
     case onnx::TensorProto::FLOAT:
-      if (t.has_raw_data()) return from_raw<float>(t.raw_data(), dims, numel, torch::kFloat, t.name());
+      if (t.has_raw_data())
+        return from_raw<float>(t.raw_data(), dims, numel, torch::kFloat, t.name());
       check_count(t.float_data_size());
       return torch::tensor(std::vector<float>(t.float_data().begin(), t.float_data().end()))
           .reshape(dims);
     case onnx::TensorProto::DOUBLE:
       if (t.has_raw_data())
-        return from_raw<double>(t.raw_data(), dims, numel, torch::kDouble, t.name()).to(torch::kFloat);
+        return from_raw<double>(t.raw_data(), dims, numel, torch::kDouble, t.name())
+            .to(torch::kFloat);
       check_count(t.double_data_size());
       return torch::tensor(std::vector<double>(t.double_data().begin(), t.double_data().end()))
           .reshape(dims)
           .to(torch::kFloat);
     case onnx::TensorProto::INT64:
-      if (t.has_raw_data()) return from_raw<int64_t>(t.raw_data(), dims, numel, torch::kLong, t.name());
+      if (t.has_raw_data())
+        return from_raw<int64_t>(t.raw_data(), dims, numel, torch::kLong, t.name());
       check_count(t.int64_data_size());
       return torch::tensor(std::vector<int64_t>(t.int64_data().begin(), t.int64_data().end()))
           .reshape(dims);

@@ -1,6 +1,8 @@
 #include "nnslim/methods/adapruner.h"
 
 #include "nnslim/data/loader.h"
+#include "nnslim/eval/evaluate.h"
+#include "nnslim/eval/recalibrate.h"
 #include "nnslim/graph/builder.h"
 #include "nnslim/graph/cost.h"
 #include "nnslim/graph/execute.h"
@@ -9,8 +11,6 @@
 #include "nnslim/methods/importance.h"
 #include "nnslim/methods/magnitude.h"
 #include "nnslim/methods/pruning_plan.h"
-#include "nnslim/eval/recalibrate.h"
-#include "nnslim/eval/evaluate.h"
 
 #include <torch/torch.h>
 
@@ -60,7 +60,8 @@ void AdaPrunerOptions::validate() const {
   TORCH_CHECK(min_channels >= 1, "adapruner: min-channels must be >= 1");
   TORCH_CHECK(min_keep > 0 && min_keep <= 1, "adapruner: min-keep must be in (0, 1]");
   TORCH_CHECK(heldout >= 1, "adapruner: heldout must be >= 1");
-  TORCH_CHECK(recal_batches >= 1 && candidate_steps >= 0, "adapruner: recal-batches >= 1, "
+  TORCH_CHECK(recal_batches >= 1 && candidate_steps >= 0,
+              "adapruner: recal-batches >= 1, "
               "candidate-steps >= 0");
   TORCH_CHECK(candidate_lr > 0, "adapruner: candidate-lr must be > 0");
   TORCH_CHECK(scratch_lr > 0, "adapruner: scratch-lr must be > 0");
@@ -128,8 +129,9 @@ WidthSearch search_widths(const Graph& g, const Coupling& c, const std::vector<i
   double lo = 0, hi = 1.0 / std::max(min_norm, 1e-12);
   r.widths = widths_for_alpha(c, norm, lo, o);
   r.macs = macs_of(r.widths);
-  TORCH_CHECK(r.macs <= r.budget, "adapruner: even the minimum widths need ", r.macs, " of ",
-              base, " MACs (", double(r.macs) / base, "x); choose a larger --target-macs or a "
+  TORCH_CHECK(r.macs <= r.budget, "adapruner: even the minimum widths need ", r.macs, " of ", base,
+              " MACs (", double(r.macs) / base,
+              "x); choose a larger --target-macs or a "
               "smaller --min-keep");
   for (r.iterations = 0; r.iterations < 40 && hi - lo > 1e-6; ++r.iterations) {
     if (double(r.budget - r.macs) / r.budget < 0.002) break;
@@ -177,7 +179,8 @@ std::vector<MethodOption> AdaPruner::option_list() {
   return {
       {"target-macs", "0.5", "keep at most this fraction of the input model's MACs"},
       {"sparsity-l1", "1e-5", "BN-gamma L1 weight during the sparse training (--epochs)"},
-      {"inherit", "auto", "weights to inherit: auto (try all, keep the best), l1, l2, bn, fpgm, random, scratch"},
+      {"inherit", "auto",
+       "weights to inherit: auto (try all, keep the best), l1, l2, bn, fpgm, random, scratch"},
       {"divisor", "1", "channel counts are multiples of this (e.g. 8)"},
       {"min-channels", "1", "minimum channels per block"},
       {"min-keep", "0.05", "minimum fraction of a block's channels kept"},
@@ -186,8 +189,9 @@ std::vector<MethodOption> AdaPruner::option_list() {
       {"recal-batches", "50", "BN recalibration batches per candidate"},
       {"candidate-steps", "100", "fine-tune steps per candidate before scoring (0 = none)"},
       {"candidate-lr", "0.01", "learning rate of the candidates' short fine-tune"},
-      {"scratch-lr", "0.1", "fine-tuning learning rate when 'scratch' wins (fresh weights need the "
-                            "full rate; inherited ones use --finetune-lr)"},
+      {"scratch-lr", "0.1",
+       "fine-tuning learning rate when 'scratch' wins (fresh weights need the "
+       "full rate; inherited ones use --finetune-lr)"},
       {"exclude", "", "comma-separated node names whose groups are kept whole"},
   };
 }
@@ -227,8 +231,9 @@ void AdaPruner::after_backward(Context& ctx) {
 double AdaPruner::score_candidate(Graph& g, const Dataset& fit, const Dataset& heldout) const {
   recalibrate_bn(g, fit, opt_.recal_batches, 128, opt_.seed);
   if (opt_.candidate_steps > 0) {
-    torch::optim::SGD sgd(g.parameters(),
-                          torch::optim::SGDOptions(opt_.candidate_lr).momentum(0.9).weight_decay(5e-4));
+    torch::optim::SGD sgd(
+        g.parameters(),
+        torch::optim::SGDOptions(opt_.candidate_lr).momentum(0.9).weight_decay(5e-4));
     LoaderOptions lo;
     lo.batch_size = 128;
     lo.augment = true;
@@ -241,8 +246,7 @@ double AdaPruner::score_candidate(Graph& g, const Dataset& fit, const Dataset& h
       EpochLoader loader(fit, lo, epoch);
       while (auto b = loader.next()) {
         sgd.zero_grad();
-        torch::cross_entropy_loss(forward(g, b->x.to(device, dtype), Mode::kTrain),
-                                  b->y.to(device))
+        torch::cross_entropy_loss(forward(g, b->x.to(device, dtype), Mode::kTrain), b->y.to(device))
             .backward();
         sgd.step();
         if (++steps >= opt_.candidate_steps) break;
@@ -330,7 +334,8 @@ void AdaPruner::finalize(Context& ctx) {
   Dataset fit, heldout;
   bool need_data = candidates.size() > 1 && !evaluator;
   if (need_data) {
-    TORCH_CHECK(ctx.train && ctx.train->size() > 1, "adapruner: choosing weights needs training data");
+    TORCH_CHECK(ctx.train && ctx.train->size() > 1,
+                "adapruner: choosing weights needs training data");
     int64_t n = std::min(opt_.heldout, ctx.train->size() / 5);
     TORCH_CHECK(n >= 1, "adapruner: too few training images to hold out any");
     std::tie(fit, heldout) = split_validation(*ctx.train, n);
@@ -360,13 +365,15 @@ void AdaPruner::finalize(Context& ctx) {
   };
   if (ctx.progress) {
     char line[160];
-    std::snprintf(line, sizeof line, "== widths for %.2f%% of the MACs (alpha %.4g after %lld bisection steps)",
+    std::snprintf(line, sizeof line,
+                  "== widths for %.2f%% of the MACs (alpha %.4g after %lld bisection steps)",
                   100.0 * ws.macs / base, ws.alpha, (long long)ws.iterations);
     *ctx.progress << line << std::endl;
   }
   if (ctx.progress && candidates.size() > 1)
-    *ctx.progress << "== scoring " << candidates.size() << " weight-inheritance candidates on " << heldout.size()
-                  << " held-out images (" << opt_.candidate_steps << " fine-tune steps each)" << std::endl;
+    *ctx.progress << "== scoring " << candidates.size() << " weight-inheritance candidates on "
+                  << heldout.size() << " held-out images (" << opt_.candidate_steps
+                  << " fine-tune steps each)" << std::endl;
   ScoreCache cache(ctx, ws, candidates, heldout.size(), opt_);
   for (const auto& crit : candidates) {
     if (candidates.size() == 1) {  // nothing to choose
@@ -377,15 +384,19 @@ void AdaPruner::finalize(Context& ctx) {
     const auto t0 = std::chrono::steady_clock::now();
     std::optional<double> cached = cache.score(crit);
     Graph sub = cached ? Graph() : build(crit);
-    double s = cached ? *cached : evaluator ? evaluator(sub, crit) : score_candidate(sub, fit, heldout);
+    double s = cached      ? *cached
+               : evaluator ? evaluator(sub, crit)
+                           : score_candidate(sub, fit, heldout);
     if (!cached) cache.add(crit, s);
     if (ctx.progress) {
       char line[160];
       if (cached)
-        std::snprintf(line, sizeof line, "   %-7s held-out top-1 %6.2f%%  (scored before the interruption)",
+        std::snprintf(line, sizeof line,
+                      "   %-7s held-out top-1 %6.2f%%  (scored before the interruption)",
                       crit.c_str(), s);
       else
-        std::snprintf(line, sizeof line, "   %-7s held-out top-1 %6.2f%%  (%.0f s)", crit.c_str(), s,
+        std::snprintf(line, sizeof line, "   %-7s held-out top-1 %6.2f%%  (%.0f s)", crit.c_str(),
+                      s,
                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       *ctx.progress << line << std::endl;
     }

@@ -96,9 +96,8 @@ torch::Tensor GRDA::step(LossClosure closure) {
       // Dual averaging of the raw stochastic gradients: the same add_ SGD does to w, so that
       // c = 0 reproduces plain SGD bit for bit (invariant 1).
       acc.add_(p.grad(), -lr);
-      s.threshold(s.threshold() +
-                  scale * (std::pow(static_cast<double>(n), mu) -
-                           std::pow(static_cast<double>(n - 1), mu)));
+      s.threshold(s.threshold() + scale * (std::pow(static_cast<double>(n), mu) -
+                                           std::pow(static_cast<double>(n - 1), mu)));
       // w = sign(acc) * max(|acc| - G, 0), computed as acc - clamp(acc, -G, G): bitwise the same
       // values for |acc| > G (round-to-nearest is symmetric), and pruned entries become +0.0
       // rather than the -0.0 the literal formula gives for negative acc. +0.0 zeros are what
@@ -166,10 +165,7 @@ struct Grda::Shared {
   int64_t channels_removed = 0;
 };
 
-namespace {
-
-
-}  // namespace
+namespace {}  // namespace
 
 void GrdaMethodOptions::validate() const {
   TORCH_CHECK(c >= 0 && std::isfinite(c), "grda: c must be >= 0, got ", c);
@@ -183,8 +179,7 @@ Grda::Grda(GrdaMethodOptions options) : opt_(options), shared_(std::make_shared<
 std::unique_ptr<torch::optim::Optimizer> Grda::make_optimizer(Graph& graph,
                                                               const OptimizerSettings& options) {
   // Momentum and weight decay of `options` do not apply: gRDA has neither (§5.2).
-  return std::make_unique<GRDA>(graph.parameters(),
-                                GRDAOptions(options.lr).c(opt_.c).mu(opt_.mu));
+  return std::make_unique<GRDA>(graph.parameters(), GRDAOptions(options.lr).c(opt_.c).mu(opt_.mu));
 }
 
 void Grda::end_epoch(Context& ctx) {
@@ -245,9 +240,8 @@ void Grda::finalize(Context& ctx) {
 
 std::shared_ptr<Method> Grda::finetune_method() {
   auto shared = shared_;
-  return std::make_shared<KeepZeros>("grda-keep-zeros", [shared](const Graph& g) {
-    shared->report = sparsity_report(g);
-  });
+  return std::make_shared<KeepZeros>(
+      "grda-keep-zeros", [shared](const Graph& g) { shared->report = sparsity_report(g); });
 }
 
 void Grda::describe(Json& out) const {

@@ -70,7 +70,8 @@ HSPG::ZeroLimit mac_floor(std::shared_ptr<const ChannelMacs> macs, int64_t floor
     auto z = zero.to(torch::kCPU, torch::kUInt8).contiguous();
     std::vector<uint8_t> off(z.data_ptr<uint8_t>(), z.data_ptr<uint8_t>() + z.numel());
     auto first = by_score(cand.to(torch::kCPU), score.to(torch::kCPU)).contiguous();
-    std::vector<int64_t> tries(first.data_ptr<int64_t>(), first.data_ptr<int64_t>() + first.numel());
+    std::vector<int64_t> tries(first.data_ptr<int64_t>(),
+                               first.data_ptr<int64_t>() + first.numel());
     auto accepted = macs->switch_off_while_above(off, tries, floor);
     auto out = torch::zeros({cand.size(0)}, torch::kBool);
     if (!accepted.empty()) out.index_fill_(0, torch::tensor(accepted, torch::kLong), true);
@@ -79,7 +80,9 @@ HSPG::ZeroLimit mac_floor(std::shared_ptr<const ChannelMacs> macs, int64_t floor
 }
 
 // A quarter of the epochs when unset (§2.7: N_P = 75 of 300 epochs).
-int64_t prox_epochs_for(int64_t option, int64_t epochs) { return option >= 0 ? option : epochs / 4; }
+int64_t prox_epochs_for(int64_t option, int64_t epochs) {
+  return option >= 0 ? option : epochs / 4;
+}
 
 }  // namespace
 
@@ -197,8 +200,7 @@ torch::Tensor limit_candidates(const torch::Tensor& cand, int64_t allowed,
 
 // ---- HSPG --------------------------------------------------------------------------------------
 
-HSPG::HSPG(std::vector<torch::Tensor> params, std::vector<GroupFamily> groups,
-           HSPGOptions defaults)
+HSPG::HSPG(std::vector<torch::Tensor> params, std::vector<GroupFamily> groups, HSPGOptions defaults)
     : Optimizer({torch::optim::OptimizerParamGroup(params)},
                 std::make_unique<HSPGOptions>(defaults)),
       families_(std::move(groups)) {
@@ -548,18 +550,22 @@ void Hspg::describe(Json& out) const { out = details_; }
 MethodInfo hspg_method_info() {
   MethodInfo m;
   m.name = "hspg";
-  m.summary = "sparse optimisation: HSPG group lasso over zero-invariant groups (docs/methods/hspg.md)";
+  m.summary =
+      "sparse optimisation: HSPG group lasso over zero-invariant groups (docs/methods/hspg.md)";
   m.options = {
       {"lambda", "1e-3", "group-lasso weight lambda >= 0 (paper: 5e-4 VGG16-BN, 1e-3 ResNet-50)"},
       {"epsilon", "0", "half-space parameter in [0, 1) (larger = more aggressive zeroing)"},
-      {"prox-epochs", "", "epochs of the Prox-SG stage before the half-space stage (default: a "
-                          "quarter of --epochs)"},
+      {"prox-epochs", "",
+       "epochs of the Prox-SG stage before the half-space stage (default: a "
+       "quarter of --epochs)"},
       {"target-group-sparsity", "1", "upper cap on the fraction of zero groups, in (0, 1]"},
-      {"target-macs", "1", "stop zeroing groups where the compressed network would fall below "
-                           "this fraction of the input model's MACs, in (0, 1] (lambda must be "
-                           "large enough to get there)"},
-      {"stage1", "prox", "first stage: prox (group soft-threshold, the paper) or subgradient "
-                         "(the OTOv1 code)"},
+      {"target-macs", "1",
+       "stop zeroing groups where the compressed network would fall below "
+       "this fraction of the input model's MACs, in (0, 1] (lambda must be "
+       "large enough to get there)"},
+      {"stage1", "prox",
+       "first stage: prox (group soft-threshold, the paper) or subgradient "
+       "(the OTOv1 code)"},
       {"exclude", "", "comma-separated node names whose channel groups are not regularised"},
   };
   m.create = [](const MethodConfig& cfg) -> std::shared_ptr<Method> {
@@ -627,8 +633,7 @@ void check_options(const OBProxSGOptions& o) {
   TORCH_CHECK(o.momentum() >= 0 && o.momentum() < 1, "obproxsg: momentum must be in [0, 1), got ",
               o.momentum());
   TORCH_CHECK(!o.nesterov() || o.momentum() > 0, "obproxsg: nesterov needs momentum > 0");
-  TORCH_CHECK(o.weight_decay() >= 0, "obproxsg: weight decay must be >= 0, got ",
-              o.weight_decay());
+  TORCH_CHECK(o.weight_decay() >= 0, "obproxsg: weight decay must be >= 0, got ", o.weight_decay());
   TORCH_CHECK(o.prox_steps() >= 0, "obproxsg: prox steps must be >= 0, got ", o.prox_steps());
 }
 }  // namespace
@@ -748,7 +753,6 @@ Json element_report(const Graph& graph) {
   return r;
 }
 
-
 }  // namespace
 
 void ObproxsgOptions::validate() const {
@@ -763,8 +767,8 @@ Obproxsg::Obproxsg(ObproxsgOptions options)
   opt_.validate();
 }
 
-std::unique_ptr<torch::optim::Optimizer> Obproxsg::make_optimizer(Graph& graph,
-                                                                  const OptimizerSettings& options) {
+std::unique_ptr<torch::optim::Optimizer> Obproxsg::make_optimizer(
+    Graph& graph, const OptimizerSettings& options) {
   OBProxSGOptions o(options.lr);
   o.lambda(opt_.lambda)
       .epsilon(opt_.epsilon)
@@ -821,12 +825,15 @@ void Obproxsg::describe(Json& out) const {
 MethodInfo obproxsg_method_info() {
   MethodInfo m;
   m.name = "obproxsg";
-  m.summary = "sparse optimisation: OBProx-SG, element-wise l1 on conv/linear weights (docs/methods/hspg.md)";
+  m.summary =
+      "sparse optimisation: OBProx-SG, element-wise l1 on conv/linear weights "
+      "(docs/methods/hspg.md)";
   m.options = {
       {"lambda", "1e-4", "l1 weight lambda >= 0 on conv and linear weights"},
       {"epsilon", "0", "orthant step keeps x only if x * sign > epsilon (>= 0)"},
-      {"prox-epochs", "", "epochs of Prox-SG before the orthant steps (default: a quarter of "
-                          "--epochs)"},
+      {"prox-epochs", "",
+       "epochs of Prox-SG before the orthant steps (default: a quarter of "
+       "--epochs)"},
   };
   m.create = [](const MethodConfig& cfg) -> std::shared_ptr<Method> {
     ObproxsgOptions o;

@@ -12,8 +12,8 @@ struct CriterionName {
   Criterion c;
   const char* name;
 };
-constexpr CriterionName kNames[] = {{Criterion::kL1, "l1"},     {Criterion::kL2, "l2"},
-                                    {Criterion::kBn, "bn"},     {Criterion::kFpgm, "fpgm"},
+constexpr CriterionName kNames[] = {{Criterion::kL1, "l1"},         {Criterion::kL2, "l2"},
+                                    {Criterion::kBn, "bn"},         {Criterion::kFpgm, "fpgm"},
                                     {Criterion::kTaylor, "taylor"}, {Criterion::kRandom, "random"}};
 
 bool is_filter(const Graph& g, const ParamDim& pd) {
@@ -107,8 +107,8 @@ std::map<int, torch::Tensor> channel_importance(const Graph& graph, const Coupli
         out[id] = summed_over_filters(graph, c, grp, l1_rows);
         break;
       case Criterion::kL2:
-        out[id] = summed_over_filters(graph, c, grp,
-                                      [](const torch::Tensor& f) { return f.pow(2).sum(1).sqrt(); });
+        out[id] = summed_over_filters(
+            graph, c, grp, [](const torch::Tensor& f) { return f.pow(2).sum(1).sqrt(); });
         break;
       case Criterion::kBn: {
         if (grp.norms.empty()) {

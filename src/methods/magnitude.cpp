@@ -36,7 +36,8 @@ MagnitudePruning::MagnitudePruning(MagnitudeOptions o) : opt_(std::move(o)) {
 std::vector<MethodOption> MagnitudePruning::option_list() {
   return {
       {"ratio", "0.5", "fraction of channels to remove from each group (or globally)"},
-      {"target-macs", "", "keep at most this fraction of the input model's MACs (overrides --ratio)"},
+      {"target-macs", "",
+       "keep at most this fraction of the input model's MACs (overrides --ratio)"},
       {"criterion", "l1", "channel importance: l1, l2, bn, fpgm, taylor, random"},
       {"global", "false", "rank channels across all groups instead of per group"},
       {"round-to", "1", "keep a multiple of this many channels per group (e.g. 8)"},

@@ -216,7 +216,8 @@ ChannelMacs::ChannelMacs(const Graph& graph, const Coupling& coupling, std::vect
     for (const Layout* l : {&t.out, &t.in})
       for (const auto& seg : *l) {
         auto it = index_.find(seg.group);
-        if (it != index_.end() && (touches_[it->second].empty() || touches_[it->second].back() != k))
+        if (it != index_.end() &&
+            (touches_[it->second].empty() || touches_[it->second].back() != k))
           touches_[it->second].push_back(k);
       }
     terms_.push_back(std::move(t));

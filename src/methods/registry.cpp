@@ -56,8 +56,8 @@ MethodConfig::MethodConfig(std::string method, const std::vector<MethodOption>& 
     if (!known) {
       std::string keys;
       for (const auto& o : options) keys += (keys.empty() ? "" : ", ") + o.key;
-      TORCH_CHECK(false, method_, ": unknown option '", kv.first, "' (options: ",
-                  keys.empty() ? "none" : keys, ")");
+      TORCH_CHECK(false, method_, ": unknown option '", kv.first,
+                  "' (options: ", keys.empty() ? "none" : keys, ")");
     }
     values_[kv.first] = kv.second;
   }
@@ -87,8 +87,8 @@ int64_t MethodConfig::integer(const std::string& key) const {
   std::string v = str(key);
   char* end = nullptr;
   long long x = std::strtoll(v.c_str(), &end, 10);
-  TORCH_CHECK(!v.empty() && *end == '\0', method_, ": option '", key,
-              "' expects an integer, got '", v, "'");
+  TORCH_CHECK(!v.empty() && *end == '\0', method_, ": option '", key, "' expects an integer, got '",
+              v, "'");
   return x;
 }
 

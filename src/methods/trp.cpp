@@ -27,8 +27,10 @@ std::vector<std::string> split_names(const std::string& s) {
     cur.clear();
   };
   for (char ch : s) {
-    if (ch == ',') flush();
-    else cur += ch;
+    if (ch == ',')
+      flush();
+    else
+      cur += ch;
   }
   flush();
   return out;
@@ -66,7 +68,9 @@ void TrpOptions::validate() const {
 MethodInfo trp_method_info() {
   MethodInfo m;
   m.name = "trp";
-  m.summary = "Trained Rank Pruning: low-rank projection + nuclear norm, conv factorisation (docs/methods/trp.md)";
+  m.summary =
+      "Trained Rank Pruning: low-rank projection + nuclear norm, conv factorisation "
+      "(docs/methods/trp.md)";
   m.options = {
       {"scheme", "channel",
        "channel (kxk->r, 1x1), spatial (kx1->r, 1xk), decouple (ND) or channel-in (1x1->r, kxk)"},
@@ -83,7 +87,8 @@ MethodInfo trp_method_info() {
       {"target-macs", "",
        "network MACs budget as a fraction of the input model's (bisects the final threshold)"},
       {"rank-multiple", "1", "round final ranks up to a multiple of this (faster thin convs)"},
-      {"layers", "", "comma-separated conv names to decompose (default: all non-1x1 but the first)"},
+      {"layers", "",
+       "comma-separated conv names to decompose (default: all non-1x1 but the first)"},
       {"exclude", "", "comma-separated conv names never to decompose"},
   };
   m.create = [](const MethodConfig& cfg) -> std::shared_ptr<Method> {
@@ -209,11 +214,10 @@ void Trp::begin(Context& ctx) {
       if (break_even_rank(n, in, opt_.scheme) >= 1)
         best -= conv_macs(n, in) - factorized_conv_macs(n, in, opt_.scheme, 1);
     }
-    TORCH_CHECK(best <= opt_.target_macs * static_cast<double>(input_macs_),
-                "trp: target-macs ", opt_.target_macs,
-                " cannot be met: factorising every selected layer at rank 1 leaves ",
-                static_cast<double>(best) / static_cast<double>(input_macs_),
-                " of the input model's MACs");
+    TORCH_CHECK(
+        best <= opt_.target_macs * static_cast<double>(input_macs_), "trp: target-macs ",
+        opt_.target_macs, " cannot be met: factorising every selected layer at rank 1 leaves ",
+        static_cast<double>(best) / static_cast<double>(input_macs_), " of the input model's MACs");
   }
 }
 
@@ -233,8 +237,7 @@ void Trp::before_step(Context& ctx) {
       // (decouple: one SVD and one energy rank per filter, batched)
       Svd svd = thin_svd(matricize(w, opt_.scheme));
       const std::vector<int64_t> r = energy_ranks(svd.s, opt_.energy);
-      if (opt_.trp)
-        w.copy_(unmatricize(low_rank(svd, r), opt_.scheme, w.sizes()));
+      if (opt_.trp) w.copy_(unmatricize(low_rank(svd, r), opt_.scheme, w.sizes()));
       if (nuclear_here)
         st.g = unmatricize(nuclear_subgradient(svd, r), opt_.scheme, w.sizes()).to(w.scalar_type());
       st.train_rank = *std::max_element(r.begin(), r.end());
@@ -269,8 +272,7 @@ void Trp::after_backward(Context& ctx) {
       auto& w = ctx.graph.node(st.id).params.at("weight");
       try {
         Svd svd = thin_svd(matricize(w, opt_.scheme));
-        add_to_grad(w, unmatricize(nuclear_subgradient(svd), opt_.scheme, w.sizes()),
-                    opt_.nuclear);
+        add_to_grad(w, unmatricize(nuclear_subgradient(svd), opt_.scheme, w.sizes()), opt_.nuclear);
       } catch (const c10::Error&) {
         ++svd_failures_;
       }
@@ -420,9 +422,8 @@ void Trp::describe(Json& out) const {
   // TRP's own convention (METHODS.md §1.6): the speed-up counts conv MACs only.
   out.set("conv_macs_before", input_conv_macs_);
   out.set("conv_macs_after", output_conv_macs_);
-  out.set("conv_macs_ratio", output_conv_macs_ > 0
-                                 ? static_cast<double>(input_conv_macs_) / output_conv_macs_
-                                 : 0.0);
+  out.set("conv_macs_ratio",
+          output_conv_macs_ > 0 ? static_cast<double>(input_conv_macs_) / output_conv_macs_ : 0.0);
   out.set("trp_steps", trp_steps_);
   out.set("svd_seconds", svd_seconds_);
   out.set("svd_failures", svd_failures_);

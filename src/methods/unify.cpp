@@ -95,8 +95,7 @@ UnifyLayerCost unify_layer_cost(const BlockPartition& part, const torch::Tensor&
 void UnifyOptions::validate() const {
   TORCH_CHECK(prune >= 0 && prune <= 1, "unify: prune must be in [0, 1], got ", prune);
   TORCH_CHECK(unify >= 0 && unify <= 1, "unify: unify must be in [0, 1], got ", unify);
-  TORCH_CHECK(prune + unify <= 1 + 1e-12, "unify: prune + unify must be <= 1, got ",
-              prune + unify);
+  TORCH_CHECK(prune + unify <= 1 + 1e-12, "unify: prune + unify must be <= 1, got ", prune + unify);
   TORCH_CHECK(rho >= 0, "unify: rho must be >= 0, got ", rho);
   TORCH_CHECK(rho_growth >= 1, "unify: rho-growth must be >= 1, got ", rho_growth);
   TORCH_CHECK(rho_max >= rho, "unify: rho-max must be >= rho (", rho, "), got ", rho_max);
@@ -104,8 +103,10 @@ void UnifyOptions::validate() const {
   for (const BlockShape& b : {conv_block, linear_block})
     TORCH_CHECK(b.out >= 1 && b.in >= 1 && b.k >= 0, "unify: bad block shape ", b.str());
   // A linear weight has no kernel: its blocks are OxIx1 (K, the whole kernel, is the same).
-  TORCH_CHECK(linear_block.k <= 1, "unify: linear-block must be OxIx1 (a linear layer has no "
-              "kernel), got ", linear_block.str());
+  TORCH_CHECK(linear_block.k <= 1,
+              "unify: linear-block must be OxIx1 (a linear layer has no "
+              "kernel), got ",
+              linear_block.str());
 }
 
 std::vector<MethodOption> Unify::option_list() {
@@ -117,12 +118,14 @@ std::vector<MethodOption> Unify::option_list() {
        "conv block shape OxIxK (out ch x in ch x kernel entries; K = whole kernel), e.g. 1x4xK, "
        "4x4x1, 1x1xK"},
       {"linear-block", "1x8x1", "linear block shape (out x in x 1)"},
-      {"rho", "1e-4", "ADMM penalty rho0 (0 = no penalty). One ADMM round per epoch: --epochs "
+      {"rho", "1e-4",
+       "ADMM penalty rho0 (0 = no penalty). One ADMM round per epoch: --epochs "
        "is the number of ADMM rounds, --finetune-epochs the masked retraining"},
       {"rho-growth", "1.3", "rho is multiplied by this after every ADMM round"},
       {"rho-max", "0.1", "upper bound of rho"},
       {"round-batches", "0", "0 = one ADMM round (Z/U update) per epoch; N = every N batches"},
-      {"exclude", "", "comma-separated node names kept dense (the first conv and the classifier "
+      {"exclude", "",
+       "comma-separated node names kept dense (the first conv and the classifier "
        "always are)"},
   };
 }
@@ -144,7 +147,9 @@ std::shared_ptr<Method> Unify::create(const MethodConfig& c) {
 MethodInfo unify_method_info() {
   MethodInfo m;
   m.name = "unify";
-  m.summary = "micro-structured weight unification + pruning (ADMM, masked retraining; docs/methods/unify.md)";
+  m.summary =
+      "micro-structured weight unification + pruning (ADMM, masked retraining; "
+      "docs/methods/unify.md)";
   m.options = Unify::option_list();
   m.create = Unify::create;
   return m;
@@ -179,8 +184,7 @@ void Unify::select(const Graph& g) {
     s.name = n.name;
     s.partition = BlockPartition(n.params.at("weight").sizes().vec(), block_for(n));
     const int64_t B = s.partition.blocks();
-    s.trivial =
-        blocks_for_fraction(opt_.prune, B) == 0 && blocks_for_fraction(opt_.unify, B) == 0;
+    s.trivial = blocks_for_fraction(opt_.prune, B) == 0 && blocks_for_fraction(opt_.unify, B) == 0;
     state_.push_back(std::move(s));
   }
 }
@@ -287,8 +291,8 @@ void Unify::finalize(Context& ctx) {
     auto& w = g.find(s.name)->params.at("weight");
     auto p = project_blocks(w.detach(), s.partition, opt_.prune, opt_.unify);
     w.detach().copy_(p.weight);
-    auto fixed = s.partition.expand(p.state != static_cast<uint8_t>(BlockState::kFree))
-                     .to(w.device());
+    auto fixed =
+        s.partition.expand(p.state != static_cast<uint8_t>(BlockState::kFree)).to(w.device());
     frozen_->push_back({s.name, fixed, p.weight.masked_fill(~fixed, 0)});
     meta += (meta.empty() ? "" : ";") + s.name + "=" + s.partition.block().str();
 
@@ -359,9 +363,7 @@ void Unify::finalize(Context& ctx) {
   details_.set("layers", layers);
 }
 
-std::shared_ptr<Method> Unify::finetune_method() {
-  return std::make_shared<UnifyRetrain>(frozen_);
-}
+std::shared_ptr<Method> Unify::finetune_method() { return std::make_shared<UnifyRetrain>(frozen_); }
 
 void Unify::describe(Json& out) const {
   if (details_.size() > 0) {

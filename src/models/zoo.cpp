@@ -37,8 +37,8 @@ Graph lenet5(Builder& b, int64_t classes) {
 
 Graph vgg16(Builder& b, int64_t classes) {
   const int64_t kPool = 0;
-  const int64_t cfg[] = {64,  64,  kPool, 128, 128, kPool, 256, 256, 256, kPool,
-                         512, 512, 512,   kPool, 512, 512, 512, kPool};
+  const int64_t cfg[] = {64,    64,  kPool, 128, 128,   kPool, 256, 256, 256,
+                         kPool, 512, 512,   512, kPool, 512,   512, 512, kPool};
   int x = b.input();
   int conv_i = 0, pool_i = 0;
   for (int64_t w : cfg) {
@@ -103,8 +103,8 @@ Graph mobilenetv2(Builder& b, int64_t classes) {
   struct Stage {
     int64_t t, c, n, s;
   };
-  const Stage stages[] = {{1, 16, 1, 1},  {6, 24, 2, 1},  {6, 32, 3, 2}, {6, 64, 4, 2},
-                          {6, 96, 3, 1},  {6, 160, 3, 2}, {6, 320, 1, 1}};
+  const Stage stages[] = {{1, 16, 1, 1}, {6, 24, 2, 1},  {6, 32, 3, 2}, {6, 64, 4, 2},
+                          {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1}};
   int x = b.relu6(conv_bn(b, b.input(), 32, 3, 1, 1, "features.0.conv", "features.0.bn"),
                   "features.0.relu");
   int block = 1;
@@ -139,8 +139,14 @@ const std::vector<ZooEntry>& zoo() {
       {"resnet32", [](Builder& b, int64_t k) { return cifar_resnet(b, 5, k); }},
       {"resnet56", [](Builder& b, int64_t k) { return cifar_resnet(b, 9, k); }},
       {"resnet110", [](Builder& b, int64_t k) { return cifar_resnet(b, 18, k); }},
-      {"resnet18", [](Builder& b, int64_t k) { return imagenet_resnet(b, false, {2, 2, 2, 2}, k); }},
-      {"resnet50", [](Builder& b, int64_t k) { return imagenet_resnet(b, true, {3, 4, 6, 3}, k); }},
+      {"resnet18",
+       [](Builder& b, int64_t k) {
+         return imagenet_resnet(b, false, {2, 2, 2, 2}, k);
+       }},
+      {"resnet50",
+       [](Builder& b, int64_t k) {
+         return imagenet_resnet(b, true, {3, 4, 6, 3}, k);
+       }},
       {"mobilenetv2", mobilenetv2},
   };
   return entries;

@@ -21,7 +21,8 @@ namespace {
 
 Json read_json(const std::string& path) {
   std::ifstream f(path);
-  TORCH_CHECK(f, "cannot open '", path, "' (is this a 'nnslim train' or 'nnslim compress' output directory?)");
+  TORCH_CHECK(f, "cannot open '", path,
+              "' (is this a 'nnslim train' or 'nnslim compress' output directory?)");
   std::stringstream ss;
   ss << f.rdbuf();
   try {
@@ -42,7 +43,8 @@ int64_t integer_or_zero(const Json& j, const char* key) {
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // factorize_conv replaces conv X by conv "X.0" (the rank outputs) feeding conv "X.1" (the old
@@ -85,10 +87,14 @@ std::vector<LayerStat> layer_stats(const Graph& g) {
 std::string human_count(double v) {
   char buf[32];
   if (!std::isfinite(v)) return "-";
-  if (v >= 1e9) std::snprintf(buf, sizeof buf, "%.2fG", v / 1e9);
-  else if (v >= 1e6) std::snprintf(buf, sizeof buf, "%.2fM", v / 1e6);
-  else if (v >= 1e3) std::snprintf(buf, sizeof buf, "%.1fK", v / 1e3);
-  else std::snprintf(buf, sizeof buf, "%.0f", v);
+  if (v >= 1e9)
+    std::snprintf(buf, sizeof buf, "%.2fG", v / 1e9);
+  else if (v >= 1e6)
+    std::snprintf(buf, sizeof buf, "%.2fM", v / 1e6);
+  else if (v >= 1e3)
+    std::snprintf(buf, sizeof buf, "%.1fK", v / 1e3);
+  else
+    std::snprintf(buf, sizeof buf, "%.0f", v);
   return buf;
 }
 
@@ -106,7 +112,8 @@ struct Column {
 
 const Column kColumns[] = {
     {"run", [](const ReportEntry& e) { return e.label; }},
-    {"method", [](const ReportEntry& e) { return e.method.empty() ? std::string("(trained)") : e.method; }},
+    {"method",
+     [](const ReportEntry& e) { return e.method.empty() ? std::string("(trained)") : e.method; }},
     {"params", [](const ReportEntry& e) { return human_count(e.params); }},
     {"MACs", [](const ReportEntry& e) { return human_count(e.macs); }},
     {"nonzero params", [](const ReportEntry& e) { return human_count(e.nonzero_params); }},
@@ -145,12 +152,14 @@ std::string layer_plots(const ReportEntry& e, const ReportEntry& ref) {
   }
   std::string out;
   if (widths_changed)
-    out += bars_svg(cats, {{ref.label, ref_width}, {e.label, width}}, {e.label + ": output channels per layer", "channels"});
+    out += bars_svg(cats, {{ref.label, ref_width}, {e.label, width}},
+                    {e.label + ": output channels per layer", "channels"});
   if (factorised)
     out += bars_svg(cats, {{ref.label + " (full width)", ref_width}, {e.label + " rank", rank}},
                     {e.label + ": rank of each factorised layer", "rank"});
   if (sparse)
-    out += bars_svg(cats, {{e.label, density}}, {e.label + ": nonzero fraction of each layer's weight", "density"});
+    out += bars_svg(cats, {{e.label, density}},
+                    {e.label + ": nonzero fraction of each layer's weight", "density"});
   return out;
 }
 
@@ -169,7 +178,8 @@ ReportEntry load_report_entry(const std::string& dir) {
   const Json& stats = s.has("after") ? s.get("after") : s;  // compress: the compressed model
   e.params = integer_or_zero(stats, "params");
   e.macs = integer_or_zero(stats, "macs");
-  e.nonzero_params = stats.has("nonzero_params") ? integer_or_zero(stats, "nonzero_params") : e.params;
+  e.nonzero_params =
+      stats.has("nonzero_params") ? integer_or_zero(stats, "nonzero_params") : e.params;
   e.top1 = number_or_none(stats, "top1");
   e.latency_ms = number_or_none(stats, "latency_ms");
   e.latency_ms_batch64 = number_or_none(stats, "latency_ms_batch64");
@@ -191,7 +201,8 @@ std::string comparison_table(const std::vector<ReportEntry>& entries) {
   auto line = [&](auto cell) {
     for (size_t i = 0; i < w.size(); ++i) {
       std::string t = cell(i);
-      os << (i ? "  " : "") << (i < 2 ? t + std::string(w[i] - t.size(), ' ') : std::string(w[i] - t.size(), ' ') + t);
+      os << (i ? "  " : "")
+         << (i < 2 ? t + std::string(w[i] - t.size(), ' ') : std::string(w[i] - t.size(), ' ') + t);
     }
     os << "\n";
   };
@@ -202,13 +213,20 @@ std::string comparison_table(const std::vector<ReportEntry>& entries) {
 
 std::string comparison_html(const std::vector<ReportEntry>& entries, const std::string& title) {
   std::ostringstream os;
-  os << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" << xml_escape(title)
-     << "</title>\n<style>body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collapse}"
-        "td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}td:nth-child(-n+2),th:nth-child(-n+2)"
-        "{text-align:left}svg{margin:8px 8px 8px 0;border:1px solid #eee}.note{color:#666;font-size:90%}</style>\n"
-        "<script>window.addEventListener('error',function(e){document.body.dataset.errors=(document.body.dataset.errors||'')"
+  os << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>"
+     << xml_escape(title)
+     << "</"
+        "title>\n<style>body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:"
+        "collapse}"
+        "td,th{padding:4px 10px;border-bottom:1px solid "
+        "#ddd;text-align:right}td:nth-child(-n+2),th:nth-child(-n+2)"
+        "{text-align:left}svg{margin:8px 8px 8px 0;border:1px solid "
+        "#eee}.note{color:#666;font-size:90%}</style>\n"
+        "<script>window.addEventListener('error',function(e){document.body.dataset.errors=("
+        "document.body.dataset.errors||'')"
         "+e.message+';';});window.addEventListener('load',function(){document.body.dataset.plots="
-        "document.querySelectorAll('svg.plot').length;document.body.dataset.marks=document.querySelectorAll("
+        "document.querySelectorAll('svg.plot').length;document.body.dataset.marks=document."
+        "querySelectorAll("
         "'svg.plot circle.point, svg.plot rect.bar').length;});</script>\n</head><body>\n<h1>"
      << xml_escape(title) << "</h1>\n<table><tr>";
   for (const auto& c : kColumns) os << "<th>" << xml_escape(c.head) << "</th>";
@@ -218,17 +236,22 @@ std::string comparison_html(const std::vector<ReportEntry>& entries, const std::
     for (const auto& c : kColumns) os << "<td>" << xml_escape(c.cell(e)) << "</td>";
     os << "</tr>\n";
   }
-  os << "</table>\n<p class=\"note\">MACs count Conv and Linear multiply-accumulates only (dense); nonzero "
-        "params count weights that are not exactly zero. File: the model file's measured size on disk. "
-        "Latency: median inference time measured when the run was made (BatchNorm folded).</p>\n<h2>Trade-offs</h2>\n";
+  os << "</table>\n<p class=\"note\">MACs count Conv and Linear multiply-accumulates only (dense); "
+        "nonzero "
+        "params count weights that are not exactly zero. File: the model file's measured size on "
+        "disk. "
+        "Latency: median inference time measured when the run was made (BatchNorm "
+        "folded).</p>\n<h2>Trade-offs</h2>\n";
   std::vector<PlotPoint> by_macs, by_latency;
   for (const auto& e : entries) {
     by_macs.push_back({static_cast<double>(e.macs), e.top1, e.label});
     if (std::isfinite(e.latency_ms)) by_latency.push_back({e.latency_ms, e.top1, e.label});
   }
-  os << scatter_svg(by_macs, {"top-1 against MACs (dashed: Pareto front)", "MACs (log scale)", "top-1 %", true, true});
+  os << scatter_svg(by_macs, {"top-1 against MACs (dashed: Pareto front)", "MACs (log scale)",
+                              "top-1 %", true, true});
   if (!by_latency.empty())
-    os << scatter_svg(by_latency, {"top-1 against latency at batch 1", "latency, ms (log scale)", "top-1 %", true, true});
+    os << scatter_svg(by_latency, {"top-1 against latency at batch 1", "latency, ms (log scale)",
+                                   "top-1 %", true, true});
   const ReportEntry* ref = reference(entries);
   if (ref) {
     os << "\n<h2>Per-layer structure against " << xml_escape(ref->label) << "</h2>\n";
@@ -236,7 +259,10 @@ std::string comparison_html(const std::vector<ReportEntry>& entries, const std::
       if (&e == ref) continue;
       std::string plots = layer_plots(e, *ref);
       os << "<h3>" << xml_escape(e.label) << "</h3>\n"
-         << (plots.empty() ? "<p class=\"note\">same layer widths, no factorised or sparse layers</p>" : plots) << "\n";
+         << (plots.empty()
+                 ? "<p class=\"note\">same layer widths, no factorised or sparse layers</p>"
+                 : plots)
+         << "\n";
     }
   }
   os << "</body></html>\n";

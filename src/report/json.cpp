@@ -66,11 +66,21 @@ void escape(std::string& out, const std::string& s) {
   out += '"';
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];
@@ -92,8 +102,12 @@ void newline(std::string& out, int indent, int depth) {
 
 void Json::dump_to(std::string& out, int indent, int depth) const {
   switch (type_) {
-    case Type::kNull: out += "null"; break;
-    case Type::kBool: out += bool_ ? "true" : "false"; break;
+    case Type::kNull:
+      out += "null";
+      break;
+    case Type::kBool:
+      out += bool_ ? "true" : "false";
+      break;
     case Type::kNumber: {
       if (!std::isfinite(num_)) {
         out += "null";
@@ -106,7 +120,9 @@ void Json::dump_to(std::string& out, int indent, int depth) const {
       }
       break;
     }
-    case Type::kString: escape(out, str_); break;
+    case Type::kString:
+      escape(out, str_);
+      break;
     case Type::kArray:
       out += '[';
       for (size_t i = 0; i < arr_.size(); ++i) {
@@ -175,14 +191,30 @@ struct Parser {
       if (i >= s.size()) fail("unterminated escape");
       char e = s[i++];
       switch (e) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
+        case '"':
+          out += '"';
+          break;
+        case '\\':
+          out += '\\';
+          break;
+        case '/':
+          out += '/';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 't':
+          out += '\t';
+          break;
         case 'u': {
           if (i + 4 > s.size()) fail("bad \\u escape");
           unsigned cp = std::strtoul(s.substr(i, 4).c_str(), nullptr, 16);
@@ -200,7 +232,8 @@ struct Parser {
           }
           break;
         }
-        default: fail("bad escape");
+        default:
+          fail("bad escape");
       }
     }
     return out;
@@ -233,9 +266,18 @@ struct Parser {
       return a;
     }
     if (c == '"') return Json(string());
-    if (s.compare(i, 4, "true") == 0) { i += 4; return Json(true); }
-    if (s.compare(i, 5, "false") == 0) { i += 5; return Json(false); }
-    if (s.compare(i, 4, "null") == 0) { i += 4; return Json(); }
+    if (s.compare(i, 4, "true") == 0) {
+      i += 4;
+      return Json(true);
+    }
+    if (s.compare(i, 5, "false") == 0) {
+      i += 5;
+      return Json(false);
+    }
+    if (s.compare(i, 4, "null") == 0) {
+      i += 4;
+      return Json();
+    }
     const char* start = s.c_str() + i;
     char* end = nullptr;
     double v = std::strtod(start, &end);

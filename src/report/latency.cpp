@@ -56,11 +56,14 @@ LatencyResult measure_latency(const Graph& graph, const LatencyOptions& o) {
   std::vector<Candidate> candidates;
   using F = LatencyOptions::Format;
   for (bool nhwc : {false, true}) {
-    if ((nhwc && o.memory_format == F::kContiguous) || (!nhwc && o.memory_format == F::kChannelsLast)) continue;
+    if ((nhwc && o.memory_format == F::kContiguous) ||
+        (!nhwc && o.memory_format == F::kChannelsLast))
+      continue;
     Candidate c{g.clone(), nhwc ? x.contiguous(torch::MemoryFormat::ChannelsLast) : x, nhwc, {}};
     if (nhwc)
       for (auto& n : c.graph.nodes)
-        if (n.op == Op::kConv2d) n.params["weight"] = n.params["weight"].contiguous(torch::MemoryFormat::ChannelsLast);
+        if (n.op == Op::kConv2d)
+          n.params["weight"] = n.params["weight"].contiguous(torch::MemoryFormat::ChannelsLast);
     if (o.plan_factor_pairs || o.plan_sparse_convs) {
       Candidate planned{c.graph.clone(), c.input, nhwc, {}};
       planned.plan = plan_inference(planned.graph, planned.input, o);

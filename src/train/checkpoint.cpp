@@ -35,7 +35,9 @@ std::string resume_position(const Checkpoint& c) {
          std::to_string(c.in_epoch.batches_per_epoch);
 }
 
-std::string checkpoint_path(const std::string& run_dir) { return run_dir + "/checkpoint.nnslim-ckpt"; }
+std::string checkpoint_path(const std::string& run_dir) {
+  return run_dir + "/checkpoint.nnslim-ckpt";
+}
 
 void save_checkpoint(const Checkpoint& c, const std::string& path) {
   Writer w;

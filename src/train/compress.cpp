@@ -1,8 +1,8 @@
 #include "nnslim/train/compress.h"
 
+#include "nnslim/eval/recalibrate.h"
 #include "nnslim/graph/cost.h"
 #include "nnslim/graph/serialize.h"
-#include "nnslim/eval/recalibrate.h"
 #include "nnslim/report/latency.h"
 #include "nnslim/train/checkpoint.h"
 
@@ -92,10 +92,13 @@ CompressResult compress(Graph& graph, Method& method, const Dataset& train, cons
   auto shared = std::shared_ptr<Method>(&method, [](Method*) {});
   TrainOptions t = o.train;
   t.out_dir = phase_dir(o.train.out_dir, "train");
-  if (log && t.epochs > 0) *log << "== training with " << method.name() << " for " << t.epochs << (t.epochs == 1 ? " epoch" : " epochs") << std::endl;
+  if (log && t.epochs > 0)
+    *log << "== training with " << method.name() << " for " << t.epochs
+         << (t.epochs == 1 ? " epoch" : " epochs") << std::endl;
   Trainer trainer(graph, t, {shared});
   auto trained = resume_point(t.out_dir, o.resume);
-  if (log && trained) *log << "== resuming the training phase " << resume_position(*trained) << std::endl;
+  if (log && trained)
+    *log << "== resuming the training phase " << resume_position(*trained) << std::endl;
   trainer.fit(train, &test, trained ? &*trained : nullptr);
 
   // Surgery.
@@ -114,7 +117,9 @@ CompressResult compress(Graph& graph, Method& method, const Dataset& train, cons
   graph.to(torch::kCPU);
   r.after_surgery = measure_model(graph, test, false, 0, device);
   if (o.recalibrate_batches > 0 && has_batchnorm(graph)) {
-    if (log) *log << "== recalibrating BatchNorm statistics on " << o.recalibrate_batches << " batches" << std::endl;
+    if (log)
+      *log << "== recalibrating BatchNorm statistics on " << o.recalibrate_batches << " batches"
+           << std::endl;
     recalibrate_bn(graph, normalised, o.recalibrate_batches, o.train.batch_size, o.train.seed);
     r.after_recalibration = measure_model(graph, test, false, 0, device);
   }
@@ -122,8 +127,10 @@ CompressResult compress(Graph& graph, Method& method, const Dataset& train, cons
   // Fine-tune.
   if (o.finetune_epochs > 0) {
     r.finetune_lr = method.finetune_lr(o.finetune_lr);
-    if (log) *log << "== fine-tuning for " << o.finetune_epochs
-                  << (o.finetune_epochs == 1 ? " epoch" : " epochs") << " from lr " << r.finetune_lr << std::endl;
+    if (log)
+      *log << "== fine-tuning for " << o.finetune_epochs
+           << (o.finetune_epochs == 1 ? " epoch" : " epochs") << " from lr " << r.finetune_lr
+           << std::endl;
     TrainOptions f = o.train;
     f.epochs = o.finetune_epochs;
     f.schedule = LrSchedule();

@@ -2,8 +2,8 @@
 
 #include "nnslim/core/error.h"
 #include "nnslim/graph/serialize.h"
-#include "nnslim/methods/registry.h"
 #include "nnslim/graph/unified_file.h"
+#include "nnslim/methods/registry.h"
 #include "nnslim/train/run_dir.h"
 
 #include <c10/util/Exception.h>
@@ -95,8 +95,8 @@ CompressRun::CompressRun(CompressJob job) : job_(std::move(job)) {
 }
 
 std::vector<std::string> CompressRun::ineffective_options() const {
-  auto notes = nnslim::ineffective_options(job_.settings, job_.given,
-                                           "the method does not train (fine-tuning takes --finetune-lr)");
+  auto notes = nnslim::ineffective_options(
+      job_.settings, job_.given, "the method does not train (fine-tuning takes --finetune-lr)");
   if (job_.given.count("finetune-lr") && job_.settings.finetune_epochs == 0)
     notes.push_back("--finetune-lr has no effect without --finetune-epochs");
   return notes;
@@ -105,8 +105,10 @@ std::vector<std::string> CompressRun::ineffective_options() const {
 void CompressRun::prepare() {
   if (prepared_) return;
   if (job_.input_model.empty()) throw RequestError("--model IN.nnslim is required");
-  if (!job_.resume) check_out_dir(job_.out_dir, job_.force);
-  else if (job_.out_dir.empty()) throw RequestError("--out DIR is required");  // continue in it
+  if (!job_.resume)
+    check_out_dir(job_.out_dir, job_.force);
+  else if (job_.out_dir.empty())
+    throw RequestError("--out DIR is required");  // continue in it
   for (const char* file : {"/model.nnslim", "/model.unified.nnslim"}) {
     std::error_code ec;
     if (fs::equivalent(job_.out_dir + file, job_.input_model, ec))
@@ -115,7 +117,8 @@ void CompressRun::prepare() {
   }
   input_ = load_model_file(job_.input_model);
   auto it = input_.meta.find("dataset");
-  if (!job_.given.count("dataset") && it != input_.meta.end()) job_.settings.data.dataset = it->second;
+  if (!job_.given.count("dataset") && it != input_.meta.end())
+    job_.settings.data.dataset = it->second;
   check_dataset_name(job_.settings.data.dataset);
   prepared_ = true;
 }
@@ -154,7 +157,7 @@ CompressRunOutcome CompressRun::run() {
   co.train.progress = job_.progress;
   co.train.progress_bar = job_.progress_bar;
   Graph g = std::move(input_);  // the pipeline edits it into the compressed model
-  prepared_ = false;             // (another run() loads the input again)
+  prepared_ = false;            // (another run() loads the input again)
   auto t0 = std::chrono::steady_clock::now();
   outcome.result = compress(g, *method_, data.train, data.test, co);
   double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

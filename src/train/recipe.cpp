@@ -105,7 +105,8 @@ void copy_final_model(const std::string& input, const std::string& out) {
   fs::rename(out + "/model.nnslim.tmp", out + "/model.nnslim");
   fs::path unified = fs::path(input).parent_path() / "model.unified.nnslim";
   if (fs::exists(unified))
-    fs::copy_file(unified, fs::path(out) / "model.unified.nnslim", fs::copy_options::overwrite_existing);
+    fs::copy_file(unified, fs::path(out) / "model.unified.nnslim",
+                  fs::copy_options::overwrite_existing);
 }
 
 Json recipe_summary(const Recipe& recipe, const std::string& model, const Json& stages) {
@@ -147,9 +148,11 @@ Recipe parse_recipe(const std::string& path) {
       stages.push_back({n, n, "", shared});
       continue;
     }
-    if (s.front() == '[') throw RequestError(where + ": unknown table " + s + " (only [[stage]] exists)");
+    if (s.front() == '[')
+      throw RequestError(where + ": unknown table " + s + " (only [[stage]] exists)");
     auto eq = s.find('=');
-    if (eq == std::string::npos) throw RequestError(where + ": expected 'key = value', got '" + s + "'");
+    if (eq == std::string::npos)
+      throw RequestError(where + ": expected 'key = value', got '" + s + "'");
     std::string key = trim(s.substr(0, eq)), value = parse_value(trim(s.substr(eq + 1)), where);
     if (key.empty() || key.find_first_of(" \t\"") != std::string::npos)
       throw RequestError(where + ": bad key '" + key + "'");
@@ -165,7 +168,8 @@ Recipe parse_recipe(const std::string& path) {
     auto& keys = stages.empty() ? shared : stages.back().keys;
     for (const auto& k : keys)
       if (k.key == key && k.line != 0 && (stages.empty() || k.line > stages.back().line))
-        throw RequestError(where + ": '" + key + "' is set twice (line " + std::to_string(k.line) + ")");
+        throw RequestError(where + ": '" + key + "' is set twice (line " + std::to_string(k.line) +
+                           ")");
     keys.push_back({key, value, n});
   }
   if (stages.empty()) throw RequestError(path + ": the recipe has no [[stage]]");
@@ -178,8 +182,8 @@ Recipe parse_recipe(const std::string& path) {
 CompressRun stage_run(const Recipe& recipe, size_t i, CompressJob base) {
   const RecipeStage& st = recipe.stages.at(i);
   auto fail = [&](int line, const std::string& what) {
-    return RequestError(recipe.path + ":" + std::to_string(line) + ": stage " + std::to_string(i + 1) +
-                        " (" + st.method + "): " + what);
+    return RequestError(recipe.path + ":" + std::to_string(line) + ": stage " +
+                        std::to_string(i + 1) + " (" + st.method + "): " + what);
   };
   try {
     find_method(st.method);
@@ -236,7 +240,9 @@ Json run_recipe(const Recipe& recipe, const CompressJob& base, std::ostream* log
     const RecipeStage& st = recipe.stages[i];
     const std::string dir = stage_dir(out, i, st);
     if (base.resume && stage_done(dir, i, log)) {
-      if (log) *log << "== stage " << i + 1 << "/" << n << " (" << st.method << ") already done in " << dir << "\n";
+      if (log)
+        *log << "== stage " << i + 1 << "/" << n << " (" << st.method << ") already done in " << dir
+             << "\n";
     } else {
       if (log) *log << "== stage " << i + 1 << "/" << n << ": " << st.method << "\n" << std::flush;
       CompressJob job = base;

@@ -1,9 +1,9 @@
 #include "nnslim/train/run_dir.h"
 
 #include "nnslim/core/error.h"
+#include "nnslim/graph/model_file.h"
 #include "nnslim/graph/serialize.h"
 #include "nnslim/graph/shape.h"
-#include "nnslim/graph/model_file.h"
 
 #include <c10/util/Exception.h>
 
@@ -57,8 +57,10 @@ std::string describe_change(const Json& was, const Json& now) {
   auto text = [](const Json& v) { return v.is_string() ? v.str() : v.dump(); };
   for (const auto& [key, value] : was.fields()) {
     const Json* v = now.find(key);
-    if (!v) add(key, text(value), "not given");
-    else if (v->dump() != value.dump()) add(key, text(value), text(*v));
+    if (!v)
+      add(key, text(value), "not given");
+    else if (v->dump() != value.dump())
+      add(key, text(value), text(*v));
   }
   for (const auto& [key, value] : now.fields())
     if (!was.has(key)) add(key, "not given", text(value));
@@ -88,7 +90,8 @@ void check_or_record_run(const std::string& out, const Json& identity, bool resu
       const Json& b = has ? identity.get(key) : none;
       if (a.dump() != b.dump())
         throw RequestError("--resume: the run in " + out + " was started with " + what + " (" +
-                           describe_change(a, b) + "); resume with the same command, or start a "
+                           describe_change(a, b) +
+                           "); resume with the same command, or start a "
                            "new --out");
     }
     return;

@@ -20,7 +20,8 @@ std::string number_text(double x) {
     const bool exponent = os.str().find('e') != std::string::npos;
     const double a = std::fabs(x);
     const bool wants_exponent = a != 0 && (a < 1e-4 || a >= 1e15);
-    if (digits >= 17 || (std::strtod(os.str().c_str(), nullptr) == x && (!exponent || wants_exponent)))
+    if (digits >= 17 ||
+        (std::strtod(os.str().c_str(), nullptr) == x && (!exponent || wants_exponent)))
       return os.str();
   }
 }
@@ -74,9 +75,13 @@ std::string integers_text(const std::vector<int64_t>& v) {
 // A table row for a field of each kind. `field` returns the member (of a const or mutable
 // RunSettings), so one lambda serves both directions.
 template <typename Get>
-RunOption integer(const char* key, const char* metavar, const char* help, OptionGroup g, bool shapes,
-                  Get field) {
-  return {key, metavar, help, g, shapes,
+RunOption integer(const char* key, const char* metavar, const char* help, OptionGroup g,
+                  bool shapes, Get field) {
+  return {key,
+          metavar,
+          help,
+          g,
+          shapes,
           [=](RunSettings& s, const std::string& v) { field(s) = parse_integer(key, v); },
           [=](const RunSettings& s) { return std::to_string(field(s)); }};
 }
@@ -84,7 +89,11 @@ RunOption integer(const char* key, const char* metavar, const char* help, Option
 template <typename Get>
 RunOption number(const char* key, const char* metavar, const char* help, OptionGroup g, bool shapes,
                  Get field) {
-  return {key, metavar, help, g, shapes,
+  return {key,
+          metavar,
+          help,
+          g,
+          shapes,
           [=](RunSettings& s, const std::string& v) { field(s) = parse_number(key, v); },
           [=](const RunSettings& s) { return number_text(field(s)); }};
 }
@@ -92,7 +101,11 @@ RunOption number(const char* key, const char* metavar, const char* help, OptionG
 template <typename Get>
 RunOption text(const char* key, const char* metavar, const char* help, OptionGroup g, bool shapes,
                Get field) {
-  return {key, metavar, help, g, shapes,
+  return {key,
+          metavar,
+          help,
+          g,
+          shapes,
           [=](RunSettings& s, const std::string& v) { field(s) = v; },
           [=](const RunSettings& s) { return std::string(field(s)); }};
 }
@@ -101,88 +114,117 @@ RunOption text(const char* key, const char* metavar, const char* help, OptionGro
 template <typename Get>
 RunOption flag(const char* key, const char* help, OptionGroup g, bool shapes, bool inverted,
                Get field) {
-  return {key, "", help, g, shapes,
-          [=](RunSettings& s, const std::string& v) { field(s) = parse_flag(key, v) != inverted; },
-          [=](const RunSettings& s) {
-            return std::string(field(s) != inverted ? "true" : "false");
-          }};
+  return {
+      key,
+      "",
+      help,
+      g,
+      shapes,
+      [=](RunSettings& s, const std::string& v) { field(s) = parse_flag(key, v) != inverted; },
+      [=](const RunSettings& s) { return std::string(field(s) != inverted ? "true" : "false"); }};
 }
 
 std::vector<RunOption> make_table() {
   using G = OptionGroup;
   std::vector<RunOption> t = {
       // compression (after the method's training)
-      integer("finetune-epochs", "N", "fine-tuning epochs after the surgery", G::kCompress, true,
-              [](auto& s) -> auto& { return s.finetune_epochs; }),
-      number("finetune-lr", "X", "fine-tuning learning rate (cosine decay)", G::kCompress, true,
-             [](auto& s) -> auto& { return s.finetune_lr; }),
-      integer("recalibrate-bn", "N",
-              "re-estimate BatchNorm statistics on N training batches right after the\n"
-              "                            surgery (0 = off); helps where the surgery changed weights\n"
-              "                            (magnitude, unify); reported as after_recalibration",
-              G::kCompress, true, [](auto& s) -> auto& { return s.recalibrate_batches; }),
-      flag("no-latency", "skip latency measurements (faster)", G::kCompress, false, true,
-           [](auto& s) -> auto& { return s.measure_latency; }),
+      integer(
+          "finetune-epochs", "N", "fine-tuning epochs after the surgery", G::kCompress, true,
+          [](auto& s) -> auto& { return s.finetune_epochs; }),
+      number(
+          "finetune-lr", "X", "fine-tuning learning rate (cosine decay)", G::kCompress, true,
+          [](auto& s) -> auto& { return s.finetune_lr; }),
+      integer(
+          "recalibrate-bn", "N",
+          "re-estimate BatchNorm statistics on N training batches right after the\n"
+          "                            surgery (0 = off); helps where the surgery changed weights\n"
+          "                            (magnitude, unify); reported as after_recalibration",
+          G::kCompress, true, [](auto& s) -> auto& { return s.recalibrate_batches; }),
+      flag(
+          "no-latency", "skip latency measurements (faster)", G::kCompress, false, true,
+          [](auto& s) -> auto& { return s.measure_latency; }),
       // data
-      text("dataset", "NAME", "dataset", G::kData, true,
-           [](auto& s) -> auto& { return s.data.dataset; }),
-      text("data-dir", "DIR",
-           "where the dataset files are (default: the dataset's standard place, e.g. "
-           "/usr/share/datasets/fashion-mnist)",
-           G::kData, false, [](auto& s) -> auto& { return s.data.data_dir; }),
-      integer("limit-train", "N", "use only the first N training images (0 = all)", G::kTrainingData,
-              true, [](auto& s) -> auto& { return s.data.limit_train; }),
-      integer("limit-test", "N", "evaluate on the first N test images (0 = all)", G::kData, true,
-              [](auto& s) -> auto& { return s.data.limit_test; }),
-      integer("val-split", "N",
-              "hold out the last N training images as a validation set for per-epoch evaluation",
-              G::kTrainingData, true, [](auto& s) -> auto& { return s.data.val_split; }),
+      text(
+          "dataset", "NAME", "dataset", G::kData, true,
+          [](auto& s) -> auto& { return s.data.dataset; }),
+      text(
+          "data-dir", "DIR",
+          "where the dataset files are (default: the dataset's standard place, e.g. "
+          "/usr/share/datasets/fashion-mnist)",
+          G::kData, false, [](auto& s) -> auto& { return s.data.data_dir; }),
+      integer(
+          "limit-train", "N", "use only the first N training images (0 = all)", G::kTrainingData,
+          true, [](auto& s) -> auto& { return s.data.limit_train; }),
+      integer(
+          "limit-test", "N", "evaluate on the first N test images (0 = all)", G::kData, true,
+          [](auto& s) -> auto& { return s.data.limit_test; }),
+      integer(
+          "val-split", "N",
+          "hold out the last N training images as a validation set for per-epoch evaluation",
+          G::kTrainingData, true, [](auto& s) -> auto& { return s.data.val_split; }),
       // training
-      integer("epochs", "N", "epochs to train", G::kTraining, true,
-              [](auto& s) -> auto& { return s.train.epochs; }),
-      integer("batch-size", "B", "mini-batch size", G::kTraining, true,
-              [](auto& s) -> auto& { return s.train.batch_size; }),
-      number("lr", "X", "initial learning rate", G::kTraining, true,
-             [](auto& s) -> auto& { return s.train.schedule.base_lr; }),
-      number("momentum", "X", "SGD momentum", G::kTraining, true,
-             [](auto& s) -> auto& { return s.train.momentum; }),
-      flag("nesterov", "use Nesterov momentum", G::kTraining, true, false,
-           [](auto& s) -> auto& { return s.train.nesterov; }),
-      number("weight-decay", "X", "L2 weight decay", G::kTraining, true,
-             [](auto& s) -> auto& { return s.train.weight_decay; }),
-      text("schedule", "KIND", "lr schedule: constant, step, multistep, cosine, grda", G::kTraining,
-           true, [](auto& s) -> auto& { return s.train.schedule.kind; }),
-      {"milestones", "E1,E2", "multistep: epochs where lr is multiplied by gamma", G::kTraining, true,
+      integer(
+          "epochs", "N", "epochs to train", G::kTraining, true,
+          [](auto& s) -> auto& { return s.train.epochs; }),
+      integer(
+          "batch-size", "B", "mini-batch size", G::kTraining, true,
+          [](auto& s) -> auto& { return s.train.batch_size; }),
+      number(
+          "lr", "X", "initial learning rate", G::kTraining, true,
+          [](auto& s) -> auto& { return s.train.schedule.base_lr; }),
+      number(
+          "momentum", "X", "SGD momentum", G::kTraining, true,
+          [](auto& s) -> auto& { return s.train.momentum; }),
+      flag(
+          "nesterov", "use Nesterov momentum", G::kTraining, true, false,
+          [](auto& s) -> auto& { return s.train.nesterov; }),
+      number(
+          "weight-decay", "X", "L2 weight decay", G::kTraining, true,
+          [](auto& s) -> auto& { return s.train.weight_decay; }),
+      text(
+          "schedule", "KIND", "lr schedule: constant, step, multistep, cosine, grda", G::kTraining,
+          true, [](auto& s) -> auto& { return s.train.schedule.kind; }),
+      {"milestones", "E1,E2", "multistep: epochs where lr is multiplied by gamma", G::kTraining,
+       true,
        [](RunSettings& s, const std::string& v) {
          s.train.schedule.milestones = parse_integers("milestones", v);
        },
        [](const RunSettings& s) { return integers_text(s.train.schedule.milestones); }},
-      number("gamma", "X", "step/multistep: lr factor", G::kTraining, true,
-             [](auto& s) -> auto& { return s.train.schedule.gamma; }),
-      integer("step-size", "N", "step: epochs between lr drops", G::kTraining, true,
-              [](auto& s) -> auto& { return s.train.schedule.step_size; }),
-      number("warmup-epochs", "X", "linear lr warm-up length in epochs", G::kTraining, true,
-             [](auto& s) -> auto& { return s.train.schedule.warmup_epochs; }),
+      number(
+          "gamma", "X", "step/multistep: lr factor", G::kTraining, true,
+          [](auto& s) -> auto& { return s.train.schedule.gamma; }),
+      integer(
+          "step-size", "N", "step: epochs between lr drops", G::kTraining, true,
+          [](auto& s) -> auto& { return s.train.schedule.step_size; }),
+      number(
+          "warmup-epochs", "X", "linear lr warm-up length in epochs", G::kTraining, true,
+          [](auto& s) -> auto& { return s.train.schedule.warmup_epochs; }),
       {"seed", "S", "seed for weights, shuffling and augmentation", G::kTraining, true,
        [](RunSettings& s, const std::string& v) {
          s.train.seed = static_cast<uint64_t>(parse_integer("seed", v));
        },
        [](const RunSettings& s) { return std::to_string(static_cast<int64_t>(s.train.seed)); }},
-      flag("no-augment", "no random crop / flip", G::kTraining, true, true,
-           [](auto& s) -> auto& { return s.train.augment; }),
-      flag("no-flip", "random crop only, no horizontal flip", G::kTraining, true, true,
-           [](auto& s) -> auto& { return s.train.hflip; }),
+      flag(
+          "no-augment", "no random crop / flip", G::kTraining, true, true,
+          [](auto& s) -> auto& { return s.train.augment; }),
+      flag(
+          "no-flip", "random crop only, no horizontal flip", G::kTraining, true, true,
+          [](auto& s) -> auto& { return s.train.hflip; }),
       // runtime: may change between a run and its --resume
-      text("device", "DEV", "cpu, cuda or auto (cuda when available)", G::kRuntime, false,
-           [](auto& s) -> auto& { return s.train.device; }),
-      integer("threads", "N", "CPU threads (0 = all cores)", G::kRuntime, false,
-              [](auto& s) -> auto& { return s.threads; }),
-      number("checkpoint-minutes", "M",
-             "also checkpoint inside an epoch every M minutes, so --resume after a kill loses at "
-             "most that much (0 = at epoch ends only)",
-             G::kRuntime, false, [](auto& s) -> auto& { return s.checkpoint_minutes; }),
-      flag("quiet", "print nothing while training", G::kRuntime, false, false,
-           [](auto& s) -> auto& { return s.quiet; }),
+      text(
+          "device", "DEV", "cpu, cuda or auto (cuda when available)", G::kRuntime, false,
+          [](auto& s) -> auto& { return s.train.device; }),
+      integer(
+          "threads", "N", "CPU threads (0 = all cores)", G::kRuntime, false,
+          [](auto& s) -> auto& { return s.threads; }),
+      number(
+          "checkpoint-minutes", "M",
+          "also checkpoint inside an epoch every M minutes, so --resume after a kill loses at "
+          "most that much (0 = at epoch ends only)",
+          G::kRuntime, false, [](auto& s) -> auto& { return s.checkpoint_minutes; }),
+      flag(
+          "quiet", "print nothing while training", G::kRuntime, false, false,
+          [](auto& s) -> auto& { return s.quiet; }),
   };
   return t;
 }
@@ -229,7 +271,8 @@ LoadedData load_data(const DataSelection& f) {
   d.test = take_first(s.test, f.limit_test);
   if (f.val_split > 0) {
     if (f.val_split >= d.train.size())
-      throw RequestError("--val-split " + std::to_string(f.val_split) + " leaves no training images");
+      throw RequestError("--val-split " + std::to_string(f.val_split) +
+                         " leaves no training images");
     std::tie(d.train, d.val) = split_validation(d.train, f.val_split);
   }
   return d;
@@ -269,19 +312,23 @@ CompressOptions compression_options(const RunSettings& s, const std::string& out
   return co;
 }
 
-std::vector<std::string> ineffective_options(const RunSettings& s, const std::set<std::string>& given,
+std::vector<std::string> ineffective_options(const RunSettings& s,
+                                             const std::set<std::string>& given,
                                              const std::string& what_trains) {
   std::vector<std::string> notes;
   if (s.train.epochs == 0) {
     for (const char* o : {"lr", "schedule", "warmup-epochs", "milestones", "gamma", "step-size"})
-      if (given.count(o)) notes.push_back(std::string("--") + o + " has no effect: --epochs is 0, so " + what_trains);
+      if (given.count(o))
+        notes.push_back(std::string("--") + o + " has no effect: --epochs is 0, so " + what_trains);
     return notes;
   }
   const std::string& k = s.train.schedule.kind;
   if (given.count("milestones") && k != "multistep")
-    notes.push_back("--milestones has no effect with --schedule " + k + " (only multistep uses it)");
+    notes.push_back("--milestones has no effect with --schedule " + k +
+                    " (only multistep uses it)");
   if (given.count("gamma") && k != "step" && k != "multistep")
-    notes.push_back("--gamma has no effect with --schedule " + k + " (only step and multistep use it)");
+    notes.push_back("--gamma has no effect with --schedule " + k +
+                    " (only step and multistep use it)");
   if (given.count("step-size") && k != "step")
     notes.push_back("--step-size has no effect with --schedule " + k + " (only step uses it)");
   return notes;

@@ -10,7 +10,8 @@
 namespace nnslim {
 
 int set_compute_threads(int threads) {
-  int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int n =
+      threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   torch::set_num_threads(n);
   // Looked up at run time: LibTorch builds with MKL (e.g. PyTorch's wheels) have no OpenBLAS,
   // and torch::set_num_threads already covers MKL.

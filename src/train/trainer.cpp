@@ -42,8 +42,13 @@ class ProgressBar {
  public:
   ProgressBar(std::ostream* out, bool live, double log_seconds, int64_t epoch, int64_t epochs,
               int64_t total)
-      : out_(out), live_(live), interval_(live ? 0.2 : log_seconds), epoch_(epoch),
-        epochs_(epochs), total_(total), last_(live ? Clock::time_point{} : Clock::now()) {}
+      : out_(out),
+        live_(live),
+        interval_(live ? 0.2 : log_seconds),
+        epoch_(epoch),
+        epochs_(epochs),
+        total_(total),
+        last_(live ? Clock::time_point{} : Clock::now()) {}
   void update(int64_t done, double loss, double acc, double ips) {
     if (!out_) return;
     auto now = Clock::now();
@@ -56,11 +61,11 @@ class ProgressBar {
     if (filled < width) bar += '>' + std::string(width - filled - 1, ' ');
     double eta = ips > 0 ? (total_ - done) * (images_per_batch_ / ips) : 0;
     char buf[256];
-    std::snprintf(buf, sizeof buf,
-                  "%sepoch %3lld/%lld [%s] %5lld/%lld  loss %.4f  acc %6.2f%%  %6.0f img/s  ETA %s%s",
-                  live_ ? "\r" : "", (long long)epoch_, (long long)epochs_, bar.c_str(),
-                  (long long)done, (long long)total_, loss, acc, ips, format_duration(eta).c_str(),
-                  live_ ? " " : "\n");
+    std::snprintf(
+        buf, sizeof buf,
+        "%sepoch %3lld/%lld [%s] %5lld/%lld  loss %.4f  acc %6.2f%%  %6.0f img/s  ETA %s%s",
+        live_ ? "\r" : "", (long long)epoch_, (long long)epochs_, bar.c_str(), (long long)done,
+        (long long)total_, loss, acc, ips, format_duration(eta).c_str(), live_ ? " " : "\n");
     *out_ << buf << std::flush;
   }
   void set_batch(int64_t b) { images_per_batch_ = static_cast<double>(b); }
@@ -101,11 +106,12 @@ void check_optimizer_state_readable(const std::map<std::string, std::string>& op
   const std::string writer = it == options.end() ? "1.13 (no version recorded)" : it->second;
   int major = 1, minor = 13;
   if (it != options.end()) std::sscanf(it->second.c_str(), "%d.%d", &major, &minor);
-  TORCH_CHECK(!(hex_keyed(major, minor) && !hex_keyed(TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR)),
-              "--resume: this checkpoint's optimizer state was written by LibTorch ", writer,
-              ", which this LibTorch (", this_libtorch(),
-              ") cannot read back correctly; resume with the LibTorch that wrote it, or start a new "
-              "run from its model (nnslim train --init DIR/model.nnslim)");
+  TORCH_CHECK(
+      !(hex_keyed(major, minor) && !hex_keyed(TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR)),
+      "--resume: this checkpoint's optimizer state was written by LibTorch ", writer,
+      ", which this LibTorch (", this_libtorch(),
+      ") cannot read back correctly; resume with the LibTorch that wrote it, or start a new "
+      "run from its model (nnslim train --init DIR/model.nnslim)");
 }
 
 void load_optimizer(torch::optim::Optimizer& o, const std::string& bytes, torch::Device device) {
@@ -233,11 +239,11 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
   for (auto& m : methods_)
     if (!optimizer) optimizer = m->make_optimizer(graph_, settings);
   if (!optimizer)
-    optimizer = std::make_unique<torch::optim::SGD>(
-        params, torch::optim::SGDOptions(opt_.schedule.base_lr)
-                    .momentum(opt_.momentum)
-                    .nesterov(opt_.nesterov)
-                    .weight_decay(opt_.weight_decay));
+    optimizer =
+        std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(opt_.schedule.base_lr)
+                                                        .momentum(opt_.momentum)
+                                                        .nesterov(opt_.nesterov)
+                                                        .weight_decay(opt_.weight_decay));
   if (resume && !resume->optimizer_state.empty()) {
     check_optimizer_state_readable(resume->options);
     load_optimizer(*optimizer, resume->optimizer_state, device);
@@ -378,13 +384,12 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
 
     if (opt_.progress) {
       char buf[256];
-      int k = std::snprintf(buf, sizeof buf,
-                            "epoch %3lld/%lld  lr %.4g  loss %.4f  train %6.2f%%",
+      int k = std::snprintf(buf, sizeof buf, "epoch %3lld/%lld  lr %.4g  loss %.4f  train %6.2f%%",
                             (long long)rec.epoch, (long long)opt_.epochs, rec.lr, rec.train_loss,
                             rec.train_top1);
       if (eval)
-        k += std::snprintf(buf + k, sizeof buf - k, "  test %6.2f%% (top-5 %6.2f%%)",
-                           rec.eval.top1, rec.eval.top5);
+        k += std::snprintf(buf + k, sizeof buf - k, "  test %6.2f%% (top-5 %6.2f%%)", rec.eval.top1,
+                           rec.eval.top5);
       k += std::snprintf(buf + k, sizeof buf - k, "  %.1fs  %.0f img/s", rec.seconds,
                          rec.images_per_second);
       // The rest of the run, at this invocation's mean epoch time (training + evaluation).

@@ -22,7 +22,9 @@ std::string slurp(const std::string& p) {
   return ss.str();
 }
 
-bool contains(const std::string& s, const std::string& sub) { return s.find(sub) != std::string::npos; }
+bool contains(const std::string& s, const std::string& sub) {
+  return s.find(sub) != std::string::npos;
+}
 
 TEST(Cli, HelpForEveryVerb) {
   std::string out;
@@ -48,26 +50,38 @@ TEST(Cli, VersionAndHelpVerb) {
 TEST(Cli, MistakesAreUsageErrorsFoundBeforeAnyWork) {
   testing::TempDir dir;
   std::string out;
-  const std::string data = " --dataset synthetic --limit-train 64 --limit-test 32 --no-latency --quiet";
-  ASSERT_EQ(run_cli("train --model lenet5 --epochs 1" + data + " --out " + dir.file("m"), &out), 0) << out;
+  const std::string data =
+      " --dataset synthetic --limit-train 64 --limit-test 32 --no-latency --quiet";
+  ASSERT_EQ(run_cli("train --model lenet5 --epochs 1" + data + " --out " + dir.file("m"), &out), 0)
+      << out;
   const std::string in = dir.file("m/model.nnslim");
   // An --exclude name the model lacks fails before the training, and leaves no --out behind.
   EXPECT_EQ(run_cli("compress --method magnitude --epochs 1 --exclude bogus --model " + in + data +
-                    " --out " + dir.file("c"), &out), 2);
+                        " --out " + dir.file("c"),
+                    &out),
+            2);
   EXPECT_TRUE(contains(out, "unknown node 'bogus'")) << out;
   EXPECT_FALSE(std::filesystem::exists(dir.file("c")));
   // AdaPruner needs BatchNorm: lenet5 has none, said before the sparsity training.
   EXPECT_EQ(run_cli("compress --method adapruner --epochs 1 --model " + in + data + " --out " +
-                    dir.file("c"), &out), 2);
+                        dir.file("c"),
+                    &out),
+            2);
   EXPECT_TRUE(contains(out, "no prunable block with BatchNorm")) << out;
   EXPECT_FALSE(std::filesystem::exists(dir.file("c")));
   // --check validates the output directory and the model too, and says ok.
-  EXPECT_EQ(run_cli("compress --method magnitude --check --model " + in + " --out " + dir.file("m"), &out), 2);
+  EXPECT_EQ(run_cli("compress --method magnitude --check --model " + in + " --out " + dir.file("m"),
+                    &out),
+            2);
   EXPECT_TRUE(contains(out, "not empty")) << out;
-  EXPECT_EQ(run_cli("compress --method magnitude --check --model " + in + " --dataset imagenet --out " +
-                    dir.file("c"), &out), 2);
+  EXPECT_EQ(run_cli("compress --method magnitude --check --model " + in +
+                        " --dataset imagenet --out " + dir.file("c"),
+                    &out),
+            2);
   EXPECT_TRUE(contains(out, "unknown dataset 'imagenet'")) << out;
-  EXPECT_EQ(run_cli("compress --method magnitude --check --model " + in + " --out " + dir.file("c"), &out), 0);
+  EXPECT_EQ(run_cli("compress --method magnitude --check --model " + in + " --out " + dir.file("c"),
+                    &out),
+            0);
   EXPECT_TRUE(contains(out, "ok: would compress")) << out;
   EXPECT_FALSE(std::filesystem::exists(dir.file("c")));
   // The wrong kind of file: a run directory, a checkpoint, an empty file.
@@ -85,12 +99,15 @@ TEST(Cli, MistakesAreUsageErrorsFoundBeforeAnyWork) {
 TEST(Cli, ResumingAFinishedCompressionKeepsIt) {
   testing::TempDir dir;
   std::string out;
-  const std::string data = " --dataset synthetic --limit-train 64 --limit-test 32 --no-latency --quiet";
-  ASSERT_EQ(run_cli("train --model lenet5 --epochs 0" + data + " --out " + dir.file("m"), &out), 0) << out;
+  const std::string data =
+      " --dataset synthetic --limit-train 64 --limit-test 32 --no-latency --quiet";
+  ASSERT_EQ(run_cli("train --model lenet5 --epochs 0" + data + " --out " + dir.file("m"), &out), 0)
+      << out;
   const std::string cmd = "compress --method magnitude --target-macs 0.5 --model " +
                           dir.file("m/model.nnslim") + data + " --out " + dir.file("c");
   ASSERT_EQ(run_cli(cmd + " --finetune-epochs 1", &out), 0) << out;
-  const std::string model = slurp(dir.file("c/model.nnslim")), summary = slurp(dir.file("c/summary.json"));
+  const std::string model = slurp(dir.file("c/model.nnslim")),
+                    summary = slurp(dir.file("c/summary.json"));
   EXPECT_EQ(run_cli(cmd + " --resume", &out), 2);  // --finetune-epochs left out
   EXPECT_TRUE(contains(out, "--finetune-epochs 1, now 0")) << out;
   EXPECT_EQ(run_cli(cmd + " --finetune-epochs 1 --resume --threads 1", &out), 0) << out;
@@ -99,7 +116,10 @@ TEST(Cli, ResumingAFinishedCompressionKeepsIt) {
   EXPECT_EQ(slurp(dir.file("c/summary.json")), summary);
   // --resume where no run was: a new run, and a note that says so.
   EXPECT_EQ(run_cli("compress --method magnitude --model " + dir.file("m/model.nnslim") + data +
-                    " --out " + dir.file("d") + " --resume", &out), 0) << out;
+                        " --out " + dir.file("d") + " --resume",
+                    &out),
+            0)
+      << out;
   EXPECT_TRUE(contains(out, "holds no earlier run; starting a new one")) << out;
 }
 
@@ -107,7 +127,11 @@ TEST(Cli, TrainEvalInfoBenchOnSyntheticData) {
   testing::TempDir dir;
   std::string run = dir.file("run"), out;
   ASSERT_EQ(run_cli("train --model lenet5 --dataset synthetic --epochs 2 --batch-size 64 --lr 0.05 "
-                    "--quiet --out " + run, &out), 0) << out;
+                    "--quiet --out " +
+                        run,
+                    &out),
+            0)
+      << out;
   for (const char* f : {"model.nnslim", "summary.json", "metrics.jsonl", "checkpoint.nnslim-ckpt"})
     EXPECT_TRUE(std::filesystem::exists(run + "/" + f)) << f;
   Json s = Json::parse(slurp(run + "/summary.json"));
@@ -130,7 +154,8 @@ TEST(Cli, TrainEvalInfoBenchOnSyntheticData) {
   ASSERT_EQ(run_cli("info --model " + run + "/model.nnslim --json", &out), 0) << out;
   EXPECT_EQ(Json::parse(out).get("macs").integer(), s.get("macs").integer());
 
-  ASSERT_EQ(run_cli("bench " + run + "/model.nnslim --batch-size 4 --runs 3 --seconds 0 --json", &out), 0)
+  ASSERT_EQ(
+      run_cli("bench " + run + "/model.nnslim --batch-size 4 --runs 3 --seconds 0 --json", &out), 0)
       << out;
   EXPECT_GT(Json::parse(out).get("images_per_second").num(), 0);
 }
@@ -138,7 +163,8 @@ TEST(Cli, TrainEvalInfoBenchOnSyntheticData) {
 TEST(Cli, ResumeContinuesARun) {
   testing::TempDir dir;
   std::string run = dir.file("run"), out;
-  ASSERT_EQ(run_cli("train --model lenet5 --dataset synthetic --epochs 1 --quiet --out " + run, &out), 0)
+  ASSERT_EQ(
+      run_cli("train --model lenet5 --dataset synthetic --epochs 1 --quiet --out " + run, &out), 0)
       << out;
   ASSERT_EQ(run_cli("train --resume " + run + " --epochs 2 --quiet", &out), 0) << out;
   std::istringstream m(slurp(run + "/metrics.jsonl"));
@@ -151,43 +177,68 @@ TEST(Cli, ResumeContinuesARun) {
 TEST(Cli, TrainInitStartsFromASavedModel) {
   testing::TempDir dir;
   std::string a = dir.file("a"), b = dir.file("b"), c = dir.file("c"), out;
-  ASSERT_EQ(run_cli("train --model lenet5 --dataset synthetic --epochs 1 --quiet --no-latency --out " + a, &out), 0)
+  ASSERT_EQ(
+      run_cli("train --model lenet5 --dataset synthetic --epochs 1 --quiet --no-latency --out " + a,
+              &out),
+      0)
       << out;
   // 0 epochs from --init: the saved model itself (the dataset comes from its metadata).
-  ASSERT_EQ(run_cli("train --init " + a + "/model.nnslim --epochs 0 --quiet --no-latency --out " + b, &out), 0)
+  ASSERT_EQ(
+      run_cli("train --init " + a + "/model.nnslim --epochs 0 --quiet --no-latency --out " + b,
+              &out),
+      0)
       << out;
-  EXPECT_TRUE(testing::same_weights(load_graph(a + "/model.nnslim"), load_graph(b + "/model.nnslim")));
+  EXPECT_TRUE(
+      testing::same_weights(load_graph(a + "/model.nnslim"), load_graph(b + "/model.nnslim")));
   Json s = Json::parse(slurp(b + "/summary.json"));
   EXPECT_EQ(s.get("model").str(), "lenet5");
   EXPECT_EQ(s.get("dataset").str(), "synthetic");
   EXPECT_DOUBLE_EQ(s.get("top1").num(), Json::parse(slurp(a + "/summary.json")).get("top1").num());
   // One more epoch moves the weights.
-  ASSERT_EQ(run_cli("train --init " + a + "/model.nnslim --epochs 1 --lr 0.01 --quiet --no-latency --out " + c, &out),
-            0) << out;
-  EXPECT_FALSE(testing::same_weights(load_graph(a + "/model.nnslim"), load_graph(c + "/model.nnslim")));
+  ASSERT_EQ(run_cli("train --init " + a +
+                        "/model.nnslim --epochs 1 --lr 0.01 --quiet --no-latency --out " + c,
+                    &out),
+            0)
+      << out;
+  EXPECT_FALSE(
+      testing::same_weights(load_graph(a + "/model.nnslim"), load_graph(c + "/model.nnslim")));
   // --reinit: the same architecture with fresh weights, the same ones for the same --seed.
   for (const char* name : {"r1", "r2"})
-    ASSERT_EQ(run_cli("train --init " + a + "/model.nnslim --reinit --seed 3 --epochs 0 --quiet --no-latency --out " +
-                          dir.file(name), &out), 0) << out;
-  Graph trained = load_graph(a + "/model.nnslim"), fresh = load_graph(dir.file("r1") + "/model.nnslim");
+    ASSERT_EQ(run_cli("train --init " + a +
+                          "/model.nnslim --reinit --seed 3 --epochs 0 --quiet --no-latency --out " +
+                          dir.file(name),
+                      &out),
+              0)
+        << out;
+  Graph trained = load_graph(a + "/model.nnslim"),
+        fresh = load_graph(dir.file("r1") + "/model.nnslim");
   EXPECT_FALSE(testing::same_weights(trained, fresh));
   EXPECT_TRUE(testing::same_weights(fresh, load_graph(dir.file("r2") + "/model.nnslim")));
   ASSERT_EQ(trained.parameters().size(), fresh.parameters().size());
   for (size_t i = 0; i < fresh.parameters().size(); ++i)
     EXPECT_EQ(trained.parameters()[i].sizes(), fresh.parameters()[i].sizes());
   EXPECT_EQ(run_cli("train --model lenet5 --reinit --out " + dir.file("x"), &out), 2);
-  EXPECT_TRUE(contains(out, "--reinit draws fresh weights for the model given with --init FILE")) << out;
+  EXPECT_TRUE(contains(out, "--reinit draws fresh weights for the model given with --init FILE"))
+      << out;
   // Contradictions and a model that cannot take the data are usage errors naming the problem.
-  EXPECT_EQ(run_cli("train --init " + a + "/model.nnslim --model resnet20 --out " + dir.file("x"), &out), 2);
+  EXPECT_EQ(
+      run_cli("train --init " + a + "/model.nnslim --model resnet20 --out " + dir.file("x"), &out),
+      2);
   EXPECT_TRUE(contains(out, "--init FILE replaces --model NAME")) << out;
   GraphBuilder g({3, 8, 8});
   save_graph(g.build(g.linear(g.flatten(g.input(), "f"), 10, "fc")), dir.file("rgb.nnslim"));
   EXPECT_EQ(run_cli("eval " + dir.file("rgb.nnslim") + " --dataset synthetic", &out), 2);
-  EXPECT_TRUE(contains(out, "takes 3x8x8 inputs but dataset 'synthetic' has 1x32x32 images")) << out;
-  EXPECT_EQ(run_cli("train --init " + dir.file("rgb.nnslim") + " --dataset synthetic --out " + dir.file("y"), &out), 2);
+  EXPECT_TRUE(contains(out, "takes 3x8x8 inputs but dataset 'synthetic' has 1x32x32 images"))
+      << out;
+  EXPECT_EQ(run_cli("train --init " + dir.file("rgb.nnslim") + " --dataset synthetic --out " +
+                        dir.file("y"),
+                    &out),
+            2);
   EXPECT_TRUE(contains(out, "takes 3x8x8 inputs")) << out;
   EXPECT_EQ(run_cli("compress --method magnitude --ratio 0.5 --model " + dir.file("rgb.nnslim") +
-                        " --dataset synthetic --out " + dir.file("z"), &out), 2);
+                        " --dataset synthetic --out " + dir.file("z"),
+                    &out),
+            2);
   EXPECT_TRUE(contains(out, "takes 3x8x8 inputs")) << out;
   // A refused input leaves no empty output directory behind.
   EXPECT_FALSE(std::filesystem::exists(dir.file("y")));
@@ -198,7 +249,10 @@ TEST(Cli, EpochsZeroWritesTheInitialisedModel) {
   testing::TempDir dir;
   std::string out;
   ASSERT_EQ(run_cli("train --model resnet20 --dataset synthetic --epochs 0 --quiet --out " +
-                    dir.file("r"), &out), 0) << out;
+                        dir.file("r"),
+                    &out),
+            0)
+      << out;
   EXPECT_TRUE(std::filesystem::exists(dir.file("r/model.nnslim")));
 }
 
@@ -213,14 +267,16 @@ TEST(Cli, UsageErrorsExitTwoAndNameTheFlag) {
   // Unknown names of models and datasets are usage errors naming the flag.
   EXPECT_EQ(run_cli("train --model lenet --dataset synthetic --out " + dir.file("x"), &out), 2);
   EXPECT_TRUE(contains(out, "--model: unknown model 'lenet'")) << out;
-  EXPECT_EQ(run_cli("train --model lenet5 --dataset fashion_mnist --out " + dir.file("x"), &out), 2);
+  EXPECT_EQ(run_cli("train --model lenet5 --dataset fashion_mnist --out " + dir.file("x"), &out),
+            2);
   EXPECT_TRUE(contains(out, "--dataset: unknown dataset 'fashion_mnist'")) << out;
   EXPECT_FALSE(std::filesystem::exists(dir.file("x")));
   EXPECT_EQ(run_cli("train --epochs many --out " + dir.file("x"), &out), 2);
   EXPECT_TRUE(contains(out, "--epochs expects an integer, got 'many'")) << out;
   EXPECT_EQ(run_cli("train --dataset synthetic --lr -1 --out " + dir.file("x"), &out), 2);
   EXPECT_TRUE(contains(out, "lr must be > 0")) << out;
-  EXPECT_EQ(run_cli("train --dataset synthetic --checkpoint-minutes -5 --out " + dir.file("x"), &out), 2);
+  EXPECT_EQ(
+      run_cli("train --dataset synthetic --checkpoint-minutes -5 --out " + dir.file("x"), &out), 2);
   EXPECT_TRUE(contains(out, "--checkpoint-minutes must be >= 0")) << out;
   EXPECT_EQ(run_cli("train --dataset synthetic", &out), 2);
   EXPECT_TRUE(contains(out, "--out DIR is required")) << out;
@@ -229,7 +285,10 @@ TEST(Cli, UsageErrorsExitTwoAndNameTheFlag) {
   // An existing non-empty --out is refused unless --force.
   std::filesystem::create_directories(dir.file("full"));
   std::ofstream(dir.file("full/keep.txt")) << "user data";
-  EXPECT_EQ(run_cli("train --model lenet5 --dataset synthetic --epochs 0 --quiet --out " + dir.file("full"), &out), 2);
+  EXPECT_EQ(run_cli("train --model lenet5 --dataset synthetic --epochs 0 --quiet --out " +
+                        dir.file("full"),
+                    &out),
+            2);
   EXPECT_TRUE(contains(out, "--force")) << out;
   EXPECT_EQ(slurp(dir.file("full/keep.txt")), "user data");
 }
@@ -238,12 +297,17 @@ TEST(Cli, UsageErrorsExitTwoAndNameTheFlag) {
 TEST(Cli, OutputsNeverReplaceInputsAndResumeMustMatchTheRun) {
   testing::TempDir dir;
   std::string out, in = dir.file("in/model.nnslim");
-  const std::string data = " --dataset synthetic --limit-train 64 --limit-test 32 --no-latency --quiet";
-  ASSERT_EQ(run_cli("train --model lenet5 --epochs 1" + data + " --out " + dir.file("in"), &out), 0) << out;
+  const std::string data =
+      " --dataset synthetic --limit-train 64 --limit-test 32 --no-latency --quiet";
+  ASSERT_EQ(run_cli("train --model lenet5 --epochs 1" + data + " --out " + dir.file("in"), &out), 0)
+      << out;
   const std::string before = slurp(in);
   // compress into the input's own directory (--force or --resume): refused, the model kept.
   for (const char* how : {" --force", " --resume"}) {
-    EXPECT_EQ(run_cli("compress --method grda --model " + in + data + " --out " + dir.file("in") + how, &out), 2);
+    EXPECT_EQ(
+        run_cli("compress --method grda --model " + in + data + " --out " + dir.file("in") + how,
+                &out),
+        2);
     EXPECT_TRUE(contains(out, "choose another --out")) << out;
   }
   EXPECT_EQ(slurp(in), before);
@@ -263,21 +327,34 @@ TEST(Cli, OutputsNeverReplaceInputsAndResumeMustMatchTheRun) {
     EXPECT_EQ(run_cli("export --model " + in + " --onnx " + dir.file("m.onnx"), &out), 0) << out;
     EXPECT_EQ(run_cli("report " + dir.file("in") + " --out " + dir.file("r.html"), &out), 0) << out;
   }
-  EXPECT_EQ(run_cli("export " + in + " --onnx " + dir.file("notes.txt") + " --force", &out), 0) << out;
+  EXPECT_EQ(run_cli("export " + in + " --onnx " + dir.file("notes.txt") + " --force", &out), 0)
+      << out;
   EXPECT_NE(slurp(dir.file("notes.txt")), "the user's notes\n");
   // A compression resumed with another method, other options or another input: refused.
   ASSERT_EQ(run_cli("compress --method grda --c 0.05 --epochs 1 --model " + in + data + " --out " +
-                    dir.file("c"), &out), 0) << out;
-  EXPECT_EQ(run_cli("compress --method hspg --epochs 1 --model " + in + data + " --out " + dir.file("c") +
-                    " --resume", &out), 2);
+                        dir.file("c"),
+                    &out),
+            0)
+      << out;
+  EXPECT_EQ(run_cli("compress --method hspg --epochs 1 --model " + in + data + " --out " +
+                        dir.file("c") + " --resume",
+                    &out),
+            2);
   EXPECT_TRUE(contains(out, "another method")) << out;
   EXPECT_EQ(run_cli("compress --method grda --c 0.07 --epochs 1 --model " + in + data + " --out " +
-                    dir.file("c") + " --resume", &out), 2);
+                        dir.file("c") + " --resume",
+                    &out),
+            2);
   EXPECT_TRUE(contains(out, "other method options")) << out;
-  EXPECT_EQ(run_cli("compress --method grda --c 0.05 --epochs 1 --model " + dir.file("c/model.nnslim") +
-                    data + " --out " + dir.file("c") + " --resume", &out), 2);
+  EXPECT_EQ(run_cli("compress --method grda --c 0.05 --epochs 1 --model " +
+                        dir.file("c/model.nnslim") + data + " --out " + dir.file("c") + " --resume",
+                    &out),
+            2);
   EXPECT_EQ(run_cli("compress --method grda --c 0.05 --epochs 1 --model " + in + data + " --out " +
-                    dir.file("c") + " --resume", &out), 0) << out;  // the same command resumes
+                        dir.file("c") + " --resume",
+                    &out),
+            0)
+      << out;  // the same command resumes
   // train --resume: the checkpoint's model, and no fewer epochs than it has done.
   EXPECT_EQ(run_cli("train --resume " + dir.file("in") + " --model resnet20", &out), 2);
   EXPECT_TRUE(contains(out, "drop --model")) << out;
@@ -288,7 +365,10 @@ TEST(Cli, OutputsNeverReplaceInputsAndResumeMustMatchTheRun) {
   EXPECT_EQ(run_cli("train --resume " + dir.file("in") + " --lr 0.5", &out), 0);  // finished
   EXPECT_TRUE(contains(out, "already trained all its 2 epochs; nothing to do")) << out;
   EXPECT_EQ(slurp(in), trained);
-  EXPECT_EQ(run_cli("train --model lenet5 --epochs 0 --threads 100000" + data + " --out " + dir.file("t"), &out), 2);
+  EXPECT_EQ(
+      run_cli("train --model lenet5 --epochs 0 --threads 100000" + data + " --out " + dir.file("t"),
+              &out),
+      2);
   EXPECT_TRUE(contains(out, "--threads 100000")) << out;
 }
 
@@ -296,28 +376,47 @@ TEST(Cli, OutputsNeverReplaceInputsAndResumeMustMatchTheRun) {
 TEST(Cli, IneffectiveOptionsAreNoted) {
   testing::TempDir dir;
   std::string out;
-  const std::string data = " --dataset synthetic --limit-train 64 --limit-test 32 --no-latency --quiet";
-  ASSERT_EQ(run_cli("train --model lenet5 --epochs 1 --gamma 0.5 --milestones 1" + data + " --out " +
-                    dir.file("m"), &out), 0) << out;
+  const std::string data =
+      " --dataset synthetic --limit-train 64 --limit-test 32 --no-latency --quiet";
+  ASSERT_EQ(run_cli("train --model lenet5 --epochs 1 --gamma 0.5 --milestones 1" + data +
+                        " --out " + dir.file("m"),
+                    &out),
+            0)
+      << out;
   EXPECT_TRUE(contains(out, "note: --gamma has no effect with --schedule cosine")) << out;
   EXPECT_TRUE(contains(out, "note: --milestones has no effect with --schedule cosine")) << out;
-  ASSERT_EQ(run_cli("train --model lenet5 --epochs 1 --schedule multistep --gamma 0.5 --milestones 1" +
-                    data + " --out " + dir.file("n"), &out), 0) << out;
+  ASSERT_EQ(
+      run_cli("train --model lenet5 --epochs 1 --schedule multistep --gamma 0.5 --milestones 1" +
+                  data + " --out " + dir.file("n"),
+              &out),
+      0)
+      << out;
   EXPECT_FALSE(contains(out, "note:")) << out;
   const std::string in = " --model " + dir.file("m/model.nnslim");
-  EXPECT_EQ(run_cli("compress --method magnitude --lr 0.5 --finetune-lr 0.1 --check" + in + " --out " +
-                    dir.file("c"), &out), 0) << out;
+  EXPECT_EQ(run_cli("compress --method magnitude --lr 0.5 --finetune-lr 0.1 --check" + in +
+                        " --out " + dir.file("c"),
+                    &out),
+            0)
+      << out;
   EXPECT_TRUE(contains(out, "note: --lr has no effect: --epochs is 0")) << out;
   EXPECT_TRUE(contains(out, "note: --finetune-lr has no effect without --finetune-epochs")) << out;
-  EXPECT_EQ(run_cli("compress --method magnitude --epochs 1 --lr 0.5 --finetune-epochs 1 --finetune-lr 0.1 --check" +
-                    in + " --out " + dir.file("c"), &out), 0) << out;
+  EXPECT_EQ(run_cli("compress --method magnitude --epochs 1 --lr 0.5 --finetune-epochs 1 "
+                    "--finetune-lr 0.1 --check" +
+                        in + " --out " + dir.file("c"),
+                    &out),
+            0)
+      << out;
   EXPECT_FALSE(contains(out, "note:")) << out;
   // eval takes the model as MODEL or --model FILE, not both.
-  EXPECT_EQ(run_cli("eval --model " + dir.file("m/model.nnslim") + " --limit-test 32", &out), 0) << out;
+  EXPECT_EQ(run_cli("eval --model " + dir.file("m/model.nnslim") + " --limit-test 32", &out), 0)
+      << out;
   EXPECT_TRUE(contains(out, "top-1")) << out;
-  EXPECT_EQ(run_cli("eval " + dir.file("m/model.nnslim") + " --model " + dir.file("n/model.nnslim"), &out), 2);
+  EXPECT_EQ(run_cli("eval " + dir.file("m/model.nnslim") + " --model " + dir.file("n/model.nnslim"),
+                    &out),
+            2);
   EXPECT_TRUE(contains(out, "two models given")) << out;
-  EXPECT_EQ(run_cli("eval " + dir.file("m/model.nnslim") + " --val-split 10", &out), 2);  // no training split
+  EXPECT_EQ(run_cli("eval " + dir.file("m/model.nnslim") + " --val-split 10", &out),
+            2);  // no training split
   EXPECT_TRUE(contains(out, "unknown option --val-split")) << out;
 }
 
@@ -325,8 +424,12 @@ TEST(Cli, IneffectiveOptionsAreNoted) {
 TEST(Cli, BrokenNormalisationIsAnErrorNotNan) {
   testing::TempDir dir;
   std::string out;
-  ASSERT_EQ(run_cli("train --model lenet5 --dataset synthetic --epochs 0 --quiet --no-latency --out " +
-                    dir.file("m"), &out), 0) << out;
+  ASSERT_EQ(
+      run_cli("train --model lenet5 --dataset synthetic --epochs 0 --quiet --no-latency --out " +
+                  dir.file("m"),
+              &out),
+      0)
+      << out;
   Graph g = load_graph(dir.file("m/model.nnslim"));
   g.meta["std"] = "0";
   save_graph(g, dir.file("zero_std.nnslim"));
@@ -347,8 +450,10 @@ TEST(Cli, BadFilesExitOneWithAnError) {
   EXPECT_TRUE(contains(out, "bad.nnslim")) << out;
   EXPECT_EQ(run_cli("eval " + dir.file("missing.nnslim"), &out), 1);
   EXPECT_TRUE(contains(out, "cannot open")) << out;
-  EXPECT_EQ(run_cli("train --model lenet5 --dataset fashion-mnist --data-dir " + dir.file("nowhere") +
-                    " --out " + dir.file("o"), &out), 1);
+  EXPECT_EQ(run_cli("train --model lenet5 --dataset fashion-mnist --data-dir " +
+                        dir.file("nowhere") + " --out " + dir.file("o"),
+                    &out),
+            1);
   EXPECT_TRUE(contains(out, "nowhere")) << out;
 }
 
@@ -362,16 +467,29 @@ TEST(Cli, UnifyWritesTheCompactFileThatEvalReads) {
   testing::TempDir dir;
   std::string out;
   ASSERT_EQ(testing::run_cli("train --model lenet5 --dataset synthetic --epochs 0 --quiet --out " +
-                             dir.file("in"), &out), 0) << out;
-  ASSERT_EQ(testing::run_cli("compress --method unify --model " + dir.file("in/model.nnslim") +
-                             " --epochs 1 --limit-train 128 --limit-test 64 --no-latency --quiet"
-                             " --out " + dir.file("u"), &out), 0) << out;
+                                 dir.file("in"),
+                             &out),
+            0)
+      << out;
+  ASSERT_EQ(
+      testing::run_cli("compress --method unify --model " + dir.file("in/model.nnslim") +
+                           " --epochs 1 --limit-train 128 --limit-test 64 --no-latency --quiet"
+                           " --out " +
+                           dir.file("u"),
+                       &out),
+      0)
+      << out;
   ASSERT_TRUE(std::filesystem::exists(dir.file("u/model.unified.nnslim")));
   EXPECT_LT(std::filesystem::file_size(dir.file("u/model.unified.nnslim")),
             std::filesystem::file_size(dir.file("u/model.nnslim")));
   std::string a, b;
-  ASSERT_EQ(testing::run_cli("eval " + dir.file("u/model.nnslim") + " --limit-test 64 --json", &a), 0) << a;
-  ASSERT_EQ(testing::run_cli("eval " + dir.file("u/model.unified.nnslim") + " --limit-test 64 --json", &b), 0) << b;
+  ASSERT_EQ(testing::run_cli("eval " + dir.file("u/model.nnslim") + " --limit-test 64 --json", &a),
+            0)
+      << a;
+  ASSERT_EQ(testing::run_cli(
+                "eval " + dir.file("u/model.unified.nnslim") + " --limit-test 64 --json", &b),
+            0)
+      << b;
   EXPECT_DOUBLE_EQ(Json::parse(a).get("top1").num(), Json::parse(b).get("top1").num());
   EXPECT_DOUBLE_EQ(Json::parse(a).get("loss").num(), Json::parse(b).get("loss").num());
 }

@@ -13,8 +13,8 @@
 #include <vector>
 
 namespace fs = std::filesystem;
-using nnslim::DataSplits;
 using nnslim::Dataset;
+using nnslim::DataSplits;
 
 namespace {
 
@@ -161,8 +161,7 @@ TEST(DatasetIdx, WrongMagicNamesFileAndMagic) {
   expect_error([&] { nnslim::load_idx_images(dir.file("labels-as-images")); },
                {dir.file("labels-as-images"), "bad magic 0x00000801", "expected 0x00000803"});
   write_bytes(dir.file("junk"), std::string(64, 'x'));
-  expect_error([&] { nnslim::load_idx_labels(dir.file("junk")); },
-               {dir.file("junk"), "bad magic"});
+  expect_error([&] { nnslim::load_idx_labels(dir.file("junk")); }, {dir.file("junk"), "bad magic"});
 }
 
 TEST(DatasetIdx, TruncatedFilesNameFile) {
@@ -328,7 +327,8 @@ TEST(DatasetCifar, BadFilesNameThem) {
   EXPECT_TRUE(images.empty());
 
   // A missing batch file in a CIFAR-10 directory.
-  for (int b = 1; b <= 4; ++b) write_bytes(dir.file("data_batch_" + std::to_string(b) + ".bin"), rec);
+  for (int b = 1; b <= 4; ++b)
+    write_bytes(dir.file("data_batch_" + std::to_string(b) + ".bin"), rec);
   expect_error([&] { nnslim::load_dataset("cifar10", dir.str()); },
                {dir.file("data_batch_5.bin"), "not found"});
   expect_error([&] { nnslim::load_dataset("cifar100", dir.file("none")); },

@@ -228,8 +228,7 @@ TEST(LoaderEpoch, EarlyDestructionDoesNotHang) {
       ASSERT_NE(it.next(), nullptr);  // sometimes consume one, sometimes none
     }
   }
-  const double s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_LT(s, 5.0);
 }
 

@@ -24,8 +24,8 @@ void check_zero_channel_removal(Graph g, const std::string& label, uint64_t seed
   // Non-trivial BN statistics, so that BN beta/mean really matter.
   {
     torch::manual_seed(seed);
-    auto warm = torch::randn({8, g.input_shape[0], g.input_shape[1], g.input_shape[2]},
-                             torch::kDouble);
+    auto warm =
+        torch::randn({8, g.input_shape[0], g.input_shape[1], g.input_shape[2]}, torch::kDouble);
     torch::NoGradGuard ng;
     for (int i = 0; i < 3; ++i) forward(g, warm, Mode::kTrain);
   }
@@ -170,7 +170,8 @@ TEST(Surgery, PruneGroupsAtOnceEqualsOneByOne) {
   }
   Graph at_once = prune_groups(g, c, keep);
   Graph one_by_one = g;
-  for (const auto& [id, k] : keep) one_by_one = prune_channels(one_by_one, analyze_coupling(one_by_one), id, k);
+  for (const auto& [id, k] : keep)
+    one_by_one = prune_channels(one_by_one, analyze_coupling(one_by_one), id, k);
   auto x = torch::randn({2, 2, 8, 8}, torch::kDouble);
   EXPECT_TRUE(forward(at_once, x, Mode::kEval).equal(forward(one_by_one, x, Mode::kEval)));
 }

@@ -41,11 +41,11 @@ TEST(Execute, BatchNormEvalAndTrain) {
   n.buffers["running_mean"] = torch::randn({3}, torch::kDouble);
   n.buffers["running_var"] = torch::rand({3}, torch::kDouble) + 0.5;
   auto rm = n.buffers["running_mean"].clone(), rv = n.buffers["running_var"].clone();
-  auto want_eval = torch::batch_norm(x, n.params["weight"], n.params["bias"], rm, rv, false, 0.1,
-                                     1e-5, false);
+  auto want_eval =
+      torch::batch_norm(x, n.params["weight"], n.params["bias"], rm, rv, false, 0.1, 1e-5, false);
   EXPECT_LT(max_abs_diff(run_node(n, {x}, Mode::kEval), want_eval), 1e-12);
-  auto want_train = torch::batch_norm(x, n.params["weight"], n.params["bias"], rm, rv, true, 0.1,
-                                      1e-5, false);
+  auto want_train =
+      torch::batch_norm(x, n.params["weight"], n.params["bias"], rm, rv, true, 0.1, 1e-5, false);
   EXPECT_LT(max_abs_diff(run_node(n, {x}, Mode::kTrain), want_train), 1e-12);
   // Running statistics are updated in place in train mode, exactly as torch does.
   EXPECT_LT(max_abs_diff(n.buffers["running_mean"], rm), 1e-12);
@@ -73,7 +73,8 @@ TEST(Execute, ElementwiseAndPoolingOps) {
   auto y = torch::randn_like(x), z = torch::randn_like(x);
   EXPECT_LT(max_abs_diff(run_node(make(Op::kAdd, {0, 1, 2}), {x, y, z}, Mode::kEval), x + y + z),
             1e-12);
-  EXPECT_TRUE(run_node(make(Op::kConcat, {0, 1}), {x, y}, Mode::kEval).equal(torch::cat({x, y}, 1)));
+  EXPECT_TRUE(
+      run_node(make(Op::kConcat, {0, 1}), {x, y}, Mode::kEval).equal(torch::cat({x, y}, 1)));
 }
 
 TEST(Execute, LinearAndDropout) {
@@ -82,8 +83,8 @@ TEST(Execute, LinearAndDropout) {
   Node n = make(Op::kLinear);
   n.params["weight"] = torch::randn({3, 7}, torch::kDouble);
   n.params["bias"] = torch::randn({3}, torch::kDouble);
-  EXPECT_LT(max_abs_diff(run_node(n, {x}, Mode::kEval), torch::linear(x, n.params["weight"],
-                                                                       n.params["bias"])),
+  EXPECT_LT(max_abs_diff(run_node(n, {x}, Mode::kEval),
+                         torch::linear(x, n.params["weight"], n.params["bias"])),
             1e-12);
   Node d = make(Op::kDropout);
   d.attrs.p = 0.5;

@@ -201,7 +201,8 @@ TEST(Factorize, CostMatchesClosedFormulas) {
   const int64_t be = break_even_rank(conv, {c, H, W}, Scheme::kChannel);
   EXPECT_LT(be, bound);
   EXPECT_GE(be + 1, bound);
-  EXPECT_LT(factorized_conv_macs(conv, {c, H, W}, Scheme::kChannel, be), conv_macs(conv, {c, H, W}));
+  EXPECT_LT(factorized_conv_macs(conv, {c, H, W}, Scheme::kChannel, be),
+            conv_macs(conv, {c, H, W}));
   // Strided and non-square cases: the helper agrees with count_cost after surgery.
   for (const auto& kc : kCases)
     for (Scheme s : kSchemes) {

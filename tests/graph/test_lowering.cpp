@@ -4,8 +4,8 @@
 // caller's graph.
 #include "nnslim/graph/builder.h"
 #include "nnslim/graph/execute.h"
-#include "nnslim/graph/inference_plan.h"
 #include "nnslim/graph/factorize.h"
+#include "nnslim/graph/inference_plan.h"
 #include "nnslim/graph/kernels/fused_pair.h"
 #include "nnslim/graph/lowering.h"
 #include "nnslim/graph/shape.h"
@@ -38,7 +38,10 @@ Graph pair_graph(int64_t c, int64_t r, int64_t n, int64_t k, int64_t stride, int
 }
 
 TEST(Lowering, MergedPairEqualsThePairForEveryKernelStridePaddingAndBias) {
-  struct Case { int64_t c, r, n, k, stride, pad, dil; bool b1, b2; };
+  struct Case {
+    int64_t c, r, n, k, stride, pad, dil;
+    bool b1, b2;
+  };
   const Case cases[] = {
       {16, 7, 16, 3, 1, 1, 1, false, true},  // TRP channel factors after BN folding
       {5, 3, 9, 3, 2, 1, 1, false, false},   // stride 2
@@ -72,12 +75,14 @@ TEST(Lowering, ChannelsLastWeightsStayChannelsLast) {
   Graph g = pair_graph(16, 6, 16, 3, 1, 1, 1, false, true);
   g.to(torch::kFloat);
   for (auto& n : g.nodes)
-    if (n.op == Op::kConv2d) n.params["weight"] = n.params["weight"].contiguous(torch::MemoryFormat::ChannelsLast);
+    if (n.op == Op::kConv2d)
+      n.params["weight"] = n.params["weight"].contiguous(torch::MemoryFormat::ChannelsLast);
   auto x = torch::randn({1, 16, 13, 11}).contiguous(torch::MemoryFormat::ChannelsLast);
   torch::NoGradGuard ng;
   auto want = forward(g, x, Mode::kEval);
   merge_conv_pair(g, mergeable_conv_pairs(g).at(0));
-  EXPECT_TRUE(g.find("second")->params.at("weight").is_contiguous(torch::MemoryFormat::ChannelsLast));
+  EXPECT_TRUE(
+      g.find("second")->params.at("weight").is_contiguous(torch::MemoryFormat::ChannelsLast));
   EXPECT_LT(max_abs_diff(forward(g, x, Mode::kEval), want), 1e-4);
 }
 
@@ -95,9 +100,9 @@ TEST(Lowering, OnlyTruePairsAreMergeable) {
   {  // the second conv is not pointwise, or is strided, or grouped
     GraphBuilder b({4, 8, 8});
     int x = b.conv(b.input(), 4, 3, 1, 1, "a", false);
-    int y = b.conv(x, 4, 3, 1, 1, "b", false);          // 3x3 after 3x3
-    int z = b.conv(y, 4, 1, 2, 0, "c", false);          // strided 1x1
-    int w = b.conv(z, 4, 1, 1, 0, "d", false, 2);       // grouped 1x1
+    int y = b.conv(x, 4, 3, 1, 1, "b", false);     // 3x3 after 3x3
+    int z = b.conv(y, 4, 1, 2, 0, "c", false);     // strided 1x1
+    int w = b.conv(z, 4, 1, 1, 0, "d", false, 2);  // grouped 1x1
     Graph g = b.build(w, {{"classes", "1"}});
     EXPECT_TRUE(mergeable_conv_pairs(g).empty());
   }
@@ -118,7 +123,8 @@ TEST(Lowering, FactorisedResnetWithEveryPairMergedComputesTheSame) {
   torch::NoGradGuard ng;
   auto want = forward(g, x, Mode::kEval);
   auto pairs = mergeable_conv_pairs(g);
-  ASSERT_EQ(pairs.size(), 4u);  // exactly the factorised convs (downsample 1x1s read the block input)
+  ASSERT_EQ(pairs.size(),
+            4u);  // exactly the factorised convs (downsample 1x1s read the block input)
   for (const auto& p : pairs) merge_conv_pair(g, p);
   validate(g);
   EXPECT_TRUE(mergeable_conv_pairs(g).empty());
@@ -149,22 +155,25 @@ TEST(Lowering, LatencyPlanNeverEditsTheCallersGraph) {
 namespace nnslim {
 namespace {
 
-// The fused kernel (graph/kernels/fused_pair.h) against the two eager convs: ranks that are and are not
-// multiples of its 4-output blocks, widths that are and are not multiples of its 8-pixel
+// The fused kernel (graph/kernels/fused_pair.h) against the two eager convs: ranks that are and are
+// not multiples of its 4-output blocks, widths that are and are not multiples of its 8-pixel
 // vectors, kernels 3x3/5x5/3x1/1x3 with and without padding, bias or none, batch > 1.
 void expect_fused_equals_pair() {
-  struct Case { int64_t c, r, n, kh, kw, ph, pw, h, w; bool bias; };
+  struct Case {
+    int64_t c, r, n, kh, kw, ph, pw, h, w;
+    bool bias;
+  };
   const Case cases[] = {
       {16, 9, 16, 3, 3, 1, 1, 32, 32, true}, {16, 4, 16, 3, 3, 1, 1, 16, 16, true},
       {32, 1, 8, 3, 3, 1, 1, 13, 11, false}, {5, 7, 3, 5, 5, 2, 2, 9, 23, true},
-      {4, 6, 5, 5, 5, 0, 0, 12, 17, true},  {6, 3, 6, 3, 1, 1, 0, 10, 7, false},
-      {6, 5, 4, 1, 3, 0, 1, 7, 10, true},   {3, 2, 2, 3, 3, 2, 2, 5, 5, true},
+      {4, 6, 5, 5, 5, 0, 0, 12, 17, true},   {6, 3, 6, 3, 1, 1, 0, 10, 7, false},
+      {6, 5, 4, 1, 3, 0, 1, 7, 10, true},    {3, 2, 2, 3, 3, 2, 2, 5, 5, true},
   };
   torch::manual_seed(7);
   for (const auto& k : cases) {
-    SCOPED_TRACE(::testing::Message() << k.c << "->" << k.r << "->" << k.n << " kernel " << k.kh << "x"
-                                      << k.kw << " padding " << k.ph << "," << k.pw << " input " << k.h
-                                      << "x" << k.w);
+    SCOPED_TRACE(::testing::Message()
+                 << k.c << "->" << k.r << "->" << k.n << " kernel " << k.kh << "x" << k.kw
+                 << " padding " << k.ph << "," << k.pw << " input " << k.h << "x" << k.w);
     auto x = torch::randn({3, k.c, k.h, k.w});
     auto w1 = torch::randn({k.r, k.c, k.kh, k.kw});
     auto w2 = torch::randn({k.n, k.r, 1, 1});
@@ -190,9 +199,9 @@ TEST(FusedPair, RefusesWhatItCannotCompute) {
   auto x = torch::randn({1, 4, 8, 8});
   auto w1 = torch::randn({2, 4, 3, 3});
   auto w2 = torch::randn({4, 2, 1, 1});
-  EXPECT_FALSE(fused_pair_supports(x, w1, w2, {2, 2}, {1, 1}, {1, 1}, 1));         // stride
-  EXPECT_FALSE(fused_pair_supports(x, w1, w2, {1, 1}, {2, 2}, {2, 2}, 1));         // dilation
-  EXPECT_FALSE(fused_pair_supports(x, w1, w2, {1, 1}, {3, 3}, {1, 1}, 1));         // padding >= kernel
+  EXPECT_FALSE(fused_pair_supports(x, w1, w2, {2, 2}, {1, 1}, {1, 1}, 1));  // stride
+  EXPECT_FALSE(fused_pair_supports(x, w1, w2, {1, 1}, {2, 2}, {2, 2}, 1));  // dilation
+  EXPECT_FALSE(fused_pair_supports(x, w1, w2, {1, 1}, {3, 3}, {1, 1}, 1));  // padding >= kernel
   EXPECT_FALSE(fused_pair_supports(x.to(torch::kDouble), w1, w2, {1, 1}, {1, 1}, {1, 1}, 1));
   EXPECT_FALSE(fused_pair_supports(torch::randn({1, 3, 8, 8}), w1, w2, {1, 1}, {1, 1}, {1, 1}, 1));
   EXPECT_THROW(fused_pair(x, w1, w2, {}, {3, 3}), c10::Error);
@@ -223,7 +232,8 @@ TEST(FusedPair, FusedNodeInAGraphComputesThePairEveryWay) {
     auto xl = x.contiguous(torch::MemoryFormat::ChannelsLast);
     EXPECT_LT(max_abs_diff(forward(g, xl, Mode::kEval), want), 1e-4);
   }
-  EXPECT_LT(max_abs_diff(forward(g, x, Mode::kEval).detach(), want), 1e-4);  // grad mode: eager path
+  EXPECT_LT(max_abs_diff(forward(g, x, Mode::kEval).detach(), want),
+            1e-4);  // grad mode: eager path
 }
 
 TEST(FusedPair, StridedPairsAreNotFused) {

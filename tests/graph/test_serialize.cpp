@@ -58,7 +58,8 @@ TEST(Serialize, RoundTripIsBitwise) {
       EXPECT_TRUE(t.equal(b.params.at(k))) << a.name << "." << k;
       EXPECT_TRUE(b.params.at(k).requires_grad());
     }
-    for (const auto& [k, t] : a.buffers) EXPECT_TRUE(t.equal(b.buffers.at(k))) << a.name << "." << k;
+    for (const auto& [k, t] : a.buffers)
+      EXPECT_TRUE(t.equal(b.buffers.at(k))) << a.name << "." << k;
   }
   auto x = torch::randn({2, 2, 8, 8});
   EXPECT_TRUE(forward(g, x, Mode::kEval).equal(forward(h, x, Mode::kEval)));
@@ -109,7 +110,6 @@ TEST(Serialize, ReaderRejectsOverlongFields) {
   Reader r(w.bytes(), "test");
   EXPECT_THROW(r.str(), c10::Error);
 }
-
 
 // ---- format version 2: sparse tensor encodings ------------------------------------------------
 

@@ -65,8 +65,8 @@ TEST(Shape, ErrorsNameTheNode) {
 
 TEST(Cost, ConvAndLinearHandFormulas) {
   GraphBuilder b({3, 10, 10});
-  int x = b.conv(b.input(), 8, 3, 2, 1, "c1", true);         // out 8x5x5
-  x = b.conv(x, 8, 3, 1, 1, "dw", false, 8);                 // depthwise, 8x5x5
+  int x = b.conv(b.input(), 8, 3, 2, 1, "c1", true);  // out 8x5x5
+  x = b.conv(x, 8, 3, 1, 1, "dw", false, 8);          // depthwise, 8x5x5
   x = b.bn(x, "bn");
   x = b.flatten(x, "f");
   Graph g = b.build(b.linear(x, 4, "fc"));

@@ -1,13 +1,13 @@
-// Sparse convolution (graph/kernels/sparse_conv.h): both kernels compute what torch::conv2d computes with
-// the same weights (kernels, strides, paddings, dilations, biases, batches, all-zero filters, no
-// zeros at all); the executor runs a sparsified conv with them and falls back to dense under
-// autograd or for channels-last input; the latency plan picks by time and never edits the
+// Sparse convolution (graph/kernels/sparse_conv.h): both kernels compute what torch::conv2d
+// computes with the same weights (kernels, strides, paddings, dilations, biases, batches, all-zero
+// filters, no zeros at all); the executor runs a sparsified conv with them and falls back to dense
+// under autograd or for channels-last input; the latency plan picks by time and never edits the
 // caller's graph.
 #include "nnslim/graph/builder.h"
 #include "nnslim/graph/execute.h"
 #include "nnslim/graph/inference_plan.h"
-#include "nnslim/graph/lowering.h"
 #include "nnslim/graph/kernels/sparse_conv.h"
+#include "nnslim/graph/lowering.h"
 #include "nnslim/models/zoo.h"
 #include "nnslim/report/latency.h"
 #include "support/fixtures.h"
@@ -44,7 +44,11 @@ TEST(SparseConv, CsrHoldsTheNonzerosRowByRowInIm2colOrder) {
 }
 
 TEST(SparseConv, BothKernelsEqualDenseConvForEveryShapeStridePaddingDilationAndBias) {
-  struct Case { int64_t b, c, n, kh, kw, sh, sw, ph, pw, dh, dw, h, w; double zeros; bool bias; };
+  struct Case {
+    int64_t b, c, n, kh, kw, sh, sw, ph, pw, dh, dw, h, w;
+    double zeros;
+    bool bias;
+  };
   const Case cases[] = {
       {1, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 32, 32, 0.9, false},  // resnet20 stage 1, BN folded away
       {1, 3, 4, 3, 3, 1, 1, 1, 1, 1, 1, 5, 45, 0.6, true},      // rows of 32 + 8 + 5 outputs
@@ -53,11 +57,12 @@ TEST(SparseConv, BothKernelsEqualDenseConvForEveryShapeStridePaddingDilationAndB
       {1, 4, 6, 5, 5, 1, 1, 2, 2, 1, 1, 7, 8, 0.8, true},       // 5x5
       {2, 3, 4, 3, 1, 1, 1, 1, 0, 1, 1, 6, 5, 0.3, false},      // 3x1, padding on one axis
       {1, 4, 4, 3, 3, 1, 2, 2, 1, 2, 1, 9, 9, 0.7, true},       // dilation, mixed stride
-      {1, 4, 4, 3, 3, 2, 1, 1, 2, 1, 2, 9, 20, 0.7, true},      // vertical stride, AVX2 direct, dilation
-      {2, 3, 5, 3, 3, 1, 1, 2, 2, 2, 2, 11, 37, 0.5, false},    // dilation 2 on the AVX2 path
-      {1, 512, 8, 3, 3, 1, 1, 1, 1, 1, 1, 2, 2, 0.98, true},    // vgg16's last stage: 2x2 maps
-      {2, 5, 3, 3, 3, 1, 1, 0, 0, 1, 1, 4, 4, 0.0, true},       // no zeros at all
-      {1, 5, 3, 3, 3, 1, 1, 1, 1, 1, 1, 4, 4, 1.0, true},       // all zero: output = bias
+      {1, 4, 4, 3, 3, 2, 1, 1, 2, 1, 2, 9, 20, 0.7,
+       true},  // vertical stride, AVX2 direct, dilation
+      {2, 3, 5, 3, 3, 1, 1, 2, 2, 2, 2, 11, 37, 0.5, false},  // dilation 2 on the AVX2 path
+      {1, 512, 8, 3, 3, 1, 1, 1, 1, 1, 1, 2, 2, 0.98, true},  // vgg16's last stage: 2x2 maps
+      {2, 5, 3, 3, 3, 1, 1, 0, 0, 1, 1, 4, 4, 0.0, true},     // no zeros at all
+      {1, 5, 3, 3, 3, 1, 1, 1, 1, 1, 1, 4, 4, 1.0, true},     // all zero: output = bias
   };
   torch::manual_seed(5);
   torch::NoGradGuard ng;
@@ -85,20 +90,25 @@ TEST(SparseConv, SupportsOnlyWhatTheKernelsCompute) {
   auto w = torch::randn({4, 3, 3, 3});
   auto x = torch::randn({1, 3, 8, 8});
   EXPECT_TRUE(sparse_conv_supports(x, w, 1));
-  EXPECT_FALSE(sparse_conv_supports(x, w, 3));                                                  // grouped
-  EXPECT_FALSE(sparse_conv_supports(torch::randn({1, 3, 8, 8}).contiguous(torch::MemoryFormat::ChannelsLast), w, 1));
+  EXPECT_FALSE(sparse_conv_supports(x, w, 3));  // grouped
+  EXPECT_FALSE(sparse_conv_supports(
+      torch::randn({1, 3, 8, 8}).contiguous(torch::MemoryFormat::ChannelsLast), w, 1));
   EXPECT_FALSE(sparse_conv_supports(x.to(torch::kDouble), w.to(torch::kDouble), 1));
-  EXPECT_FALSE(sparse_conv_supports(torch::randn({1, 2, 8, 8}), w, 1));                         // channels
+  EXPECT_FALSE(sparse_conv_supports(torch::randn({1, 2, 8, 8}), w, 1));  // channels
   auto s = to_sparse_conv_weight(w);
-  EXPECT_THROW(sparse_conv2d(torch::randn({1, 2, 8, 8}), s, {}, {1}, {1}, {1}, SparseConvKernel::kDirect),
-               c10::Error);
-  EXPECT_THROW(sparse_conv2d(torch::randn({1, 3, 1, 1}), s, {}, {1}, {0}, {1}, SparseConvKernel::kDirect),
-               c10::Error);  // smaller than the kernel
+  EXPECT_THROW(
+      sparse_conv2d(torch::randn({1, 2, 8, 8}), s, {}, {1}, {1}, {1}, SparseConvKernel::kDirect),
+      c10::Error);
+  EXPECT_THROW(
+      sparse_conv2d(torch::randn({1, 3, 1, 1}), s, {}, {1}, {0}, {1}, SparseConvKernel::kDirect),
+      c10::Error);  // smaller than the kernel
   // Integer division alone would make this one output row, read past the input (dense conv
   // rejects it too).
-  EXPECT_THROW(sparse_conv2d(torch::randn({1, 3, 2, 8}), s, {}, {2}, {0}, {1}, SparseConvKernel::kDirect),
-               c10::Error);
-  EXPECT_THROW(sparse_conv2d(x, s, {}, {0}, {1}, {1}, SparseConvKernel::kDirect), c10::Error);  // stride 0
+  EXPECT_THROW(
+      sparse_conv2d(torch::randn({1, 3, 2, 8}), s, {}, {2}, {0}, {1}, SparseConvKernel::kDirect),
+      c10::Error);
+  EXPECT_THROW(sparse_conv2d(x, s, {}, {0}, {1}, {1}, SparseConvKernel::kDirect),
+               c10::Error);  // stride 0
 }
 
 TEST(SparseConv, AStaleSparseFormIsNeverUsed) {
@@ -130,7 +140,8 @@ Graph sparse_resnet20(int64_t size = 32) {
   Graph g = build_model("resnet20", {1, size, size}, 10);
   torch::NoGradGuard ng;
   for (auto& n : g.nodes)
-    if (n.op == Op::kConv2d) n.params["weight"].masked_fill_(torch::rand(n.params["weight"].sizes()) < 0.9, 0);
+    if (n.op == Op::kConv2d)
+      n.params["weight"].masked_fill_(torch::rand(n.params["weight"].sizes()) < 0.9, 0);
   return g;
 }
 

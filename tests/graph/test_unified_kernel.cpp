@@ -87,9 +87,9 @@ TEST(UnifiedKernel, RunsDenseUnderAutogradOrOnceTheWeightChangedAndIsNeverSaved)
   auto want = torch::relu(torch::conv2d(x, w, copy.nodes[0].params["bias"], 1, 1));
   EXPECT_LT(testing::max_abs_diff(forward(copy, x, Mode::kEval), want), 1e-5);
   // A layer that is not the conv's weight is refused.
-  EXPECT_THROW(use_unified_kernel(copy.nodes[0], unified_from_weight(torch::randn({8, 8, 3, 3}),
-                                                                     {1, 4, 0})),
-               c10::Error);
+  EXPECT_THROW(
+      use_unified_kernel(copy.nodes[0], unified_from_weight(torch::randn({8, 8, 3, 3}), {1, 4, 0})),
+      c10::Error);
 }
 
 TEST(UnifiedKernel, CloneKeepsASparseKernelToo) {

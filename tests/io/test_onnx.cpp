@@ -95,7 +95,8 @@ void check_in_opencv(const Graph& g, const std::string& label, bool fold = true)
 }
 #define REQUIRE_OPENCV() REQUIRE_ONNX()
 #else
-#define REQUIRE_OPENCV() GTEST_SKIP() << "tests built without OpenCV's DNN module (libopencv-dnn-dev)"
+#define REQUIRE_OPENCV() \
+  GTEST_SKIP() << "tests built without OpenCV's DNN module (libopencv-dnn-dev)"
 void check_in_opencv(const Graph&, const std::string&, bool = true) {}
 #endif
 
@@ -135,7 +136,8 @@ TEST_P(OnnxZoo, RoundTripThroughOnnxIsTheIdentity) {
   EXPECT_EQ(back.meta.at("classes"), "10");
   EXPECT_EQ(back.meta.at("model"), GetParam().model);
   for (const auto& n : back.nodes)
-    for (const auto& [k, t] : n.params) EXPECT_TRUE(torch::equal(t, g.find(n.name)->params.at(k))) << n.name;
+    for (const auto& [k, t] : n.params)
+      EXPECT_TRUE(torch::equal(t, g.find(n.name)->params.at(k))) << n.name;
   // The imported graph trains: it has the same trainable tensors.
   EXPECT_EQ(back.parameters().size(), g.parameters().size());
   for (const auto& t : back.parameters()) EXPECT_TRUE(t.requires_grad());
@@ -176,7 +178,8 @@ TEST(Onnx, FactorisedGraphExports) {
   torch::manual_seed(1);
   Graph g = build_model("resnet20", {1, 32, 32}, 10);
   randomize_bn(g, 7);
-  const Scheme schemes[] = {Scheme::kChannel, Scheme::kSpatial, Scheme::kDecouple, Scheme::kChannelIn};
+  const Scheme schemes[] = {Scheme::kChannel, Scheme::kSpatial, Scheme::kDecouple,
+                            Scheme::kChannelIn};
   int i = 0;
   std::vector<int> convs;
   for (const auto& n : g.nodes)
@@ -219,7 +222,8 @@ std::string fixture(const std::string& name) {
 torch::Tensor read_floats(const std::string& path, std::vector<int64_t> shape) {
   std::ifstream f(path, std::ios::binary);
   std::vector<char> bytes((std::istreambuf_iterator<char>(f)), {});
-  auto t = torch::from_blob(bytes.data(), {static_cast<int64_t>(bytes.size() / 4)}, torch::kFloat).clone();
+  auto t = torch::from_blob(bytes.data(), {static_cast<int64_t>(bytes.size() / 4)}, torch::kFloat)
+               .clone();
   return t.reshape(shape);
 }
 
@@ -328,7 +332,8 @@ TEST(OnnxImport, NonFiniteWeightsAndNegativeVarianceAreRefused) {
 TEST(OnnxImport, UnknownOpsetAndDoublyWrittenValuesAreRefused) {
   REQUIRE_ONNX();
   auto bytes = export_onnx_bytes(build_model("lenet5", {1, 32, 32}, 10));
-  auto refused = [&](const std::function<void(onnx::ModelProto&)>& edit, const std::string& expect) {
+  auto refused = [&](const std::function<void(onnx::ModelProto&)>& edit,
+                     const std::string& expect) {
     onnx::ModelProto m;
     ASSERT_TRUE(m.ParseFromString(bytes));
     edit(m);
@@ -342,10 +347,12 @@ TEST(OnnxImport, UnknownOpsetAndDoublyWrittenValuesAreRefused) {
     }
   };
   refused([](onnx::ModelProto& m) { m.mutable_opset_import(0)->set_version(99); }, "opset 99");
-  refused([](onnx::ModelProto& m) {
-    auto* g = m.mutable_graph();
-    g->mutable_node(1)->set_output(0, g->node(0).output(0));
-  }, "already defines");
+  refused(
+      [](onnx::ModelProto& m) {
+        auto* g = m.mutable_graph();
+        g->mutable_node(1)->set_output(0, g->node(0).output(0));
+      },
+      "already defines");
   // The unedited model still imports.
   EXPECT_NO_THROW(import_onnx_bytes(bytes, "good.onnx"));
 }
@@ -369,16 +376,28 @@ TEST(OnnxCli, ExportImportRoundTrip) {
   Graph g = testing::fixture_all_ops(3);
   save_graph(g, dir.file("m.nnslim"));
   std::string out;
-  ASSERT_EQ(testing::run_cli("export " + dir.file("m.nnslim") + " --onnx " + dir.file("m.onnx"), &out), 0) << out;
+  ASSERT_EQ(
+      testing::run_cli("export " + dir.file("m.nnslim") + " --onnx " + dir.file("m.onnx"), &out), 0)
+      << out;
   EXPECT_NE(out.find("BatchNorm folded"), std::string::npos) << out;
-  ASSERT_EQ(testing::run_cli("import " + dir.file("m.onnx") + " --out " + dir.file("back.nnslim"), &out), 0) << out;
+  ASSERT_EQ(
+      testing::run_cli("import " + dir.file("m.onnx") + " --out " + dir.file("back.nnslim"), &out),
+      0)
+      << out;
   Graph back = load_graph(dir.file("back.nnslim"));
   auto x = input_for(g);
   expect_close(eval(g, x), eval(back, x), "cli round trip");
   // Refuses to overwrite without --force, and bad options are usage errors.
-  EXPECT_EQ(testing::run_cli("import " + dir.file("m.onnx") + " --out " + dir.file("back.nnslim"), &out), 2);
-  EXPECT_EQ(testing::run_cli("export " + dir.file("m.nnslim") + " --onnx " + dir.file("x.onnx") + " --opset 8", &out), 2);
-  EXPECT_EQ(testing::run_cli("import " + dir.file("m.nnslim") + " --out " + dir.file("y.nnslim"), &out), 1);
+  EXPECT_EQ(
+      testing::run_cli("import " + dir.file("m.onnx") + " --out " + dir.file("back.nnslim"), &out),
+      2);
+  EXPECT_EQ(
+      testing::run_cli(
+          "export " + dir.file("m.nnslim") + " --onnx " + dir.file("x.onnx") + " --opset 8", &out),
+      2);
+  EXPECT_EQ(
+      testing::run_cli("import " + dir.file("m.nnslim") + " --out " + dir.file("y.nnslim"), &out),
+      1);
   EXPECT_FALSE(std::filesystem::exists(dir.file("y.nnslim")));
 }
 

@@ -1,15 +1,15 @@
 // AdaPruner: block importance, monotone bisection within the budget, divisibility, coupled
 // indices, candidate selection with a mocked evaluator, and the CLI end to end.
+#include "nnslim/eval/recalibrate.h"
 #include "nnslim/graph/cost.h"
 #include "nnslim/graph/execute.h"
 #include "nnslim/graph/surgery.h"
 #include "nnslim/methods/adapruner.h"
 #include "nnslim/methods/pruning_plan.h"
-#include "nnslim/eval/recalibrate.h"
 #include "nnslim/methods/registry.h"
-#include "nnslim/train/compress.h"
 #include "nnslim/models/zoo.h"
 #include "nnslim/report/json.h"
+#include "nnslim/train/compress.h"
 #include "support/fixtures.h"
 
 #include <gtest/gtest.h>
@@ -18,10 +18,10 @@
 
 #include <fstream>
 #include <numeric>
-#include <stdexcept>
-#include <tuple>
 #include <set>
 #include <sstream>
+#include <stdexcept>
+#include <tuple>
 
 namespace nnslim {
 namespace {
@@ -161,8 +161,10 @@ TEST(AdaPruner, SelectionPicksTheBestCandidateAndCouplesIndices) {
   m->finalize(ctx);
   EXPECT_EQ(seen, (std::vector<std::string>{"l1", "l2", "bn", "fpgm", "random", "scratch"}));
   // The long choice reports itself: each candidate's score and the one inherited.
-  EXPECT_NE(progress.str().find("fpgm    held-out top-1   0.90%"), std::string::npos) << progress.str();
-  EXPECT_NE(progress.str().find("== inheriting fpgm's channels"), std::string::npos) << progress.str();
+  EXPECT_NE(progress.str().find("fpgm    held-out top-1   0.90%"), std::string::npos)
+      << progress.str();
+  EXPECT_NE(progress.str().find("== inheriting fpgm's channels"), std::string::npos)
+      << progress.str();
   Json d = Json::object();
   m->describe(d);
   EXPECT_EQ(d.get("inherit").str(), "fpgm");
@@ -211,7 +213,8 @@ TEST(AdaPruner, ResumedFinalizeReusesTheCandidateScores) {
   auto [d1, g1, p1] = finalize(0.7, true, &seen);
   EXPECT_EQ(seen, (std::vector<std::string>{"fpgm", "random", "scratch"}));
   EXPECT_NE(p1.find("bn      held-out top-1   0.90%  (scored before the interruption)"),
-            std::string::npos) << p1;
+            std::string::npos)
+      << p1;
   // Resumed again (interrupted while fine-tuning): nothing is scored, the same choice and graph.
   seen.clear();
   auto [d2, g2, p2] = finalize(0.7, true, &seen);
@@ -256,7 +259,8 @@ TEST(AdaPruner, ScratchWinnerFineTunesAtTheScratchRate) {
     o.measure_latency = false;
     o.finetune_epochs = 1;
     o.finetune_lr = 0.02;
-    auto m = create_method("adapruner", {{"target-macs", "0.7"}, {"inherit", inherit}, {"scratch-lr", "0.3"}});
+    auto m = create_method("adapruner",
+                           {{"target-macs", "0.7"}, {"inherit", inherit}, {"scratch-lr", "0.3"}});
     CompressResult r = compress(g, *m, data.train, data.test, o);
     EXPECT_DOUBLE_EQ(r.finetune_lr, inherit == "scratch" ? 0.3 : 0.02) << inherit;
   }
@@ -285,8 +289,7 @@ TEST(AdaPruner, RecalibrationGivesTheExactBatchMean) {
   lo.batch_size = 64;
   auto b = BatchMaker(d.train, lo).make(BatchMaker(d.train, lo).order(0), 0, 0);
   auto conv = torch::conv2d(b.x, g.find("conv1")->params.at("weight"), {}, 1, 1);
-  EXPECT_LT(testing::max_abs_diff(g.find("bn1")->buffers.at("running_mean"),
-                                  conv.mean({0, 2, 3})),
+  EXPECT_LT(testing::max_abs_diff(g.find("bn1")->buffers.at("running_mean"), conv.mean({0, 2, 3})),
             1e-5);
 }
 
@@ -315,12 +318,21 @@ TEST(AdaPruner, OptionsAreValidated) {
 TEST(AdaPruner, CompressCli) {
   testing::TempDir dir;
   std::string out;
-  ASSERT_EQ(testing::run_cli("train --model resnet20 --dataset synthetic --epochs 0 --quiet --out " +
-                             dir.file("in"), &out), 0) << out;
-  ASSERT_EQ(testing::run_cli("compress --method adapruner --model " + dir.file("in/model.nnslim") +
-                             " --target-macs 0.6 --epochs 1 --heldout 64 --recal-batches 2"
-                             " --candidate-steps 2 --limit-train 256 --limit-test 64 --no-latency"
-                             " --quiet --out " + dir.file("out"), &out), 0) << out;
+  ASSERT_EQ(
+      testing::run_cli(
+          "train --model resnet20 --dataset synthetic --epochs 0 --quiet --out " + dir.file("in"),
+          &out),
+      0)
+      << out;
+  ASSERT_EQ(
+      testing::run_cli("compress --method adapruner --model " + dir.file("in/model.nnslim") +
+                           " --target-macs 0.6 --epochs 1 --heldout 64 --recal-batches 2"
+                           " --candidate-steps 2 --limit-train 256 --limit-test 64 --no-latency"
+                           " --quiet --out " +
+                           dir.file("out"),
+                       &out),
+      0)
+      << out;
   std::ifstream f(dir.file("out/summary.json"));
   std::stringstream ss;
   ss << f.rdbuf();

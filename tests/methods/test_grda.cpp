@@ -211,8 +211,10 @@ TEST(Grda, OptimizerStateRoundTrip) {
   GRDA opt({a, b}, GRDAOptions(0.1).c(0.3).mu(0.55));
   for (int k = 0; k < 3; ++k) {
     set_grad(a, torch::randn({3, 3}, torch::kDouble));
-    if (k != 1) set_grad(b, torch::randn({5}, torch::kDouble));
-    else b.mutable_grad() = torch::Tensor();
+    if (k != 1)
+      set_grad(b, torch::randn({5}, torch::kDouble));
+    else
+      b.mutable_grad() = torch::Tensor();
     opt.step();
   }
   torch::serialize::OutputArchive out;
@@ -242,7 +244,8 @@ TEST(Grda, OptimizerStateRoundTrip) {
 TEST(Grda, ResumeEqualsUninterruptedRun) {
   auto opt = small_options(3);
   opt.schedule.kind = "grda";
-  auto r = testing::crash_and_resume([] { return std::vector<std::shared_ptr<Method>>{grda(0.1, 0.6)}; }, opt);
+  auto r = testing::crash_and_resume(
+      [] { return std::vector<std::shared_ptr<Method>>{grda(0.1, 0.6)}; }, opt);
   EXPECT_GT(sparsity_report(r.full).zeros, 0);
   EXPECT_TRUE(r.resumed_equals_full);
   EXPECT_TRUE(r.resumed_inside_epoch_equals_full);
@@ -258,13 +261,21 @@ TEST(Grda, OptionsAreValidated) {
     }
     return std::string();
   };
-  EXPECT_NE(msg([] { create_method("grda", {{"mu", "-1"}}); }).find("grda: mu must be > 0, got -1"),
+  EXPECT_NE(msg([] {
+              create_method("grda", {{"mu", "-1"}});
+            }).find("grda: mu must be > 0, got -1"),
             std::string::npos);
-  EXPECT_NE(msg([] { create_method("grda", {{"c", "-0.1"}}); }).find("grda: c must be >= 0"),
+  EXPECT_NE(msg([] {
+              create_method("grda", {{"c", "-0.1"}});
+            }).find("grda: c must be >= 0"),
             std::string::npos);
-  EXPECT_NE(msg([] { create_method("grda", {{"mu", "abc"}}); }).find("'mu' expects a number"),
+  EXPECT_NE(msg([] {
+              create_method("grda", {{"mu", "abc"}});
+            }).find("'mu' expects a number"),
             std::string::npos);
-  EXPECT_NE(msg([] { create_method("grda", {{"momentum", "0.9"}}); }).find("unknown option"),
+  EXPECT_NE(msg([] {
+              create_method("grda", {{"momentum", "0.9"}});
+            }).find("unknown option"),
             std::string::npos);
   auto p = param({2}, 0);
   EXPECT_THROW(GRDA({p}, GRDAOptions(0.1).mu(0)), c10::Error);

@@ -18,8 +18,8 @@
 #include <limits>
 #include <numeric>
 #include <random>
-#include <tuple>
 #include <sstream>
+#include <tuple>
 
 namespace nnslim {
 namespace {
@@ -192,16 +192,16 @@ TEST(Hspg, LambdaZeroEqualsSgdStepByStep) {
     auto w = param({8, 3, 3, 3}, 6), b = param({8}, 7), other = param({5, 8}, 8);
     auto w2 = w.detach().clone().requires_grad_(true), b2 = b.detach().clone().requires_grad_(true),
          other2 = other.detach().clone().requires_grad_(true);
-    torch::optim::SGD sgd({w, b, other}, torch::optim::SGDOptions(0.1)
-                                             .momentum(0.9)
-                                             .nesterov(nesterov)
-                                             .weight_decay(5e-4));
-    HSPG opt({w2, b2, other2}, row_groups(w2, b2),
-             HSPGOptions(0.1).lambda(0).momentum(0.9).nesterov(nesterov).weight_decay(5e-4)
-                 .prox_steps(5));
+    torch::optim::SGD sgd(
+        {w, b, other},
+        torch::optim::SGDOptions(0.1).momentum(0.9).nesterov(nesterov).weight_decay(5e-4));
+    HSPG opt(
+        {w2, b2, other2}, row_groups(w2, b2),
+        HSPGOptions(0.1).lambda(0).momentum(0.9).nesterov(nesterov).weight_decay(5e-4).prox_steps(
+            5));
     for (int k = 0; k < 12; ++k) {
-      for (auto [p, q] : {std::make_pair(w, w2), std::make_pair(b, b2),
-                          std::make_pair(other, other2)}) {
+      for (auto [p, q] :
+           {std::make_pair(w, w2), std::make_pair(b, b2), std::make_pair(other, other2)}) {
         auto g = 0.1 * torch::randn(p.sizes(), torch::kDouble);
         set_grad(p, g);
         set_grad(q, g);
@@ -247,7 +247,7 @@ TEST(Hspg, LambdaZeroEqualsPlainTrainingThroughTheTrainer) {
 
 struct WatchZeroGroups : Method {
   std::string name() const override { return "watch"; }
-  torch::Tensor zero;       // zero groups after the previous half-space step
+  torch::Tensor zero;  // zero groups after the previous half-space step
   int64_t violations = 0, half_steps = 0, max_zero = 0;
   void after_step(Context& c) override {
     auto& h = dynamic_cast<HSPG&>(c.optimizer);
@@ -346,7 +346,8 @@ TEST(Hspg, ZeroGroupFractionNeverExceedsTheCap) {
 // Parameters of `g` after applying `plan` (sizes along every channel-indexed dimension),
 // computed from the coupling's layouts independently of the surgery.
 int64_t predicted_params(const Graph& g, const Coupling& c, const KeepPlan& plan) {
-  std::map<std::pair<int, std::string>, std::map<int64_t, int64_t>> kept;  // (node,param) -> dim -> n
+  std::map<std::pair<int, std::string>, std::map<int64_t, int64_t>>
+      kept;  // (node,param) -> dim -> n
   for (const auto& cg : c.groups)
     for (const auto& pd : cg.params) {
       if (pd.buffer) continue;
@@ -577,7 +578,8 @@ TEST(Hspg, OptimizerStateRoundTripContinuesIdentically) {
   HSPG opt({w, b}, row_groups(w, b), o);
   auto grads = [](int k) {
     torch::manual_seed(100 + k);
-    return std::make_pair(torch::randn({10, 3}, torch::kDouble), torch::randn({10}, torch::kDouble));
+    return std::make_pair(torch::randn({10, 3}, torch::kDouble),
+                          torch::randn({10}, torch::kDouble));
   };
   for (int k = 0; k < 2; ++k) {
     auto [gw, gb] = grads(k);
@@ -612,8 +614,8 @@ TEST(Hspg, OptimizerStateRoundTripContinuesIdentically) {
 // Resuming restores the momentum buffers and step counter: same weights as an uninterrupted
 // run; without the optimizer state the run differs.
 TEST(Hspg, ResumeEqualsUninterruptedRun) {
-  auto r = testing::crash_and_resume([] { return std::vector<std::shared_ptr<Method>>{hspg(0.05, 1)}; },
-                                     small_options(3));
+  auto r = testing::crash_and_resume(
+      [] { return std::vector<std::shared_ptr<Method>>{hspg(0.05, 1)}; }, small_options(3));
   EXPECT_TRUE(r.resumed_equals_full);
   EXPECT_TRUE(r.resumed_inside_epoch_equals_full);
   EXPECT_FALSE(r.without_optimizer_state_equals_full);
@@ -622,30 +624,40 @@ TEST(Hspg, ResumeEqualsUninterruptedRun) {
 // ---- options ----------------------------------------------------------------------------------
 
 TEST(Hspg, OptionsAreValidated) {
-  EXPECT_NE(error_of([] { create_method("hspg", {{"lambda", "-1"}}); })
-                .find("hspg: lambda must be >= 0, got -1"),
+  EXPECT_NE(error_of([] {
+              create_method("hspg", {{"lambda", "-1"}});
+            }).find("hspg: lambda must be >= 0, got -1"),
             std::string::npos);
-  EXPECT_NE(error_of([] { create_method("hspg", {{"epsilon", "1"}}); })
-                .find("hspg: epsilon must be in [0, 1)"),
+  EXPECT_NE(error_of([] {
+              create_method("hspg", {{"epsilon", "1"}});
+            }).find("hspg: epsilon must be in [0, 1)"),
             std::string::npos);
-  EXPECT_NE(error_of([] { create_method("hspg", {{"target-group-sparsity", "0"}}); })
-                .find("target-group-sparsity must be in (0, 1]"),
+  EXPECT_NE(error_of([] {
+              create_method("hspg", {{"target-group-sparsity", "0"}});
+            }).find("target-group-sparsity must be in (0, 1]"),
             std::string::npos);
-  EXPECT_NE(error_of([] { create_method("hspg", {{"target-macs", "1.5"}}); })
-                .find("hspg: target-macs must be a fraction in (0, 1], got 1.5"),
+  EXPECT_NE(error_of([] {
+              create_method("hspg", {{"target-macs", "1.5"}});
+            }).find("hspg: target-macs must be a fraction in (0, 1], got 1.5"),
             std::string::npos);
-  EXPECT_NE(error_of([] { create_method("hspg", {{"prox-epochs", "-2"}}); }).find("prox-epochs"),
+  EXPECT_NE(error_of([] {
+              create_method("hspg", {{"prox-epochs", "-2"}});
+            }).find("prox-epochs"),
             std::string::npos);
-  EXPECT_NE(error_of([] { create_method("hspg", {{"stage1", "newton"}}); }).find("stage1"),
+  EXPECT_NE(error_of([] {
+              create_method("hspg", {{"stage1", "newton"}});
+            }).find("stage1"),
             std::string::npos);
-  EXPECT_NE(error_of([] { create_method("hspg", {{"momentum", "0.9"}}); }).find("unknown option"),
+  EXPECT_NE(error_of([] {
+              create_method("hspg", {{"momentum", "0.9"}});
+            }).find("unknown option"),
             std::string::npos);
   auto w = param({2, 2}, 0);
   EXPECT_THROW(HSPG({w}, row_groups(w, {}), HSPGOptions(0.1).epsilon(-0.1)), c10::Error);
   auto stranger = param({2, 2}, 1);
   EXPECT_THROW(HSPG({w}, row_groups(stranger, {}), HSPGOptions(0.1)), c10::Error);
-  auto m = std::dynamic_pointer_cast<Hspg>(
-      create_method("hspg", {{"lambda", "0.002"}, {"prox-epochs", "3"}, {"stage1", "subgradient"}}));
+  auto m = std::dynamic_pointer_cast<Hspg>(create_method(
+      "hspg", {{"lambda", "0.002"}, {"prox-epochs", "3"}, {"stage1", "subgradient"}}));
   ASSERT_TRUE(m);
   EXPECT_EQ(m->options().lambda, 0.002);
   EXPECT_EQ(m->options().prox_epochs, 3);
@@ -753,22 +765,25 @@ TEST(Obproxsg, LambdaZeroEqualsPlainTrainingAndSparsityGrowsWithLambda) {
   EXPECT_GT(prev, 0.4);
 }
 
-// ---- the CLI --------------------------------------------------------------------------------------
+// ---- the CLI
+// --------------------------------------------------------------------------------------
 
 TEST(Hspg, CliCompressSmoke) {
   testing::TempDir dir;
   std::string out;
-  ASSERT_EQ(testing::run_cli("train --model resnet20 --dataset synthetic --epochs 0 --quiet --out " +
-                                 dir.file("init"),
-                             &out),
-            0)
+  ASSERT_EQ(
+      testing::run_cli(
+          "train --model resnet20 --dataset synthetic --epochs 0 --quiet --out " + dir.file("init"),
+          &out),
+      0)
       << out;
   // A strong lambda with a cap of half the groups: 8 steps are enough to zero half of them.
   ASSERT_EQ(testing::run_cli("compress --method hspg --model " + dir.file("init/model.nnslim") +
                                  " --dataset synthetic --epochs 2 --lr 0.05 --momentum 0"
                                  " --lambda 20 --target-group-sparsity 0.5 --prox-epochs 1"
                                  " --limit-train 128 --batch-size 32 --limit-test 64"
-                                 " --no-latency --quiet --out " + dir.file("run"),
+                                 " --no-latency --quiet --out " +
+                                 dir.file("run"),
                              &out),
             0)
       << out;
@@ -791,7 +806,8 @@ TEST(Hspg, CliCompressSmoke) {
   std::string metrics = slurp(dir.file("run/metrics.jsonl"));
   EXPECT_NE(metrics.find("\"group_sparsity\""), std::string::npos);
   Json last = Json::parse(metrics.substr(metrics.rfind("{\"epoch\"")));
-  EXPECT_NEAR(s.get("after_surgery").get("top1").num(), last.get("test_top1").num(), 100.0 / 64 + 1e-9);
+  EXPECT_NEAR(s.get("after_surgery").get("top1").num(), last.get("test_top1").num(),
+              100.0 / 64 + 1e-9);
   // A bad option is a usage error naming it.
   EXPECT_EQ(testing::run_cli("compress --method hspg --model " + dir.file("init/model.nnslim") +
                                  " --lambda -1 --out " + dir.file("bad"),

@@ -52,9 +52,9 @@ TEST(Importance, FpgmRanksTheMedianFilterLowest) {
     auto& w = g.find("conv1")->params.at("weight");  // 4 filters
     w.zero_();
     auto flat = w.view({4, -1});
-    flat[0][0] = 1.0;   // e1
-    flat[1][1] = 1.0;   // e2
-    flat[2][0] = 0.1;   // 0.1 (e1 + e2): the filter closest to all others
+    flat[0][0] = 1.0;  // e1
+    flat[1][1] = 1.0;  // e2
+    flat[2][0] = 0.1;  // 0.1 (e1 + e2): the filter closest to all others
     flat[2][1] = 0.1;
     flat[3][0] = -1.0;  // -e1
   }
@@ -158,11 +158,19 @@ TEST(PruningPlan, RoundingAndLimits) {
 TEST(Magnitude, CompressCliMeetsTheBudget) {
   testing::TempDir dir;
   std::string out;
-  ASSERT_EQ(testing::run_cli("train --model resnet20 --dataset synthetic --epochs 0 --quiet --out " +
-                             dir.file("in"), &out), 0) << out;
-  ASSERT_EQ(testing::run_cli("compress --method magnitude --model " + dir.file("in/model.nnslim") +
-                             " --target-macs 0.5 --criterion l1 --finetune-epochs 1 --limit-train 256"
-                             " --limit-test 64 --no-latency --quiet --out " + dir.file("out"), &out), 0)
+  ASSERT_EQ(
+      testing::run_cli(
+          "train --model resnet20 --dataset synthetic --epochs 0 --quiet --out " + dir.file("in"),
+          &out),
+      0)
+      << out;
+  ASSERT_EQ(
+      testing::run_cli("compress --method magnitude --model " + dir.file("in/model.nnslim") +
+                           " --target-macs 0.5 --criterion l1 --finetune-epochs 1 --limit-train 256"
+                           " --limit-test 64 --no-latency --quiet --out " +
+                           dir.file("out"),
+                       &out),
+      0)
       << out;
   std::ifstream f(dir.file("out/summary.json"));
   std::stringstream ss;
@@ -177,10 +185,13 @@ TEST(Magnitude, CompressCliMeetsTheBudget) {
     EXPECT_TRUE(s.get("after").has(k)) << k;
   EXPECT_TRUE(s.get("after").get("latency_ms").is_null());  // --no-latency: not measured, not 0
   // The compressed model is a normal model file.
-  ASSERT_EQ(testing::run_cli("eval " + dir.file("out/model.nnslim") + " --limit-test 32", &out), 0) << out;
+  ASSERT_EQ(testing::run_cli("eval " + dir.file("out/model.nnslim") + " --limit-test 32", &out), 0)
+      << out;
   // Option errors are usage errors naming the option.
   EXPECT_EQ(testing::run_cli("compress --method magnitude --model " + dir.file("in/model.nnslim") +
-                             " --criterion l3 --out " + dir.file("x"), &out), 2);
+                                 " --criterion l3 --out " + dir.file("x"),
+                             &out),
+            2);
   EXPECT_NE(out.find("unknown importance criterion 'l3'"), std::string::npos) << out;
   EXPECT_EQ(testing::run_cli("compress --method magic --model m --out " + dir.file("y"), &out), 2);
   EXPECT_NE(out.find("unknown method 'magic'"), std::string::npos) << out;

@@ -36,8 +36,7 @@ Trp& as_trp(const std::shared_ptr<Method>& m) { return dynamic_cast<Trp&>(*m); }
 
 // A Context over `g` for calling hooks directly.
 struct Harness {
-  explicit Harness(Graph& g)
-      : opt(g.parameters(), torch::optim::SGDOptions(0.1)), ctx{g, opt} {
+  explicit Harness(Graph& g) : opt(g.parameters(), torch::optim::SGDOptions(0.1)), ctx{g, opt} {
     ctx.steps_per_epoch = 10;
     ctx.epochs = 1;
   }
@@ -84,7 +83,8 @@ TEST(LowRank, ProjectionRankEckartYoungAndIdempotence) {
       double tail = s.slice(0, r).square().sum().item<double>();
       EXPECT_NEAR(err / tail, 1.0, dtype == torch::kDouble ? 1e-10 : 1e-5) << r;
       // Idempotent.
-      EXPECT_LT(testing::max_abs_diff(project_rank(p, r), p), dtype == torch::kDouble ? 1e-12 : 1e-5);
+      EXPECT_LT(testing::max_abs_diff(project_rank(p, r), p),
+                dtype == torch::kDouble ? 1e-12 : 1e-5);
     }
   }
 }
@@ -92,7 +92,7 @@ TEST(LowRank, ProjectionRankEckartYoungAndIdempotence) {
 TEST(LowRank, MatricizeRoundTripAndLayout) {
   torch::manual_seed(1);
   auto w = torch::randn({5, 3, 2, 4}, torch::kDouble);  // n, c, kh, kw
-  for (Scheme s : kSchemes) {  // §1.8.4
+  for (Scheme s : kSchemes) {                           // §1.8.4
     auto m = matricize(w, s);
     EXPECT_TRUE(unmatricize(m, s, w.sizes()).equal(w)) << scheme_name(s);
     EXPECT_EQ(max_rank(w.sizes(), s), std::min(m.size(-2), m.size(-1)));
@@ -164,22 +164,29 @@ TEST(Trp, DefaultLayerSelectionAndNames) {
   auto only = make_trp({{"layers", "conv1,layer2.0.downsample.0"}});
   only->begin(h.ctx);
   EXPECT_EQ(as_trp(only).selected(), (std::vector<std::string>{"conv1", "layer2.0.downsample.0"}));
-  EXPECT_NE(error_of([&] { make_trp({{"exclude", "nope"}})->begin(h.ctx); })
-                .find("trp: exclude: the model has no node named 'nope'"),
+  EXPECT_NE(error_of([&] {
+              make_trp({{"exclude", "nope"}})->begin(h.ctx);
+            }).find("trp: exclude: the model has no node named 'nope'"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { make_trp({{"layers", "bn1"}})->begin(h.ctx); }).find("not an ungrouped conv"),
+  EXPECT_NE(error_of([&] {
+              make_trp({{"layers", "bn1"}})->begin(h.ctx);
+            }).find("not an ungrouped conv"),
             std::string::npos);
 }
 
 TEST(Trp, OptionsAreValidatedWithTheirNames) {
   auto msg = [](std::map<std::string, std::string> v) { return error_of([&] { make_trp(v); }); };
-  EXPECT_NE(msg({{"energy", "1.5"}}).find("trp: energy must be in (0, 1], got 1.5"), std::string::npos);
+  EXPECT_NE(msg({{"energy", "1.5"}}).find("trp: energy must be in (0, 1], got 1.5"),
+            std::string::npos);
   EXPECT_NE(msg({{"period", "0"}}).find("trp: period must be >= 1"), std::string::npos);
   EXPECT_NE(msg({{"nuclear", "-1"}}).find("trp: nuclear must be >= 0"), std::string::npos);
-  EXPECT_NE(msg({{"scheme", "tucker"}}).find("trp: scheme must be channel, spatial, decouple or channel-in"), std::string::npos);
+  EXPECT_NE(msg({{"scheme", "tucker"}})
+                .find("trp: scheme must be channel, spatial, decouple or channel-in"),
+            std::string::npos);
   EXPECT_NE(msg({{"nuclear-mode", "sometimes"}}).find("nuclear-mode"), std::string::npos);
   EXPECT_NE(msg({{"rank-rule", "magic"}}).find("rank-rule"), std::string::npos);
-  EXPECT_NE(msg({{"target-macs", "1.5"}}).find("trp: target-macs must be in (0, 1]"), std::string::npos);
+  EXPECT_NE(msg({{"target-macs", "1.5"}}).find("trp: target-macs must be in (0, 1]"),
+            std::string::npos);
   EXPECT_NE(msg({{"final-energy", "0"}}).find("final-energy"), std::string::npos);
   EXPECT_NE(msg({{"trp", "maybe"}}).find("trp"), std::string::npos);
   EXPECT_NE(msg({{"epochs", "3"}}).find("unknown option 'epochs'"), std::string::npos);
@@ -239,8 +246,11 @@ TEST(Trp, NuclearSubgradientIsAddedToGradients) {
     Graph g = testing::fixture_all_ops(8);
     g.to(torch::kDouble);
     Harness h(g);
-    auto m = make_trp({{"trp", "false"}, {"nuclear", "0.01"}, {"nuclear-mode", mode},
-                       {"period", "3"}, {"scheme", "spatial"}});
+    auto m = make_trp({{"trp", "false"},
+                       {"nuclear", "0.01"},
+                       {"nuclear-mode", mode},
+                       {"period", "3"},
+                       {"scheme", "spatial"}});
     m->begin(h.ctx);
     for (int64_t batch : {0, 1}) {
       h.ctx.batch = batch;
@@ -261,7 +271,8 @@ TEST(Trp, NuclearSubgradientIsAddedToGradients) {
                                         Scheme::kSpatial, w.sizes());
         else
           expect = torch::zeros_like(w);  // not a TRP step
-        EXPECT_LT(testing::max_abs_diff(w.grad(), expect), 1e-12) << mode << " " << name << " " << batch;
+        EXPECT_LT(testing::max_abs_diff(w.grad(), expect), 1e-12)
+            << mode << " " << name << " " << batch;
       }
       EXPECT_EQ(g.find("stem")->params.at("weight").grad().abs().max().item<double>(), 0.0);
     }
@@ -345,8 +356,9 @@ TEST(Trp, TargetMacsIsMetByBisection) {
   // An impossible budget fails before any training.
   Graph g2 = build_model("resnet20", {1, 16, 16}, 10);
   Harness h2(g2);
-  EXPECT_NE(error_of([&] { make_trp({{"target-macs", "0.01"}})->begin(h2.ctx); })
-                .find("trp: target-macs 0.01 cannot be met"),
+  EXPECT_NE(error_of([&] {
+              make_trp({{"target-macs", "0.01"}})->begin(h2.ctx);
+            }).find("trp: target-macs 0.01 cannot be met"),
             std::string::npos);
 }
 
@@ -354,7 +366,9 @@ TEST(Trp, TargetMacsIsMetByBisection) {
 // and resumed from its checkpoint ends with the weights of an uninterrupted run.
 TEST(Trp, ResumeEqualsUninterruptedRun) {
   auto r = testing::crash_and_resume(
-      [] { return std::vector<std::shared_ptr<Method>>{make_trp({{"period", "2"}})}; },
+      [] {
+        return std::vector<std::shared_ptr<Method>>{make_trp({{"period", "2"}})};
+      },
       small_options(3));
   EXPECT_TRUE(r.resumed_equals_full);
   EXPECT_TRUE(r.resumed_inside_epoch_equals_full);
@@ -397,8 +411,8 @@ TEST(Trp, TrainsThenFactorisesWithSmallAccuracyLoss) {
   Graph g = testing::fixture_all_ops(13);
   auto o = small_options(6);
   o.augment = false;
-  auto m = make_trp({{"period", "1"}, {"nuclear", "1e-3"}, {"rank-rule", "energy"},
-                     {"final-energy", "0.9"}});
+  auto m = make_trp(
+      {{"period", "1"}, {"nuclear", "1e-3"}, {"rank-rule", "energy"}, {"final-energy", "0.9"}});
   auto r = Trainer(g, o, {m}).fit(d.train, &d.test);
   const double trained = r.history.back().eval.top1;
   EXPECT_GT(trained, 80.0);
@@ -421,16 +435,23 @@ TEST(Trp, CliCompressOnSyntheticData) {
   testing::TempDir dir;
   std::string out;
   ASSERT_EQ(testing::run_cli("train --model lenet5 --dataset synthetic --epochs 0 --quiet --out " +
-                                 dir.file("in"), &out), 0) << out;
+                                 dir.file("in"),
+                             &out),
+            0)
+      << out;
   ASSERT_EQ(testing::run_cli("compress --method trp --model " + dir.file("in/model.nnslim") +
                                  " --dataset synthetic --limit-train 256 --limit-test 128 "
                                  "--epochs 1 --batch-size 32 --lr 0.02 --period 2 "
                                  "--scheme spatial --target-macs 0.7 --no-latency --quiet --out " +
-                                 dir.file("out"), &out), 0) << out;
+                                 dir.file("out"),
+                             &out),
+            0)
+      << out;
   Json s = Json::parse(slurp(dir.file("out/summary.json")));
   EXPECT_EQ(s.get("method").str(), "trp");
   EXPECT_EQ(s.get("options").get("scheme").str(), "spatial");
-  const auto before = s.get("before").get("macs").integer(), after = s.get("after").get("macs").integer();
+  const auto before = s.get("before").get("macs").integer(),
+             after = s.get("after").get("macs").integer();
   EXPECT_LT(after, before);
   EXPECT_LE(static_cast<double>(after), 0.7 * static_cast<double>(before));
   const Json& md = s.get("method_details");
@@ -445,7 +466,9 @@ TEST(Trp, CliCompressOnSyntheticData) {
   ASSERT_EQ(testing::run_cli("eval " + dir.file("out/model.nnslim") + " --json", &out), 0) << out;
   // Method options are validated as usage errors.
   EXPECT_EQ(testing::run_cli("compress --method trp --model " + dir.file("in/model.nnslim") +
-                                 " --energy 1.5 --out " + dir.file("bad"), &out), 2);
+                                 " --energy 1.5 --out " + dir.file("bad"),
+                             &out),
+            2);
   EXPECT_NE(out.find("trp: energy must be in (0, 1], got 1.5"), std::string::npos) << out;
 }
 

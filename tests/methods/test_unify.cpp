@@ -42,12 +42,12 @@ struct Shape4 {
   BlockShape block;
 };
 const std::vector<Shape4> kShapes = {
-    {{8, 12, 3, 3}, {1, 4, 0}},   // default conv blocks
-    {{6, 10, 3, 3}, {1, 4, 0}},   // edge blocks of 2 input channels
-    {{8, 12, 3, 3}, {4, 4, 1}},   // GEMM tiles
-    {{6, 10, 3, 3}, {4, 4, 1}},   // edge tiles in both directions
-    {{8, 12, 3, 3}, {1, 1, 0}},   // kernel-level
-    {{10, 20}, {1, 8, 1}},        // linear
+    {{8, 12, 3, 3}, {1, 4, 0}},  // default conv blocks
+    {{6, 10, 3, 3}, {1, 4, 0}},  // edge blocks of 2 input channels
+    {{8, 12, 3, 3}, {4, 4, 1}},  // GEMM tiles
+    {{6, 10, 3, 3}, {4, 4, 1}},  // edge tiles in both directions
+    {{8, 12, 3, 3}, {1, 1, 0}},  // kernel-level
+    {{10, 20}, {1, 8, 1}},       // linear
 };
 
 TEST(UnifyPartition, BlocksRoundTripWithEdgeBlocks) {
@@ -107,8 +107,12 @@ TEST(UnifyProjection, CountsMagnitudesSignsAndFreeBlocks) {
       EXPECT_TRUE(torch::allclose(r.magnitude.masked_select(un), mean.masked_select(un)));
       // Selection order.
       auto e_p = block_sum(part, x * x);
-      auto e_u = part.to_blocks(x).abs().sub(mean.unsqueeze(1)).square()
-                     .masked_fill(~part.valid(), 0).sum(1);
+      auto e_u = part.to_blocks(x)
+                     .abs()
+                     .sub(mean.unsqueeze(1))
+                     .square()
+                     .masked_fill(~part.valid(), 0)
+                     .sum(1);
       if (pr.any().item<bool>() && (~pr).any().item<bool>()) {
         EXPECT_LE(e_p.masked_select(pr).max().item<double>(),
                   e_p.masked_select(~pr).min().item<double>());
@@ -328,8 +332,8 @@ TEST(UnifyKernel, MatchesDenseConvAndCountsMacs) {
       {{16, 16, 3, 3}, {4, 4, 1}, 1, 1, 1, 1, false},
       {{10, 6, 3, 3}, {4, 4, 1}, 1, 2, 2, 1, true},
       {{16, 16, 3, 3}, {1, 1, 0}, 1, 0, 1, 1, false},
-      {{8, 4, 3, 3}, {1, 4, 0}, 1, 1, 1, 2, true},    // groups
-      {{8, 8, 1, 1}, {1, 4, 0}, 1, 0, 1, 1, false},   // pointwise
+      {{8, 4, 3, 3}, {1, 4, 0}, 1, 1, 1, 2, true},   // groups
+      {{8, 8, 1, 1}, {1, 4, 0}, 1, 0, 1, 1, false},  // pointwise
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.block.str() + " groups=" + std::to_string(c.groups));
@@ -431,9 +435,9 @@ TEST(UnifyFormat, EncodeDecodeIsBitExact) {
       // Size: header + 2 bits/block + magnitudes + sign bits + free values.
       const int64_t es = torch::elementSize(dtype);
       const int64_t header = 4 + 2 + 8 * int64_t(c.shape.size()) + 3 * 8 + 4 * 8;
-      EXPECT_EQ(int64_t(bytes.size()),
-                header + (part.blocks() + 3) / 4 + L.magnitudes.numel() * es +
-                    (L.signs.numel() + 7) / 8 + L.free_values.numel() * es);
+      EXPECT_EQ(int64_t(bytes.size()), header + (part.blocks() + 3) / 4 +
+                                           L.magnitudes.numel() * es + (L.signs.numel() + 7) / 8 +
+                                           L.free_values.numel() * es);
       // Corruption is detected.
       EXPECT_THROW(decode_unified(bytes.substr(0, bytes.size() - 1), "t"), c10::Error);
       std::string bad = bytes;
@@ -557,10 +561,10 @@ TEST(UnifyOptions, AreValidatedWithTheOptionName) {
   EXPECT_THROW(m->begin(ctx), c10::Error);
   // Generic flags are never redefined.
   for (const auto& o : find_method("unify").options)
-    for (const char* generic : {"epochs", "lr", "momentum", "weight-decay", "schedule", "seed",
-                                "batch-size", "dataset", "model", "out", "device", "threads",
-                                "finetune-epochs", "finetune-lr", "limit-train", "limit-test",
-                                "no-latency", "quiet", "force"})
+    for (const char* generic :
+         {"epochs", "lr", "momentum", "weight-decay", "schedule", "seed", "batch-size", "dataset",
+          "model", "out", "device", "threads", "finetune-epochs", "finetune-lr", "limit-train",
+          "limit-test", "no-latency", "quiet", "force"})
       EXPECT_NE(o.key, generic);
 }
 
@@ -574,12 +578,20 @@ std::string read_text(const std::string& path) {
 TEST(UnifyCli, CompressSmoke) {
   testing::TempDir dir;
   std::string out;
-  ASSERT_EQ(testing::run_cli("train --model resnet20 --dataset synthetic --epochs 0 --quiet --out " +
-                             dir.file("in"), &out), 0) << out;
-  ASSERT_EQ(testing::run_cli("compress --method unify --model " + dir.file("in/model.nnslim") +
-                             " --prune 0.5 --unify 0.25 --block 1x4xK --epochs 1 --finetune-epochs 1"
-                             " --limit-train 256 --limit-test 64 --no-latency --quiet --out " +
-                             dir.file("out"), &out), 0) << out;
+  ASSERT_EQ(
+      testing::run_cli(
+          "train --model resnet20 --dataset synthetic --epochs 0 --quiet --out " + dir.file("in"),
+          &out),
+      0)
+      << out;
+  ASSERT_EQ(
+      testing::run_cli("compress --method unify --model " + dir.file("in/model.nnslim") +
+                           " --prune 0.5 --unify 0.25 --block 1x4xK --epochs 1 --finetune-epochs 1"
+                           " --limit-train 256 --limit-test 64 --no-latency --quiet --out " +
+                           dir.file("out"),
+                       &out),
+      0)
+      << out;
   Json s = Json::parse(read_text(dir.file("out/summary.json")));
   EXPECT_EQ(s.get("method").str(), "unify");
   const Json& md = s.get("method_details");
@@ -596,7 +608,9 @@ TEST(UnifyCli, CompressSmoke) {
   EXPECT_EQ(unified_file_bytes(g), int64_t(md.get("file_bytes_unified").num()));
   // Option errors are usage errors naming the option.
   EXPECT_EQ(testing::run_cli("compress --method unify --model " + dir.file("in/model.nnslim") +
-                             " --prune 0.9 --unify 0.3 --out " + dir.file("x"), &out), 2);
+                                 " --prune 0.9 --unify 0.3 --out " + dir.file("x"),
+                             &out),
+            2);
   EXPECT_NE(out.find("unify: prune + unify must be <= 1, got 1.2"), std::string::npos) << out;
 }
 

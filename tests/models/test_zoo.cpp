@@ -8,7 +8,9 @@
 namespace nnslim {
 namespace {
 
-int64_t conv_p(int64_t in, int64_t out, int64_t k, int64_t groups = 1) { return out * in / groups * k * k; }
+int64_t conv_p(int64_t in, int64_t out, int64_t k, int64_t groups = 1) {
+  return out * in / groups * k * k;
+}
 int64_t bn_p(int64_t c) { return 2 * c; }
 
 // CIFAR ResNet-(6n+2) on CxHxW input (H, W divisible by 4), closed form.
@@ -55,7 +57,10 @@ TEST(Zoo, Vgg16AndLenet) {
   int64_t cfg[] = {64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0};
   int64_t in = 3, size = 32, params = 0, macs = 0;
   for (auto w : cfg) {
-    if (!w) { size /= 2; continue; }
+    if (!w) {
+      size /= 2;
+      continue;
+    }
     params += conv_p(in, w, 3) + bn_p(w);
     macs += conv_p(in, w, 3) * size * size;
     in = w;
@@ -66,7 +71,8 @@ TEST(Zoo, Vgg16AndLenet) {
   EXPECT_EQ(v.macs, macs);
 
   auto l = count_cost(build_model("lenet5", {1, 32, 32}, 10));
-  int64_t lp = (6 * 25 + 6) + (16 * 6 * 25 + 16) + (400 * 120 + 120) + (120 * 84 + 84) + (84 * 10 + 10);
+  int64_t lp =
+      (6 * 25 + 6) + (16 * 6 * 25 + 16) + (400 * 120 + 120) + (120 * 84 + 84) + (84 * 10 + 10);
   int64_t lm = 6 * 25 * 28 * 28 + 16 * 6 * 25 * 10 * 10 + 400 * 120 + 120 * 84 + 84 * 10;
   EXPECT_EQ(l.params, lp);
   EXPECT_EQ(l.macs, lm);

@@ -131,14 +131,16 @@ TEST(Report, TableHasOneRowPerRun) {
   std::string t = comparison_table(runs.entries());
   EXPECT_NE(t.find("top-1 %"), std::string::npos);
   EXPECT_NE(t.find("latency b64 ms"), std::string::npos);
-  for (const char* label : {"baseline", "pruned", "trp", "grda"}) EXPECT_NE(t.find(label), std::string::npos);
+  for (const char* label : {"baseline", "pruned", "trp", "grda"})
+    EXPECT_NE(t.find(label), std::string::npos);
   EXPECT_EQ(std::count(t.begin(), t.end(), '\n'), 5);
 }
 
 TEST(Report, ParetoFrontKeepsUndominatedPoints) {
   std::vector<PlotPoint> p{{10, 90, "a"}, {5, 91, "b"}, {7, 89, "c"}, {2, 80, "d"}, {20, 92, "e"}};
   auto f = pareto_front(p);
-  std::vector<size_t> want{3, 1, 4};  // d (2, 80), b (5, 91), e (20, 92); a and c are dominated by b
+  std::vector<size_t> want{3, 1,
+                           4};  // d (2, 80), b (5, 91), e (20, 92); a and c are dominated by b
   EXPECT_EQ(f, want);
 }
 
@@ -162,21 +164,25 @@ std::string slurp(const std::string& path) {
 int run_chromium(const std::string& args) {
   std::string cmd = "timeout 120 " + chromium() +
                     " --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run "
-                    "--hide-scrollbars " + args;
+                    "--hide-scrollbars " +
+                    args;
   return std::system(cmd.c_str());
 }
 
 // The page loads without script errors, every plot is drawn, and a screenshot of it holds far
 // more than a blank page of the same size.
 TEST(Report, HtmlRendersInHeadlessChromium) {
-  if (chromium().empty()) GTEST_SKIP() << "chromium not installed (scripts/install-deps.sh installs it)";
+  if (chromium().empty())
+    GTEST_SKIP() << "chromium not installed (scripts/install-deps.sh installs it)";
   Runs runs;
   testing::TempDir out;
   std::string html = out.file("report.html");
   std::ofstream(html) << comparison_html(runs.entries(), "test report");
   std::ofstream(out.file("blank.html")) << "<!DOCTYPE html><html><body></body></html>";
 
-  ASSERT_EQ(run_chromium("--dump-dom file://" + html + " > " + out.file("dom.html") + " 2> " + out.file("err.txt")), 0)
+  ASSERT_EQ(run_chromium("--dump-dom file://" + html + " > " + out.file("dom.html") + " 2> " +
+                         out.file("err.txt")),
+            0)
       << slurp(out.file("err.txt"));
   std::string dom = slurp(out.file("dom.html"));
   EXPECT_EQ(dom.find("data-errors"), std::string::npos) << dom.substr(0, 400);
@@ -187,10 +193,13 @@ TEST(Report, HtmlRendersInHeadlessChromium) {
   ASSERT_TRUE(std::regex_search(dom, m, std::regex("data-marks=\"(\\d+)\"")));
   EXPECT_GT(std::stoi(m[1]), 8 + 4);  // 8 points + bars
 
-  ASSERT_EQ(run_chromium("--window-size=1280,2400 --screenshot=" + out.file("shot.png") + " file://" + html +
-                         " 2> " + out.file("err2.txt")), 0) << slurp(out.file("err2.txt"));
-  ASSERT_EQ(run_chromium("--window-size=1280,2400 --screenshot=" + out.file("blank.png") + " file://" +
-                         out.file("blank.html") + " 2> /dev/null"), 0);
+  ASSERT_EQ(run_chromium("--window-size=1280,2400 --screenshot=" + out.file("shot.png") +
+                         " file://" + html + " 2> " + out.file("err2.txt")),
+            0)
+      << slurp(out.file("err2.txt"));
+  ASSERT_EQ(run_chromium("--window-size=1280,2400 --screenshot=" + out.file("blank.png") +
+                         " file://" + out.file("blank.html") + " 2> /dev/null"),
+            0);
   auto shot = fs::file_size(out.file("shot.png")), blank = fs::file_size(out.file("blank.png"));
   EXPECT_EQ(slurp(out.file("shot.png")).substr(1, 3), "PNG");
   EXPECT_GT(shot, 5 * blank) << "screenshot " << shot << " bytes, blank page " << blank;

@@ -2,10 +2,10 @@
 
 #include "nnslim/train/checkpoint.h"
 
+#include <unistd.h>
 #include <array>
 #include <atomic>
 #include <cstdio>
-#include <unistd.h>
 
 namespace nnslim::testing {
 

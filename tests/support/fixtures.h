@@ -11,8 +11,8 @@
 #include <functional>
 #include <memory>
 #include <stdexcept>
-#include <vector>
 #include <string>
+#include <vector>
 
 namespace nnslim::testing {
 

@@ -1,10 +1,10 @@
 // `compress --recalibrate-bn N`: after the surgery the pipeline re-estimates the BatchNorm
 // statistics, and that step is exactly recalibrate_bn() on the surgery's output: same weights,
 // new running statistics, and nothing else changes.
+#include "nnslim/eval/evaluate.h"
 #include "nnslim/eval/recalibrate.h"
 #include "nnslim/methods/registry.h"
 #include "nnslim/train/compress.h"
-#include "nnslim/eval/evaluate.h"
 #include "support/fixtures.h"
 
 #include <gtest/gtest.h>
@@ -37,7 +37,8 @@ TEST(CompressRecalibrate, EqualsRecalibratingTheSurgeryOutput) {
   // Same weights, different statistics...
   bool stats_differ = false;
   for (size_t i = 0; i < plain.nodes.size(); ++i) {
-    for (const auto& [k, t] : plain.nodes[i].params) EXPECT_TRUE(t.equal(recal.nodes[i].params.at(k))) << k;
+    for (const auto& [k, t] : plain.nodes[i].params)
+      EXPECT_TRUE(t.equal(recal.nodes[i].params.at(k))) << k;
     for (const auto& [k, t] : plain.nodes[i].buffers)
       if (!t.equal(recal.nodes[i].buffers.at(k))) stats_differ = true;
   }
@@ -50,7 +51,9 @@ TEST(CompressRecalibrate, EqualsRecalibratingTheSurgeryOutput) {
 
 TEST(CompressRecalibrate, CliRejectsNegativeBatchesAndReportsTheStep) {
   std::string out;
-  EXPECT_NE(testing::run_cli("compress --method magnitude --model x.nnslim --recalibrate-bn -1 --out o", &out), 0);
+  EXPECT_NE(testing::run_cli(
+                "compress --method magnitude --model x.nnslim --recalibrate-bn -1 --out o", &out),
+            0);
   EXPECT_NE(out.find("--recalibrate-bn must be >= 0"), std::string::npos) << out;
   EXPECT_EQ(testing::run_cli("compress --help", &out), 0);
   EXPECT_NE(out.find("--recalibrate-bn"), std::string::npos) << out;

@@ -26,14 +26,23 @@ struct Crashing : Method {
       if (c.epoch == crash_epoch) throw std::runtime_error("simulated crash in fine-tuning");
       if (inner) inner->before_step(c);
     }
-    void after_backward(Context& c) override { if (inner) inner->after_backward(c); }
-    void after_step(Context& c) override { if (inner) inner->after_step(c); }
-    void save(Writer& w) const override { if (inner) inner->save(w); }
-    void load(Reader& r) override { if (inner) inner->load(r); }
+    void after_backward(Context& c) override {
+      if (inner) inner->after_backward(c);
+    }
+    void after_step(Context& c) override {
+      if (inner) inner->after_step(c);
+    }
+    void save(Writer& w) const override {
+      if (inner) inner->save(w);
+    }
+    void load(Reader& r) override {
+      if (inner) inner->load(r);
+    }
   };
 
   std::string name() const override { return inner->name(); }
-  std::unique_ptr<torch::optim::Optimizer> make_optimizer(Graph& g, const OptimizerSettings& o) override {
+  std::unique_ptr<torch::optim::Optimizer> make_optimizer(Graph& g,
+                                                          const OptimizerSettings& o) override {
     return inner->make_optimizer(g, o);
   }
   void begin(Context& c) override { inner->begin(c); }
@@ -76,19 +85,27 @@ void check_resume(const std::string& method, const std::map<std::string, std::st
 
   Graph interrupted = base.clone();
   Crashing crashing(create_method(method, values), 2, crash_in_finetune);
-  EXPECT_THROW(compress(interrupted, crashing, data.train, data.test, options(b.path)), std::runtime_error);
+  EXPECT_THROW(compress(interrupted, crashing, data.train, data.test, options(b.path)),
+               std::runtime_error);
 
   Graph resumed = base.clone();
   auto o = options(b.path);
   o.resume = true;
   compress(resumed, *create_method(method, values), data.train, data.test, o);
-  EXPECT_TRUE(testing::same_weights(full, resumed)) << method << (crash_in_finetune ? " (fine-tune)" : "");
+  EXPECT_TRUE(testing::same_weights(full, resumed))
+      << method << (crash_in_finetune ? " (fine-tune)" : "");
   EXPECT_FALSE(testing::same_weights(full, interrupted));  // the crash really cut the run short
 }
 
-TEST(CompressResume, HspgInterruptedInTrainingPhase) { check_resume("hspg", {{"lambda", "0.01"}}, false); }
-TEST(CompressResume, GrdaInterruptedInTrainingPhase) { check_resume("grda", {{"c", "0.05"}}, false); }
-TEST(CompressResume, MagnitudeInterruptedInFinetuning) { check_resume("magnitude", {{"ratio", "0.5"}}, true); }
+TEST(CompressResume, HspgInterruptedInTrainingPhase) {
+  check_resume("hspg", {{"lambda", "0.01"}}, false);
+}
+TEST(CompressResume, GrdaInterruptedInTrainingPhase) {
+  check_resume("grda", {{"c", "0.05"}}, false);
+}
+TEST(CompressResume, MagnitudeInterruptedInFinetuning) {
+  check_resume("magnitude", {{"ratio", "0.5"}}, true);
+}
 // Unify: ADMM state (Z, U, rho) in training, rounds every 4 batches across epoch ends (6 batches
 // per epoch here); the frozen structure in masked retraining.
 const std::map<std::string, std::string> kUnify = {

@@ -36,7 +36,8 @@ CompressJob small_job(const testing::TempDir& dir) {
   job.settings.train.device = "cpu";
   auto data = load_data(job.settings.data);
   torch::manual_seed(0);
-  save_graph(build_model("lenet5", data.train.image_shape(), data.train.classes), dir.file("in.nnslim"));
+  save_graph(build_model("lenet5", data.train.image_shape(), data.train.classes),
+             dir.file("in.nnslim"));
   job.method = "magnitude";
   job.method_options = {{"target-macs", "0.5"}};
   job.input_model = dir.file("in.nnslim");
@@ -49,7 +50,8 @@ TEST(CompressRun, WritesTheRunAndReturnsItsSummary) {
   testing::TempDir dir;
   CompressRunOutcome r = CompressRun(small_job(dir)).run();
   EXPECT_FALSE(r.already_finished);
-  for (const char* f : {"out/model.nnslim", "out/summary.json", "out/metrics.jsonl", "out/run.json"})
+  for (const char* f :
+       {"out/model.nnslim", "out/summary.json", "out/metrics.jsonl", "out/run.json"})
     EXPECT_TRUE(fs::exists(dir.file(f))) << f;
   // The summary the caller gets is the one on disk, and the model it gets is the saved one.
   EXPECT_EQ(r.summary.dump(2) + "\n", slurp(dir.file("out/summary.json")));
@@ -58,7 +60,8 @@ TEST(CompressRun, WritesTheRunAndReturnsItsSummary) {
   EXPECT_EQ(r.summary.get("options").get("target-macs").str(), "0.5");
   EXPECT_LT(r.result.after.macs, r.result.before.macs);
   // metrics.jsonl holds the fine-tuning epoch, tagged with its phase.
-  Json line = Json::parse(slurp(dir.file("out/metrics.jsonl")).substr(0, slurp(dir.file("out/metrics.jsonl")).find('\n')));
+  Json line = Json::parse(slurp(dir.file("out/metrics.jsonl"))
+                              .substr(0, slurp(dir.file("out/metrics.jsonl")).find('\n')));
   EXPECT_EQ(line.get("phase").str(), "finetune");
 }
 
@@ -76,7 +79,8 @@ TEST(CompressRun, ResumeKeepsAFinishedRunAndRefusesAnotherOne) {
     CompressRun(job).run();
     ADD_FAILURE() << "a resume with other options was accepted";
   } catch (const RequestError& e) {
-    EXPECT_NE(std::string(e.what()).find("--finetune-epochs 1, now 2"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("--finetune-epochs 1, now 2"), std::string::npos)
+        << e.what();
   }
 }
 
@@ -102,12 +106,12 @@ TEST(CompressRun, BadRequestsFailBeforeAnythingIsWritten) {
 TEST(RunSettings, EveryOptionRoundTripsThroughItsText) {
   for (const auto& o : run_options()) {
     RunSettings s;
-    const std::string value = o.is_flag() ? "true"
-                              : o.key == "milestones" ? "3,7"
-                              : o.key == "dataset" || o.key == "schedule" || o.key == "device" ||
-                                        o.key == "data-dir"
-                                  ? "step"
-                                  : "3";
+    const std::string value =
+        o.is_flag()             ? "true"
+        : o.key == "milestones" ? "3,7"
+        : o.key == "dataset" || o.key == "schedule" || o.key == "device" || o.key == "data-dir"
+            ? "step"
+            : "3";
     o.set(s, value);
     EXPECT_EQ(o.get(s), value) << o.key;
     if (!o.is_flag() && o.key != "dataset" && o.key != "schedule" && o.key != "device" &&
@@ -130,9 +134,11 @@ TEST(RunSettings, EveryOptionRoundTripsThroughItsText) {
 // run.json's settings are the options that shape the result; runtime ones may change.
 TEST(RunSettings, ResultSettingsLeaveOutTheRuntime) {
   Json j = result_settings(RunSettings{});
-  for (const char* k : {"epochs", "lr", "dataset", "finetune-epochs", "recalibrate-bn", "val-split"})
+  for (const char* k :
+       {"epochs", "lr", "dataset", "finetune-epochs", "recalibrate-bn", "val-split"})
     EXPECT_TRUE(j.has(k)) << k;
-  for (const char* k : {"threads", "device", "data-dir", "quiet", "checkpoint-minutes", "no-latency"})
+  for (const char* k :
+       {"threads", "device", "data-dir", "quiet", "checkpoint-minutes", "no-latency"})
     EXPECT_FALSE(j.has(k)) << k;
 }
 

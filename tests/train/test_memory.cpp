@@ -36,6 +36,7 @@ TEST(Memory, LargeTensorsComeFromTheHeap) {
   nnslim::keep_tensor_memory_in_heap();
   before = mmapped_bytes();
   auto t = torch::ones({n});
-  EXPECT_EQ(mmapped_bytes(), before) << "a 48 MiB tensor was mmapped after keep_tensor_memory_in_heap()";
+  EXPECT_EQ(mmapped_bytes(), before)
+      << "a 48 MiB tensor was mmapped after keep_tensor_memory_in_heap()";
   EXPECT_EQ(t.sum().item<double>(), static_cast<double>(n));
 }

@@ -13,7 +13,8 @@ namespace {
 
 TEST(Threads, OneCountForLibTorchAndOpenBlas) {
   using GetThreads = int (*)();
-  auto openblas_threads = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  auto openblas_threads =
+      reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
   EXPECT_EQ(set_compute_threads(1), 1);
   EXPECT_EQ(torch::get_num_threads(), 1);
   if (openblas_threads) {

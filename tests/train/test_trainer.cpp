@@ -24,7 +24,10 @@ struct Noop : Method {
   int calls = 0;
   void begin(Context&) override { ++calls; }
   void before_step(Context&) override { ++calls; }
-  torch::Tensor penalty(Context&) override { ++calls; return {}; }
+  torch::Tensor penalty(Context&) override {
+    ++calls;
+    return {};
+  }
   void after_backward(Context&) override { ++calls; }
   void after_step(Context&) override { ++calls; }
   void end_epoch(Context&) override { ++calls; }
@@ -39,8 +42,9 @@ TEST(Trainer, ResumeEqualsUninterruptedRun) {
   Graph interrupted = testing::fixture_all_ops(1);
   auto opt = small_options(3);
   opt.out_dir = dir.path;
-  EXPECT_THROW(Trainer(interrupted, opt, {std::make_shared<CrashAtEpoch>(2)}).fit(d2.train, &d2.test),
-               std::runtime_error);
+  EXPECT_THROW(
+      Trainer(interrupted, opt, {std::make_shared<CrashAtEpoch>(2)}).fit(d2.train, &d2.test),
+      std::runtime_error);
   Checkpoint ck = load_checkpoint(checkpoint_path(dir.path));
   EXPECT_EQ(ck.epochs_done, 2);
   EXPECT_EQ(ck.metrics_lines.size(), 2u);
@@ -67,16 +71,18 @@ TEST(Trainer, ResumeInsideAnEpochEqualsUninterruptedRun) {
     }
   };
   Graph full = testing::fixture_all_ops(1);  // has dropout
-  auto whole = Trainer(full, small_options(2), {std::make_shared<CountSteps>()}).fit(d.train, nullptr);
+  auto whole =
+      Trainer(full, small_options(2), {std::make_shared<CountSteps>()}).fit(d.train, nullptr);
 
   testing::TempDir dir;
   auto opt = small_options(2);
   opt.out_dir = dir.path;
   opt.checkpoint_seconds = 1e-9;
   Graph cut = testing::fixture_all_ops(1);
-  EXPECT_THROW(Trainer(cut, opt, {std::make_shared<CountSteps>(), std::make_shared<CrashAtEpoch>(1, 4)})
-                   .fit(d.train, nullptr),
-               std::runtime_error);
+  EXPECT_THROW(
+      Trainer(cut, opt, {std::make_shared<CountSteps>(), std::make_shared<CrashAtEpoch>(1, 4)})
+          .fit(d.train, nullptr),
+      std::runtime_error);
   Checkpoint ck = load_checkpoint(checkpoint_path(dir.path));
   EXPECT_EQ(ck.epochs_done, 1);
   EXPECT_EQ(ck.in_epoch.batches_done, 4);
@@ -105,7 +111,8 @@ TEST(Trainer, ResumeInsideAnEpochEqualsUninterruptedRun) {
     Trainer(g, other).fit(d.train, nullptr, &ck);
     FAIL() << "resumed with another batch size";
   } catch (const c10::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("same data and --batch-size"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("same data and --batch-size"), std::string::npos)
+        << e.what();
   }
 }
 

@@ -10,11 +10,11 @@
 namespace nnslim {
 
 struct Dataset {
-  std::string name;          // "fashion-mnist", "mnist", "cifar10", "cifar100", "synthetic"
-  torch::Tensor images;      // uint8 [N, C, H, W]
-  torch::Tensor labels;      // int64 [N], each in [0, classes)
+  std::string name;      // "fashion-mnist", "mnist", "cifar10", "cifar100", "synthetic"
+  torch::Tensor images;  // uint8 [N, C, H, W]
+  torch::Tensor labels;  // int64 [N], each in [0, classes)
   int64_t classes = 0;
-  std::vector<float> mean;   // per channel, in [0,1] units (statistics of the training split)
+  std::vector<float> mean;  // per channel, in [0,1] units (statistics of the training split)
   std::vector<float> std;
 
   int64_t size() const { return labels.defined() ? labels.size(0) : 0; }

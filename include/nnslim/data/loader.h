@@ -20,8 +20,8 @@ struct LoaderOptions {
   int64_t crop_padding = 4;  // random crop after zero-padding by this many pixels (0 = no crop)
   bool hflip = true;         // random horizontal flip
   bool drop_last = false;
-  uint64_t seed = 0;         // shuffling and augmentation of epoch e use seed ^ hash(e)
-  int64_t prefetch = 4;      // batches prepared ahead by the worker thread
+  uint64_t seed = 0;     // shuffling and augmentation of epoch e use seed ^ hash(e)
+  int64_t prefetch = 4;  // batches prepared ahead by the worker thread
 };
 
 struct Batch {

@@ -34,7 +34,7 @@ using Layout = std::vector<Segment>;
 // dimension `dim`, laid out as `layout`.
 struct ParamDim {
   int node = -1;
-  std::string param;   // "weight", "bias", "running_mean", ...
+  std::string param;  // "weight", "bias", "running_mean", ...
   bool buffer = false;
   int64_t dim = 0;
   bool out_side = true;  // part of the channel's own output (zeroing it zeroes the channel)
@@ -44,16 +44,16 @@ struct ChannelGroup {
   int id = -1;
   int64_t channels = 0;
   bool prunable = true;
-  std::string why_not;            // reason when not prunable
-  std::vector<ParamDim> params;   // every tensor dimension that this group indexes
-  std::vector<int> producers;     // Conv2d/Linear nodes whose outputs form this group
-  std::vector<int> norms;         // BatchNorm nodes on it
-  std::string name;               // a readable name (first producer's name)
+  std::string why_not;           // reason when not prunable
+  std::vector<ParamDim> params;  // every tensor dimension that this group indexes
+  std::vector<int> producers;    // Conv2d/Linear nodes whose outputs form this group
+  std::vector<int> norms;        // BatchNorm nodes on it
+  std::string name;              // a readable name (first producer's name)
 };
 
 struct Coupling {
   std::vector<ChannelGroup> groups;
-  std::map<int, Layout> layouts;  // value id -> layout of its channel / feature dimension
+  std::map<int, Layout> layouts;      // value id -> layout of its channel / feature dimension
   std::vector<int> prunable() const;  // ids of prunable groups
 };
 

@@ -37,13 +37,13 @@
 namespace nnslim {
 
 enum class Scheme {
-  kChannel,  // "channel" (NC): kh x kw conv to r channels, then 1x1
-  kSpatial,  // "spatial" (VH): kh x 1 conv to r channels, then 1 x kw
-  kDecouple, // "decouple" (ND): 1x1 conv to n*r channels, then kh x kw conv with groups n
+  kChannel,    // "channel" (NC): kh x kw conv to r channels, then 1x1
+  kSpatial,    // "spatial" (VH): kh x 1 conv to r channels, then 1 x kw
+  kDecouple,   // "decouple" (ND): 1x1 conv to n*r channels, then kh x kw conv with groups n
   kChannelIn,  // "channel-in" [OUR CHOICE]: 1x1 conv to r channels, then kh x kw conv r->n
 };
 
-const char* scheme_name(Scheme s);  // "channel", "spatial", "decouple", "channel-in"
+const char* scheme_name(Scheme s);                 // "channel", "spatial", "decouple", "channel-in"
 Scheme scheme_from_name(const std::string& name);  // throws c10::Error listing the known names
 
 // M(W) for a conv weight W [n, c, kh, kw] (table above); decouple gives a batch [n, c, kh*kw].
@@ -58,7 +58,8 @@ int64_t max_rank(at::IntArrayRef weight_shape, Scheme s);
 // channel: first [r, c, kh, kw], second [n, r, 1, 1]; spatial: first [r, c, kh, 1],
 // second [n, r, 1, kw]; decouple: first [n*r, c, 1, 1], second [n, r, kh, kw]; channel-in:
 // first [r, c, 1, 1], second [n, r, kh, kw]. The SVD runs in
-// float64 on the CPU; the factors come back in W's dtype and device. Requires 1 <= rank <= max_rank.
+// float64 on the CPU; the factors come back in W's dtype and device. Requires 1 <= rank <=
+// max_rank.
 struct ConvFactors {
   torch::Tensor first, second;
 };
@@ -68,8 +69,8 @@ ConvFactors factor_conv_weight(const torch::Tensor& weight, Scheme s, int64_t ra
 // dense, and after factorisation with `rank` (exactly what count_cost reports for the pair).
 // With output Ho x Wo: channel (r*c*kh*kw + n*r) * Ho*Wo; spatial r*c*kh * Ho*Wv + n*r*kw * Ho*Wo
 // where Wv = W (the kh x 1 conv keeps the input width); decouple n*r*c * H*W + n*r*kh*kw * Ho*Wo
-// and channel-in r*c * H*W + n*r*kh*kw * Ho*Wo (the pointwise conv runs at the input size) -- METHODS.md §1.6 when the stride is 1 and the
-// padding keeps the size.
+// and channel-in r*c * H*W + n*r*kh*kw * Ho*Wo (the pointwise conv runs at the input size) --
+// METHODS.md §1.6 when the stride is 1 and the padding keeps the size.
 int64_t conv_macs(const Node& conv, const Shape& in);
 int64_t factorized_conv_macs(const Node& conv, const Shape& in, Scheme s, int64_t rank);
 

@@ -14,8 +14,8 @@
 namespace nnslim {
 
 enum class Op {
-  kConv2d,         // params: weight [out, in/groups, kh, kw], bias? [out]
-  kBatchNorm2d,    // params: weight [C], bias [C]; buffers: running_mean [C], running_var [C]
+  kConv2d,       // params: weight [out, in/groups, kh, kw], bias? [out]
+  kBatchNorm2d,  // params: weight [C], bias [C]; buffers: running_mean [C], running_var [C]
   kReLU,
   kReLU6,
   kMaxPool2d,      // attrs: kernel, stride, padding
@@ -41,9 +41,9 @@ struct Attrs {
   std::vector<int64_t> padding{0, 0};
   std::vector<int64_t> dilation{1, 1};
   int64_t groups = 1;
-  double eps = 1e-5;       // BatchNorm
-  double momentum = 0.1;   // BatchNorm (torch convention)
-  double p = 0.5;          // Dropout
+  double eps = 1e-5;      // BatchNorm
+  double momentum = 0.1;  // BatchNorm (torch convention)
+  double p = 0.5;         // Dropout
 };
 
 // Value ids: kGraphInput is the network input; every other value is the output of the node with
@@ -66,8 +66,8 @@ struct ConvKernelData;  // graph/lowering.h
 struct Node {
   int id = -1;
   Op op = Op::kIdentity;
-  std::string name;                 // e.g. "layer1.0.conv1"; unique in a graph
-  std::vector<int> inputs;          // value ids
+  std::string name;         // e.g. "layer1.0.conv1"; unique in a graph
+  std::vector<int> inputs;  // value ids
   Attrs attrs;
   std::map<std::string, torch::Tensor> params;   // trainable ("weight", "bias")
   std::map<std::string, torch::Tensor> buffers;  // not trainable ("running_mean", ...)
@@ -78,9 +78,9 @@ struct Node {
 };
 
 struct Graph {
-  std::vector<Node> nodes;            // topological order
-  int output = -1;                    // value id of the network output
-  std::vector<int64_t> input_shape;   // [C, H, W] (no batch dimension)
+  std::vector<Node> nodes;                  // topological order
+  int output = -1;                          // value id of the network output
+  std::vector<int64_t> input_shape;         // [C, H, W] (no batch dimension)
   std::map<std::string, std::string> meta;  // model, dataset, classes, mean, std, ...
   int next_id = 1;
 

@@ -11,9 +11,9 @@
 namespace nnslim {
 
 struct TimingOptions {
-  int64_t warmup = 5;          // untimed runs first
-  int64_t min_runs = 20;       // at least this many timed runs...
-  double min_seconds = 1.0;    // ...and at least this long in total
+  int64_t warmup = 5;        // untimed runs first
+  int64_t min_runs = 20;     // at least this many timed runs...
+  double min_seconds = 1.0;  // ...and at least this long in total
   int64_t max_runs = 10000;
   torch::Device device = torch::kCPU;  // a CUDA device is synchronised after every run
 };

@@ -43,9 +43,9 @@ class BlockPartition {
 
   const std::vector<int64_t>& weight_shape() const { return weight_shape_; }
   BlockShape block() const { return {bo_, bi_, bk_}; }  // resolved: no k = 0
-  int64_t rows() const { return n_; }        // n (out channels / features)
-  int64_t cols() const { return c_; }        // c (in channels per group / in features)
-  int64_t kernel() const { return k_; }      // K
+  int64_t rows() const { return n_; }                   // n (out channels / features)
+  int64_t cols() const { return c_; }                   // c (in channels per group / in features)
+  int64_t kernel() const { return k_; }                 // K
   int64_t blocks() const { return nbo_ * nbi_ * nbk_; }
   int64_t block_size() const { return bo_ * bi_ * bk_; }  // S, entries of a full block
   int64_t numel() const { return n_ * c_ * k_; }
@@ -72,15 +72,15 @@ class BlockPartition {
 
 // One layer in compact form (decoded). Tensors are CPU, 1-D.
 struct UnifiedLayer {
-  std::vector<int64_t> shape;           // weight shape
-  BlockShape block;                     // resolved block shape
+  std::vector<int64_t> shape;  // weight shape
+  BlockShape block;            // resolved block shape
   torch::ScalarType dtype = torch::kFloat;
-  torch::Tensor state;                  // [blocks] uint8 BlockState
-  torch::Tensor magnitudes;             // [unified blocks] dtype, a >= 0 (or -0.0 never: a = |w|)
-  torch::Tensor signs;                  // [entries of unified blocks] bool, true = negative
-  torch::Tensor free_values;            // [entries of free blocks] dtype
+  torch::Tensor state;        // [blocks] uint8 BlockState
+  torch::Tensor magnitudes;   // [unified blocks] dtype, a >= 0 (or -0.0 never: a = |w|)
+  torch::Tensor signs;        // [entries of unified blocks] bool, true = negative
+  torch::Tensor free_values;  // [entries of free blocks] dtype
   BlockPartition partition() const { return BlockPartition(shape, block); }
-  int64_t count(BlockState s) const;    // blocks in state s
+  int64_t count(BlockState s) const;  // blocks in state s
 };
 
 // Lossless classification of a weight by content: a block is pruned when every entry is +0.0,

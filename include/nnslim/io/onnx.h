@@ -32,7 +32,8 @@ struct OnnxExportOptions {
 // Serialized ModelProto; checked with onnx::checker before it is returned.
 std::string export_onnx_bytes(const Graph& graph, const OnnxExportOptions& options = {});
 // Same, written atomically to `path`.
-void export_onnx(const Graph& graph, const std::string& path, const OnnxExportOptions& options = {});
+void export_onnx(const Graph& graph, const std::string& path,
+                 const OnnxExportOptions& options = {});
 
 struct OnnxImportOptions {
   // [C, H, W]; required when the model's input has no static shape, overrides it otherwise.

@@ -24,18 +24,18 @@
 namespace nnslim {
 
 struct AdaPrunerOptions {
-  double target_macs = 0.5;     // fraction of the input model's MACs
-  double sparsity_l1 = 1e-5;    // s: BN-gamma L1 weight during --epochs
+  double target_macs = 0.5;      // fraction of the input model's MACs
+  double sparsity_l1 = 1e-5;     // s: BN-gamma L1 weight during --epochs
   std::string inherit = "auto";  // auto | l1 | l2 | bn | fpgm | random | scratch
-  int64_t divisor = 1;          // widths are multiples of this (or the full width)
+  int64_t divisor = 1;           // widths are multiples of this (or the full width)
   int64_t min_channels = 1;
-  double min_keep = 0.05;       // r_min
+  double min_keep = 0.05;  // r_min
   bool prune_stages = false;
-  int64_t heldout = 5000;       // held-out training images for scoring candidates
-  int64_t recal_batches = 50;   // BN recalibration batches per candidate
+  int64_t heldout = 5000;         // held-out training images for scoring candidates
+  int64_t recal_batches = 50;     // BN recalibration batches per candidate
   int64_t candidate_steps = 100;  // fine-tune steps per candidate before scoring
   double candidate_lr = 0.01;
-  double scratch_lr = 0.1;      // fine-tuning rate when `scratch` is chosen (§3.3: 0.1 vs 0.01)
+  double scratch_lr = 0.1;  // fine-tuning rate when `scratch` is chosen (§3.3: 0.1 vs 0.01)
   uint64_t seed = 0;
   std::set<std::string> exclude;
   void validate() const;

@@ -113,9 +113,9 @@ class Grda : public Method {
   std::string name() const override { return "grda"; }
   // A GRDA over graph.parameters() with lr = options.lr (momentum and weight
   // decay of the OptimizerSettings are ignored).
-  std::unique_ptr<torch::optim::Optimizer> make_optimizer(Graph& graph,
-                                                          const OptimizerSettings& options) override;
-  void end_epoch(Context& ctx) override;   // logs "sparsity" and "grda_threshold"
+  std::unique_ptr<torch::optim::Optimizer> make_optimizer(
+      Graph& graph, const OptimizerSettings& options) override;
+  void end_epoch(Context& ctx) override;  // logs "sparsity" and "grda_threshold"
   // Sparsity report; with remove_channels, every channel of a prunable coupling group whose
   // out-side parameters (filters, biases, BN gamma/beta) are all zero is removed (at least one
   // channel per group stays) -- such channels output exact zeros, so the network is unchanged.

@@ -83,11 +83,11 @@ torch::Tensor group_soft_threshold(const torch::Tensor& u, double threshold);
 // ---- the HSPG optimizer ----------------------------------------------------------------------
 
 struct HSPGOptions : public torch::optim::OptimizerCloneableOptions<HSPGOptions> {
-  HSPGOptions(double lr = 0.1);  // NOLINT: implicit, as LibTorch's option types
-  TORCH_ARG(double, lr);                          // the Trainer overwrites it every step
-  TORCH_ARG(double, lambda) = 1e-3;               // group-lasso weight, >= 0
-  TORCH_ARG(double, epsilon) = 0.0;               // half-space parameter, in [0, 1)
-  TORCH_ARG(double, momentum) = 0.0;              // heavy ball on d, in [0, 1)
+  HSPGOptions(double lr = 0.1);       // NOLINT: implicit, as LibTorch's option types
+  TORCH_ARG(double, lr);              // the Trainer overwrites it every step
+  TORCH_ARG(double, lambda) = 1e-3;   // group-lasso weight, >= 0
+  TORCH_ARG(double, epsilon) = 0.0;   // half-space parameter, in [0, 1)
+  TORCH_ARG(double, momentum) = 0.0;  // heavy ball on d, in [0, 1)
   TORCH_ARG(bool, nesterov) = false;
   TORCH_ARG(double, weight_decay) = 0.0;          // on every entry, grouped or not
   TORCH_ARG(int64_t, prox_steps) = 0;             // steps of stage 1 (N_P in steps)
@@ -117,9 +117,8 @@ class HSPG : public torch::optim::Optimizer {
   // Given the groups that are zero after this step whatever happens (`zero`) and those the step
   // would also zero (`candidates`), both bool [num_groups], returns the candidates that may go
   // to zero (a subset); `score` [num_groups] ranks them, smaller first (the trial norms).
-  using ZeroLimit = std::function<torch::Tensor(const torch::Tensor& zero,
-                                                const torch::Tensor& candidates,
-                                                const torch::Tensor& score)>;
+  using ZeroLimit = std::function<torch::Tensor(
+      const torch::Tensor& zero, const torch::Tensor& candidates, const torch::Tensor& score)>;
 
   // One parameter group holding `params`; every slice of `groups` must index a tensor of
   // `params`, groups must be disjoint, a tensor may be indexed along one dimension only.
@@ -144,11 +143,11 @@ class HSPG : public torch::optim::Optimizer {
   int64_t projections() const { return projections_; }
 
  private:
-  struct Axis {                   // the grouped dimension of one parameter
+  struct Axis {  // the grouped dimension of one parameter
     int64_t dim = 0;
-    int64_t offset = -1;          // >= 0: position j is group offset + j (no index needed)
-    torch::Tensor gid;            // [size(dim)] long: global group id, num_groups_ = ungrouped
-    std::vector<int64_t> shape;   // broadcast shape of a per-position vector
+    int64_t offset = -1;         // >= 0: position j is group offset + j (no index needed)
+    torch::Tensor gid;           // [size(dim)] long: global group id, num_groups_ = ungrouped
+    std::vector<int64_t> shape;  // broadcast shape of a per-position vector
   };
   bool grouped(size_t i) const { return axes_[i].gid.defined(); }
   // acc[g] += sum over the entries of group g in parameter i of a*b (acc: [num_groups + 1],
@@ -163,7 +162,7 @@ class HSPG : public torch::optim::Optimizer {
 
   std::vector<GroupFamily> families_;
   ZeroLimit limit_;
-  std::vector<Axis> axes_;  // one per parameter; gid undefined = not grouped
+  std::vector<Axis> axes_;              // one per parameter; gid undefined = not grouped
   torch::TensorOptions group_options_;  // dtype/device of per-group vectors (first grouped tensor)
   mutable torch::Tensor scratch_;       // reused by accumulate()
   int64_t num_groups_ = 0;
@@ -179,14 +178,14 @@ class HSPG : public torch::optim::Optimizer {
 // ---- the HSPG method -------------------------------------------------------------------------
 
 struct HspgOptions {
-  double lambda = 1e-3;                  // §2.7: 5e-4 (VGG16-BN) .. 1e-3 (ResNet-50)
-  double epsilon = 0.0;                  // §2.7: 0 for conv groups
-  int64_t prox_epochs = -1;              // N_P; -1 = a quarter of the epochs (§2.7: 75 of 300)
-  double target_group_sparsity = 1.0;    // upper cap U; 1 = none
-  double target_macs = 1.0;              // stop zeroing at this fraction of the MACs; 1 = none
-  bool subgradient = false;              // stage 1 as the OTOv1 code instead of Prox-SG
-  std::set<std::string> exclude;         // node names whose groups are not regularised
-  void validate() const;                 // TORCH_CHECK naming the option
+  double lambda = 1e-3;                // §2.7: 5e-4 (VGG16-BN) .. 1e-3 (ResNet-50)
+  double epsilon = 0.0;                // §2.7: 0 for conv groups
+  int64_t prox_epochs = -1;            // N_P; -1 = a quarter of the epochs (§2.7: 75 of 300)
+  double target_group_sparsity = 1.0;  // upper cap U; 1 = none
+  double target_macs = 1.0;            // stop zeroing at this fraction of the MACs; 1 = none
+  bool subgradient = false;            // stage 1 as the OTOv1 code instead of Prox-SG
+  std::set<std::string> exclude;       // node names whose groups are not regularised
+  void validate() const;               // TORCH_CHECK naming the option
 };
 
 class Hspg : public Method {
@@ -196,8 +195,8 @@ class Hspg : public Method {
   void check_applicable(const Graph& g) const override;
   // An HSPG over graph.parameters(), groups = zero_invariant_groups(graph, coupling), with
   // lr = schedule.base_lr, momentum, nesterov and weight decay from `options`.
-  std::unique_ptr<torch::optim::Optimizer> make_optimizer(Graph& graph,
-                                                          const OptimizerSettings& options) override;
+  std::unique_ptr<torch::optim::Optimizer> make_optimizer(
+      Graph& graph, const OptimizerSettings& options) override;
   void begin(Context& ctx) override;      // sets prox_steps = N_P * steps_per_epoch
   void end_epoch(Context& ctx) override;  // logs "group_sparsity" and "zero_groups"
   // Removes every channel of a prunable coupling group whose out-side entries are all exactly
@@ -216,7 +215,7 @@ class Hspg : public Method {
 };
 
 MethodInfo hspg_method_info();  // "hspg": lambda, epsilon, prox-epochs, target-group-sparsity,
-                                 // stage1, exclude
+                                // stage1, exclude
 
 // ---- OBProx-SG (element-wise l1) -------------------------------------------------------------
 
@@ -224,7 +223,8 @@ MethodInfo hspg_method_info();  // "hspg": lambda, epsilon, prox-epochs, target-
 // d = grad + weight_decay * x, heavy-ball momentum as torch::optim::SGD, then
 //   stage 1 (first prox_steps steps): x <- sign(u) max(|u| - lr*lambda, 0), u = x - lr*d
 //   stage 2 (orthant): zeta = sign(x); x^ = x - lr*(d + lambda*zeta) where zeta != 0, x where
-//     zeta = 0; x_i <- x^_i if x^_i * zeta_i > epsilon, else 0 (never a sign flip, never a revival).
+//     zeta = 0; x_i <- x^_i if x^_i * zeta_i > epsilon, else 0 (never a sign flip, never a
+//     revival).
 struct OBProxSGOptions : public torch::optim::OptimizerCloneableOptions<OBProxSGOptions> {
   OBProxSGOptions(double lr = 0.1);  // NOLINT
   TORCH_ARG(double, lr);
@@ -243,8 +243,7 @@ struct OBProxSGOptions : public torch::optim::OptimizerCloneableOptions<OBProxSG
   ~OBProxSGOptions() override = default;
 };
 
-struct OBProxSGParamState
-    : public torch::optim::OptimizerCloneableParamState<OBProxSGParamState> {
+struct OBProxSGParamState : public torch::optim::OptimizerCloneableParamState<OBProxSGParamState> {
   TORCH_ARG(torch::Tensor, momentum_buffer);
 
  public:
@@ -284,8 +283,8 @@ class Obproxsg : public Method {
  public:
   explicit Obproxsg(ObproxsgOptions options);
   std::string name() const override { return "obproxsg"; }
-  std::unique_ptr<torch::optim::Optimizer> make_optimizer(Graph& graph,
-                                                          const OptimizerSettings& options) override;
+  std::unique_ptr<torch::optim::Optimizer> make_optimizer(
+      Graph& graph, const OptimizerSettings& options) override;
   void begin(Context& ctx) override;
   void end_epoch(Context& ctx) override;  // logs "sparsity" (of the regularised weights)
   void finalize(Context& ctx) override;   // fills the report; no surgery

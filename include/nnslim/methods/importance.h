@@ -26,9 +26,9 @@ const char* criterion_name(Criterion c);
 // Data a data-driven criterion needs; may be null for the others.
 struct ImportanceData {
   const Dataset* train = nullptr;
-  int64_t batches = 8;       // taylor: batches to accumulate over
+  int64_t batches = 8;  // taylor: batches to accumulate over
   int64_t batch_size = 64;
-  uint64_t seed = 0;         // taylor batch order, random scores
+  uint64_t seed = 0;  // taylor batch order, random scores
 };
 
 // Scores for every prunable group: group id -> [channels] (double, CPU).

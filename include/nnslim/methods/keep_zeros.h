@@ -16,7 +16,8 @@ namespace nnslim {
 class KeepZeros : public Method {
  public:
   using OnEpoch = std::function<void(const Graph&)>;  // e.g. refresh a sparsity report
-  KeepZeros(std::string name, OnEpoch on_epoch) : name_(std::move(name)), on_epoch_(std::move(on_epoch)) {}
+  KeepZeros(std::string name, OnEpoch on_epoch)
+      : name_(std::move(name)), on_epoch_(std::move(on_epoch)) {}
   std::string name() const override { return name_; }
   void begin(Context& ctx) override;
   void after_backward(Context&) override;

@@ -14,8 +14,8 @@
 namespace nnslim {
 
 struct MagnitudeOptions {
-  double ratio = 0.5;          // fraction of channels to remove (when target_macs <= 0)
-  double target_macs = 0;      // > 0: keep at most this fraction of the input's MACs
+  double ratio = 0.5;      // fraction of channels to remove (when target_macs <= 0)
+  double target_macs = 0;  // > 0: keep at most this fraction of the input's MACs
   Criterion criterion = Criterion::kL1;
   PlanOptions plan;
   std::set<std::string> exclude;  // node names whose groups are never pruned

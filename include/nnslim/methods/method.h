@@ -34,14 +34,14 @@ struct OptimizerSettings {
 struct Context {
   Graph& graph;
   torch::optim::Optimizer& optimizer;
-  int64_t step = 0;             // global step, counted from 0 over the whole run
-  int64_t batch = 0;            // batch index within the epoch
-  int64_t epoch = 0;            // 0-based
+  int64_t step = 0;   // global step, counted from 0 over the whole run
+  int64_t batch = 0;  // batch index within the epoch
+  int64_t epoch = 0;  // 0-based
   int64_t steps_per_epoch = 0;
   int64_t epochs = 0;
   double lr = 0;
   std::map<std::string, double>* log = nullptr;  // values a method wants in this epoch's metrics
-  const Dataset* train = nullptr;  // the training data (data-driven criteria, BN recalibration)
+  const Dataset* train = nullptr;    // the training data (data-driven criteria, BN recalibration)
   std::ostream* progress = nullptr;  // where a long finalize() reports what it is doing (or none)
   // A directory where finalize() may keep expensive intermediate results ("" = none), and
   // whether this run resumes an interrupted one: only then may finalize() read them back
@@ -59,14 +59,15 @@ class Method {
   // its training rather than after it.
   virtual void check_applicable(const Graph&) const {}
   // Methods that are optimizers (gRDA, HSPG) return one here; nullptr means "use plain SGD".
-  virtual std::unique_ptr<torch::optim::Optimizer> make_optimizer(Graph&, const OptimizerSettings&) {
+  virtual std::unique_ptr<torch::optim::Optimizer> make_optimizer(Graph&,
+                                                                  const OptimizerSettings&) {
     return nullptr;
   }
-  virtual void begin(Context&) {}                          // pick layers/groups, init state
-  virtual void before_step(Context&) {}                    // e.g. periodic projections (TRP)
-  virtual torch::Tensor penalty(Context&) { return {}; }   // added to the loss (undefined = none)
-  virtual void after_backward(Context&) {}                 // edit gradients (sub-gradients, masks)
-  virtual void after_step(Context&) {}                     // projections, proximal steps
+  virtual void begin(Context&) {}                         // pick layers/groups, init state
+  virtual void before_step(Context&) {}                   // e.g. periodic projections (TRP)
+  virtual torch::Tensor penalty(Context&) { return {}; }  // added to the loss (undefined = none)
+  virtual void after_backward(Context&) {}                // edit gradients (sub-gradients, masks)
+  virtual void after_step(Context&) {}                    // projections, proximal steps
   virtual void end_epoch(Context&) {}
   // Surgery: make the compression structural. May replace ctx.graph with a new, valid graph
   // (the optimizer in ctx is stale afterwards and must not be used).
@@ -79,7 +80,7 @@ class Method {
   virtual double finetune_lr(double requested) const { return requested; }
   // Method-specific results for summary.json (per-layer ranks, sparsity, ...).
   virtual void describe(Json& out) const {}
-  virtual void save(Writer&) const {}                      // resumable state
+  virtual void save(Writer&) const {}  // resumable state
   virtual void load(Reader&) {}
 };
 

@@ -10,9 +10,9 @@
 namespace nnslim {
 
 struct PlanOptions {
-  bool global = false;       // rank channels across groups (scores normalised by group mean)
-  int64_t round_to = 1;      // keep a multiple of this many channels per group (hardware-friendly)
-  double max_ratio = 0.9;    // never remove more than this fraction of a group
+  bool global = false;     // rank channels across groups (scores normalised by group mean)
+  int64_t round_to = 1;    // keep a multiple of this many channels per group (hardware-friendly)
+  double max_ratio = 0.9;  // never remove more than this fraction of a group
 };
 
 using KeepPlan = std::map<int, std::vector<int64_t>>;  // group id -> kept channels (sorted)
@@ -52,7 +52,7 @@ class ChannelMacs {
                                               int64_t floor) const;
 
  private:
-  struct Term {           // one conv/linear: coef x count(out) x (fixed_in or count(in))
+  struct Term {  // one conv/linear: coef x count(out) x (fixed_in or count(in))
     int64_t coef = 1;
     Layout out, in;
     int64_t fixed_in = 0;  // > 0: grouped conv, input channels per group do not change

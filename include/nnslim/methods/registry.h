@@ -26,10 +26,10 @@ class MethodConfig {
                const std::map<std::string, std::string>& values);
   const std::string& method() const { return method_; }
   std::string str(const std::string& key) const;
-  double number(const std::string& key) const;   // throws naming method and key if not a number
+  double number(const std::string& key) const;  // throws naming method and key if not a number
   int64_t integer(const std::string& key) const;
-  bool flag(const std::string& key) const;       // "true"/"false"/"1"/"0"
-  bool has(const std::string& key) const;        // a non-empty value is set
+  bool flag(const std::string& key) const;  // "true"/"false"/"1"/"0"
+  bool has(const std::string& key) const;   // a non-empty value is set
   const std::map<std::string, std::string>& values() const { return values_; }
 
  private:

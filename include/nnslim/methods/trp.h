@@ -41,11 +41,11 @@ enum class RankRule { kValue, kEnergy };
 
 struct TrpOptions {
   Scheme scheme = Scheme::kChannel;  // channel (NC), spatial (VH), decouple (ND), channel-in
-  int64_t period = 5;          // m: a TRP step every `period` batches (train_TPR.sh uses 5)
-  double energy = 0.9;         // e: training energy threshold, (0, 1]
-  double nuclear = 3e-4;       // lambda (README examples); 0 = off
+  int64_t period = 5;                // m: a TRP step every `period` batches (train_TPR.sh uses 5)
+  double energy = 0.9;               // e: training energy threshold, (0, 1]
+  double nuclear = 3e-4;             // lambda (README examples); 0 = off
   NuclearMode nuclear_mode = NuclearMode::kTrpStepsTruncated;
-  bool trp = true;             // the hard low-rank substitution
+  bool trp = true;  // the hard low-rank substitution
   RankRule rank_rule = RankRule::kValue;
   double tau = 0.05;           // final value threshold (NC/VH in the code)
   double final_energy = 0.85;  // final energy threshold (rank-rule energy; the code's ND value)

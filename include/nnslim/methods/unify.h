@@ -62,13 +62,13 @@ BlockProjection project_blocks(const torch::Tensor& x, const BlockPartition& par
 
 // Storage and compute of one constrained layer (§4.6).
 struct UnifyLayerCost {
-  int64_t weights = 0;                 // dense entries
+  int64_t weights = 0;  // dense entries
   int64_t blocks = 0, pruned_blocks = 0, unified_blocks = 0, free_blocks = 0;
   int64_t free_weights = 0, unified_weights = 0, pruned_weights = 0;
-  int64_t unified_rows = 0;            // sum over unified blocks of the output rows they span
-  int64_t positions = 1;               // output positions per weight (Hout*Wout; 1 for linear)
-  int64_t macs_dense = 0;              // weights * positions
-  int64_t macs = 0;                    // (free_weights + unified_rows) * positions
+  int64_t unified_rows = 0;  // sum over unified blocks of the output rows they span
+  int64_t positions = 1;     // output positions per weight (Hout*Wout; 1 for linear)
+  int64_t macs_dense = 0;    // weights * positions
+  int64_t macs = 0;          // (free_weights + unified_rows) * positions
   double stored_values() const { return double(free_weights + unified_blocks); }
   // free values + magnitudes + sign bits/32 + mask bits/32 (2 bits per block)
   double stored_values_bits() const {
@@ -82,15 +82,15 @@ UnifyLayerCost unify_layer_cost(const BlockPartition& partition, const torch::Te
                                 int64_t positions);
 
 struct UnifyOptions {
-  double prune = 0.5;                   // p: fraction of blocks pruned per layer
-  double unify = 0.25;                  // u: fraction of blocks unified per layer
-  BlockShape conv_block{1, 4, 0};       // (1, 4, K)
+  double prune = 0.5;              // p: fraction of blocks pruned per layer
+  double unify = 0.25;             // u: fraction of blocks unified per layer
+  BlockShape conv_block{1, 4, 0};  // (1, 4, K)
   BlockShape linear_block{1, 8, 1};
-  double rho = 1e-4;                    // rho0
-  double rho_growth = 1.3;              // kappa, per ADMM round
+  double rho = 1e-4;        // rho0
+  double rho_growth = 1.3;  // kappa, per ADMM round
   double rho_max = 0.1;
-  int64_t round_batches = 0;            // 0: one ADMM round per epoch; N: every N batches
-  std::set<std::string> exclude;        // node names kept dense (besides first conv, classifier)
+  int64_t round_batches = 0;      // 0: one ADMM round per epoch; N: every N batches
+  std::set<std::string> exclude;  // node names kept dense (besides first conv, classifier)
   // Throws c10::Error naming the option ("unify: prune + unify must be <= 1, got 1.2").
   void validate() const;
 };

@@ -11,17 +11,18 @@
 namespace nnslim {
 
 struct LayerStat {
-  std::string name;     // conv/linear name; a factorised pair is reported under its original name
-  int64_t width = 0;    // output channels / features
-  int64_t rank = -1;    // factorised: the inner rank (width of "<name>.0"), else -1
-  double density = 1;   // nonzero fraction of the weight
+  std::string name;    // conv/linear name; a factorised pair is reported under its original name
+  int64_t width = 0;   // output channels / features
+  int64_t rank = -1;   // factorised: the inner rank (width of "<name>.0"), else -1
+  double density = 1;  // nonzero fraction of the weight
 };
 
 struct ReportEntry {
   static constexpr double kNone = std::numeric_limits<double>::quiet_NaN();
   std::string dir, label, method, model, dataset;
   int64_t params = 0, macs = 0, nonzero_params = 0;
-  int64_t file_bytes = 0;  // measured size of the model file on disk (the compact unified file if any)
+  int64_t file_bytes =
+      0;  // measured size of the model file on disk (the compact unified file if any)
   double top1 = kNone, latency_ms = kNone, latency_ms_batch64 = kNone;
   std::vector<LayerStat> layers;
 };

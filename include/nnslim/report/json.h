@@ -24,8 +24,16 @@ class Json {
   Json(double v) : type_(Type::kNumber), num_(v) {}
   Json(const char* s) : type_(Type::kString), str_(s) {}
   Json(std::string s) : type_(Type::kString), str_(std::move(s)) {}
-  static Json array() { Json j; j.type_ = Type::kArray; return j; }
-  static Json object() { Json j; j.type_ = Type::kObject; return j; }
+  static Json array() {
+    Json j;
+    j.type_ = Type::kArray;
+    return j;
+  }
+  static Json object() {
+    Json j;
+    j.type_ = Type::kObject;
+    return j;
+  }
   template <typename T>
   static Json array_of(const std::vector<T>& v) {
     Json j = array();

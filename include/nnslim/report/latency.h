@@ -15,9 +15,9 @@ namespace nnslim {
 
 struct LatencyOptions {
   int64_t batch_size = 1;
-  int64_t warmup = 5;          // untimed runs first
-  int64_t min_runs = 20;       // at least this many timed runs...
-  double min_seconds = 1.0;    // ...and at least this long in total
+  int64_t warmup = 5;        // untimed runs first
+  int64_t min_runs = 20;     // at least this many timed runs...
+  double min_seconds = 1.0;  // ...and at least this long in total
   int64_t max_runs = 10000;
   torch::Device device = torch::kCPU;
   // Inference only: time the deployable graph, with BatchNorm folded into the convolutions
@@ -48,7 +48,7 @@ struct LatencyResult {
   double mean_ms = 0;
   double images_per_second = 0;  // batch_size / median
   int64_t runs = 0;
-  bool channels_last = false;  // the memory format that was timed
+  bool channels_last = false;     // the memory format that was timed
   int64_t merged_conv_pairs = 0;  // factor pairs run as their merged conv
   int64_t fused_conv_pairs = 0;   // factor pairs run by the fused kernel
   int64_t sparse_convs = 0;       // convs run by a sparse kernel

@@ -32,8 +32,8 @@ struct BarOptions {
 };
 
 // Bars grouped by category (e.g. per-layer widths of the dense and the pruned model).
-std::string bars_svg(const std::vector<std::string>& categories, const std::vector<BarSeries>& series,
-                     const BarOptions& options);
+std::string bars_svg(const std::vector<std::string>& categories,
+                     const std::vector<BarSeries>& series, const BarOptions& options);
 
 // Escapes &, <, >, " and ' for HTML/SVG text and attributes.
 std::string xml_escape(const std::string& s);

@@ -19,9 +19,9 @@ constexpr uint32_t kCheckpointVersion = 3;
 // Where a checkpoint written inside an epoch stopped, and the epoch's running totals, so the
 // resumed epoch reports what an uninterrupted one would have.
 struct EpochProgress {
-  int64_t batches_done = 0;     // of epoch epochs_done + 1; 0 = at an epoch boundary
+  int64_t batches_done = 0;  // of epoch epochs_done + 1; 0 = at an epoch boundary
   int64_t batches_per_epoch = 0;
-  double loss_sum = 0;          // sum over the examples seen of their loss
+  double loss_sum = 0;  // sum over the examples seen of their loss
   int64_t correct = 0, seen = 0;
   double train_seconds = 0;
   std::map<std::string, double> extra;  // the methods' logs so far

@@ -4,8 +4,8 @@
 // The result's graph is physically smaller where the method is structural.
 #pragma once
 
-#include "nnslim/report/json.h"
 #include <optional>
+#include "nnslim/report/json.h"
 #include "nnslim/train/trainer.h"
 
 namespace nnslim {
@@ -20,9 +20,9 @@ struct ModelStats {
 };
 
 struct CompressOptions {
-  TrainOptions train;            // training with the method; train.epochs may be 0
-  int64_t finetune_epochs = 0;   // after surgery
-  double finetune_lr = 0.01;     // cosine from this rate
+  TrainOptions train;           // training with the method; train.epochs may be 0
+  int64_t finetune_epochs = 0;  // after surgery
+  double finetune_lr = 0.01;    // cosine from this rate
   // Re-estimate BatchNorm running statistics on this many training batches right after the
   // surgery (0 = off): surgery that changes weights (magnitude, unify) leaves statistics of the
   // old activations behind. Exact surgeries (HSPG, TRP, gRDA) do not need it.
@@ -37,8 +37,8 @@ struct CompressOptions {
 struct CompressResult {
   ModelStats before, after_surgery, after;
   std::optional<ModelStats> after_recalibration;  // when options.recalibrate_batches > 0
-  Json method;                   // the method's describe() output
-  double finetune_lr = 0;        // the rate fine-tuning started from (0 = no fine-tuning)
+  Json method;                                    // the method's describe() output
+  double finetune_lr = 0;  // the rate fine-tuning started from (0 = no fine-tuning)
 };
 
 // Measures a graph: cost, accuracy on `test`, latency (if asked), file size.

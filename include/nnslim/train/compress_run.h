@@ -28,8 +28,8 @@ struct CompressJob {
   // The settings keys the user gave; for the rest the defaults apply, and the dataset recorded
   // in the input model replaces the default dataset.
   std::set<std::string> given;
-  bool resume = false;  // continue the run in out_dir from its checkpoints
-  bool force = false;   // write into a non-empty out_dir
+  bool resume = false;               // continue the run in out_dir from its checkpoints
+  bool force = false;                // write into a non-empty out_dir
   std::ostream* progress = nullptr;  // progress lines (nullptr = silent)
   bool progress_bar = false;         // a live bar (terminals) instead of lines
   std::ostream* notes = nullptr;     // "note: ..." lines about the request itself
@@ -38,8 +38,8 @@ struct CompressJob {
 struct CompressRunOutcome {
   bool already_finished = false;  // a --resume of a finished run: nothing was done or written
   CompressResult result;
-  Json summary;                   // what OUT/summary.json holds
-  Graph model;                    // the compressed model (what OUT/model.nnslim holds)
+  Json summary;  // what OUT/summary.json holds
+  Graph model;   // the compressed model (what OUT/model.nnslim holds)
 };
 
 class CompressRun {

@@ -9,13 +9,13 @@
 namespace nnslim {
 
 struct LrSchedule {
-  std::string kind = "cosine";      // constant | step | multistep | cosine | grda
+  std::string kind = "cosine";  // constant | step | multistep | cosine | grda
   double base_lr = 0.1;
   int64_t step_size = 30;           // step: multiply by gamma every step_size epochs
   std::vector<int64_t> milestones;  // multistep: multiply by gamma at each of these epochs
   double gamma = 0.1;
-  double warmup_epochs = 0;         // linear warm-up from 0 over this many epochs
-  double min_lr = 0;                // cosine: final rate
+  double warmup_epochs = 0;  // linear warm-up from 0 over this many epochs
+  double min_lr = 0;         // cosine: final rate
   // grda (METHODS.md §5.3): base_lr for the first 50% of the epochs, then linear decay to
   // 1% of base_lr at 90%, then constant 0.01 * base_lr. Evaluated per step (smooth).
 

@@ -61,7 +61,7 @@ struct RunOption {
   std::string metavar;  // "" = a flag, given without a value
   std::string help;
   OptionGroup group;
-  bool shapes_result;   // recorded in run.json: a --resume must give the same value
+  bool shapes_result;  // recorded in run.json: a --resume must give the same value
   // Parses text into the settings (flags: "true"/"false"); throws RequestError naming --key.
   std::function<void(RunSettings&, const std::string&)> set;
   // The value as text that set() reads back exactly.
@@ -81,8 +81,7 @@ void validate_settings(const RunSettings& s);
 // output is the caller's to set.
 TrainOptions training_options(const RunSettings& s, const std::string& out_dir);
 // The compression pipeline's options (training with the method, then fine-tuning).
-CompressOptions compression_options(const RunSettings& s, const std::string& out_dir,
-                                    bool resume);
+CompressOptions compression_options(const RunSettings& s, const std::string& out_dir, bool resume);
 
 // The options in `given` that cannot change this run (an --lr when nothing trains, --milestones
 // without the multistep schedule): one sentence each. `what_trains` completes "--epochs is 0,

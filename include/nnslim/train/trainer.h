@@ -5,10 +5,10 @@
 #pragma once
 
 #include "nnslim/data/dataset.h"
+#include "nnslim/eval/evaluate.h"
 #include "nnslim/graph/graph.h"
 #include "nnslim/methods/method.h"
 #include "nnslim/train/checkpoint.h"
-#include "nnslim/eval/evaluate.h"
 #include "nnslim/train/schedule.h"
 
 #include <iosfwd>
@@ -23,16 +23,16 @@ struct TrainOptions {
   double momentum = 0.9;
   bool nesterov = false;
   double weight_decay = 5e-4;
-  LrSchedule schedule;           // schedule.base_lr is the learning rate
+  LrSchedule schedule;  // schedule.base_lr is the learning rate
   uint64_t seed = 0;
-  bool augment = true;           // random crop (crop_padding) + horizontal flip (hflip)
+  bool augment = true;  // random crop (crop_padding) + horizontal flip (hflip)
   int64_t crop_padding = 4;
   bool hflip = true;
   int64_t eval_batch_size = 256;
-  std::string device = "cpu";    // "cpu" or "cuda"
-  std::string out_dir;           // "" = no files (metrics.jsonl, checkpoint)
+  std::string device = "cpu";        // "cpu" or "cuda"
+  std::string out_dir;               // "" = no files (metrics.jsonl, checkpoint)
   std::ostream* progress = nullptr;  // progress output (nullptr = silent)
-  bool progress_bar = false;     // live bar (terminals) instead of one line per epoch
+  bool progress_bar = false;         // live bar (terminals) instead of one line per epoch
   double progress_log_seconds = 60;  // without the bar: a progress line at most this often
   // With out_dir: also write a checkpoint inside an epoch once this long has passed since the
   // last one (0 = at epoch ends only), so a killed run on a slow machine loses minutes, not an

@@ -5,8 +5,8 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <string>
 #include <memory>
+#include <string>
 #include <vector>
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -60,7 +60,8 @@ void pad_input(const float* x, const Shape& s, float* xp) {
 }
 
 // z[r][wo] for output row ho, r in [r0, r0+4): the first factor, portable version.
-void first_rows_generic(const float* xp, const float* pk, const Shape& s, int ho, int rb, float* z) {
+void first_rows_generic(const float* xp, const float* pk, const Shape& s, int ho, int rb,
+                        float* z) {
   const int taps = s.C * s.KH * s.KW, Wo = s.Wo();
   const float* w = pk + static_cast<size_t>(rb) * taps * kRBlock;
   for (int j = 0; j < kRBlock; ++j) std::fill(z + j * Wo, z + (j + 1) * Wo, 0.f);
@@ -77,8 +78,9 @@ void first_rows_generic(const float* xp, const float* pk, const Shape& s, int ho
 // Same with AVX2/FMA: 4 outputs x 16 (or 8) pixels in registers across all C*KH*KW taps; one
 // input load feeds 4 FMAs. z rows have stride Wo + kWBlock*2 (slack for full-vector stores).
 template <int RB, int V>  // RB first-factor outputs (<= kRBlock) x V vectors of 8 pixels
-__attribute__((target("avx2,fma"))) inline void first_block_avx2(const float* xp, const float* w, const Shape& s,
-                                                               int ho, int wo, float* z, int zrow) {
+__attribute__((target("avx2,fma"))) inline void first_block_avx2(const float* xp, const float* w,
+                                                                 const Shape& s, int ho, int wo,
+                                                                 float* z, int zrow) {
   __m256 acc[RB][V];
   for (int j = 0; j < RB; ++j)
     for (int v = 0; v < V; ++v) acc[j][v] = _mm256_setzero_ps();
@@ -99,8 +101,8 @@ __attribute__((target("avx2,fma"))) inline void first_block_avx2(const float* xp
 }
 
 template <int RB>
-__attribute__((target("avx2,fma"))) void first_rows_rb(const float* xp, const float* wb, const Shape& s, int ho,
-                                                     float* z, int zrow) {
+__attribute__((target("avx2,fma"))) void first_rows_rb(const float* xp, const float* wb,
+                                                       const Shape& s, int ho, float* z, int zrow) {
   const int Wo = s.Wo();
   int wo = 0;
   for (; wo + 8 < Wo; wo += 16) first_block_avx2<RB, 2>(xp, wb, s, ho, wo, z, zrow);
@@ -109,21 +111,31 @@ __attribute__((target("avx2,fma"))) void first_rows_rb(const float* xp, const fl
 
 // Rows of the first factor for outputs [4*rb, 4*rb + 4) -- fewer in the last block, so a rank
 // that is not a multiple of 4 costs only what it computes.
-__attribute__((target("avx2,fma"))) void first_rows_avx2(const float* xp, const float* pk, const Shape& s,
-                                                       int ho, int rb, float* z, int zrow) {
+__attribute__((target("avx2,fma"))) void first_rows_avx2(const float* xp, const float* pk,
+                                                         const Shape& s, int ho, int rb, float* z,
+                                                         int zrow) {
   const int taps = s.C * s.KH * s.KW;
   const float* wb = pk + static_cast<size_t>(rb) * taps * kRBlock;
   switch (std::min(kRBlock, s.R - rb * kRBlock)) {
-    case 1: first_rows_rb<1>(xp, wb, s, ho, z, zrow); break;
-    case 2: first_rows_rb<2>(xp, wb, s, ho, z, zrow); break;
-    case 3: first_rows_rb<3>(xp, wb, s, ho, z, zrow); break;
-    default: first_rows_rb<4>(xp, wb, s, ho, z, zrow); break;
+    case 1:
+      first_rows_rb<1>(xp, wb, s, ho, z, zrow);
+      break;
+    case 2:
+      first_rows_rb<2>(xp, wb, s, ho, z, zrow);
+      break;
+    case 3:
+      first_rows_rb<3>(xp, wb, s, ho, z, zrow);
+      break;
+    default:
+      first_rows_rb<4>(xp, wb, s, ho, z, zrow);
+      break;
   }
 }
 
 // y row (n, ho) = b[n] + sum_r W2[n, r] z[r], 8 pixels per vector.
-__attribute__((target("avx2,fma"))) void second_rows_avx2(const float* w2, const float* b, const Shape& s,
-                                                        const float* z, int zrow, int ho, float* y) {
+__attribute__((target("avx2,fma"))) void second_rows_avx2(const float* w2, const float* b,
+                                                          const Shape& s, const float* z, int zrow,
+                                                          int ho, float* y) {
   const int Ho = s.Ho(), Wo = s.Wo();
   for (int n = 0; n < s.N; ++n) {
     float* yr = y + (static_cast<size_t>(n) * Ho + ho) * Wo;
@@ -190,7 +202,9 @@ void image_rows(const float* xp, const float* pk, const float* w2, const float* 
 bool fused_pair_supports(const torch::Tensor& x, const torch::Tensor& w1, const torch::Tensor& w2,
                          at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                          int64_t groups) {
-  auto ones = [](at::IntArrayRef v) { return std::all_of(v.begin(), v.end(), [](int64_t e) { return e == 1; }); };
+  auto ones = [](at::IntArrayRef v) {
+    return std::all_of(v.begin(), v.end(), [](int64_t e) { return e == 1; });
+  };
   return x.device().is_cpu() && x.scalar_type() == torch::kFloat && x.dim() == 4 && w1.dim() == 4 &&
          w2.dim() >= 2 && w1.scalar_type() == torch::kFloat && w2.scalar_type() == torch::kFloat &&
          groups == 1 && ones(stride) && ones(dilation) && padding.size() == 2 && padding[0] >= 0 &&
@@ -198,15 +212,18 @@ bool fused_pair_supports(const torch::Tensor& x, const torch::Tensor& w1, const 
          x.size(1) == w1.size(1) && w2.size(1) == w1.size(0) && !x.requires_grad();
 }
 
-torch::Tensor fused_pair(const torch::Tensor& x_in, const torch::Tensor& w1_in, const torch::Tensor& w2_in,
-                         const torch::Tensor& bias, at::IntArrayRef padding) {
-  TORCH_CHECK(fused_pair_supports(x_in, w1_in, w2_in, {1, 1}, padding, {1, 1}, 1),
-              "fused_pair: needs float32 CPU tensors, a stride-1 undilated ungrouped first conv and "
-              "matching channels; got x ", x_in.sizes(), ", first ", w1_in.sizes(), ", second ", w2_in.sizes());
+torch::Tensor fused_pair(const torch::Tensor& x_in, const torch::Tensor& w1_in,
+                         const torch::Tensor& w2_in, const torch::Tensor& bias,
+                         at::IntArrayRef padding) {
+  TORCH_CHECK(
+      fused_pair_supports(x_in, w1_in, w2_in, {1, 1}, padding, {1, 1}, 1),
+      "fused_pair: needs float32 CPU tensors, a stride-1 undilated ungrouped first conv and "
+      "matching channels; got x ",
+      x_in.sizes(), ", first ", w1_in.sizes(), ", second ", w2_in.sizes());
   auto x = x_in.contiguous();
   auto w1 = w1_in.contiguous();
   auto w2 = w2_in.reshape({w2_in.size(0), w2_in.size(1)}).contiguous();
-  Shape s{static_cast<int>(x.size(1)), static_cast<int>(x.size(2)), static_cast<int>(x.size(3)),
+  Shape s{static_cast<int>(x.size(1)),  static_cast<int>(x.size(2)),  static_cast<int>(x.size(3)),
           static_cast<int>(w1.size(0)), static_cast<int>(w1.size(2)), static_cast<int>(w1.size(3)),
           static_cast<int>(padding[0]), static_cast<int>(padding[1]), static_cast<int>(w2.size(0))};
   TORCH_CHECK(s.Ho() > 0 && s.Wo() > 0, "fused_pair: kernel larger than the padded input");
@@ -214,7 +231,8 @@ torch::Tensor fused_pair(const torch::Tensor& x_in, const torch::Tensor& w1_in, 
   auto y = torch::empty({x.size(0), s.N, s.Ho(), s.Wo()}, x.options());
   auto bias_c = bias.defined() ? bias.contiguous() : bias;
   const float* b = bias_c.defined() ? bias_c.data_ptr<float>() : nullptr;
-  const size_t per_image = static_cast<size_t>(s.C) * s.H * s.W, out_image = static_cast<size_t>(s.N) * s.Ho() * s.Wo();
+  const size_t per_image = static_cast<size_t>(s.C) * s.H * s.W,
+               out_image = static_cast<size_t>(s.N) * s.Ho() * s.Wo();
   const float* xd = x.data_ptr<float>();
   float* yd = y.data_ptr<float>();
   const float* w2d = w2.data_ptr<float>();

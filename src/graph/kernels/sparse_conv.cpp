@@ -20,9 +20,10 @@ const char* to_string(SparseConvKernel kernel) {
 }
 
 SparseConvWeight to_sparse_conv_weight(const torch::Tensor& weight) {
-  TORCH_CHECK(weight.dim() == 4 && weight.scalar_type() == torch::kFloat && weight.device().is_cpu(),
-              "sparse conv: the weight must be a float32 CPU tensor [N, C, kh, kw], got ",
-              weight.sizes(), " ", weight.scalar_type());
+  TORCH_CHECK(
+      weight.dim() == 4 && weight.scalar_type() == torch::kFloat && weight.device().is_cpu(),
+      "sparse conv: the weight must be a float32 CPU tensor [N, C, kh, kw], got ", weight.sizes(),
+      " ", weight.scalar_type());
   auto w = weight.detach().contiguous();
   SparseConvWeight s;
   s.out_channels = w.size(0);
@@ -45,7 +46,8 @@ SparseConvWeight to_sparse_conv_weight(const torch::Tensor& weight) {
   }
   s.row_ptr = torch::tensor(ptr, torch::kLong);
   s.cols = torch::from_blob(cols.data(), {static_cast<int64_t>(cols.size())}, torch::kInt).clone();
-  s.values = torch::from_blob(vals.data(), {static_cast<int64_t>(vals.size())}, torch::kFloat).clone();
+  s.values =
+      torch::from_blob(vals.data(), {static_cast<int64_t>(vals.size())}, torch::kFloat).clone();
   return s;
 }
 
@@ -69,18 +71,30 @@ struct Geometry {
 Geometry geometry_of(const torch::Tensor& x, const SparseConvWeight& w, at::IntArrayRef stride,
                      at::IntArrayRef padding, at::IntArrayRef dilation) {
   for (auto a : {stride, padding, dilation})
-    TORCH_CHECK(a.size() == 1 || a.size() == 2, "sparse conv: stride, padding and dilation need 1 or 2 values");
+    TORCH_CHECK(a.size() == 1 || a.size() == 2,
+                "sparse conv: stride, padding and dilation need 1 or 2 values");
   auto pick = [](at::IntArrayRef a, size_t i) { return a.size() == 1 ? a[0] : a[i]; };
-  Geometry g{x.size(0), x.size(1), x.size(2), x.size(3), w.out_channels, 0, 0,
-             pick(stride, 0), pick(stride, 1), pick(padding, 0), pick(padding, 1),
-             pick(dilation, 0), pick(dilation, 1)};
+  Geometry g{x.size(0),
+             x.size(1),
+             x.size(2),
+             x.size(3),
+             w.out_channels,
+             0,
+             0,
+             pick(stride, 0),
+             pick(stride, 1),
+             pick(padding, 0),
+             pick(padding, 1),
+             pick(dilation, 0),
+             pick(dilation, 1)};
   TORCH_CHECK(g.sh >= 1 && g.sw >= 1 && g.dh >= 1 && g.dw >= 1 && g.ph >= 0 && g.pw >= 0,
               "sparse conv: stride and dilation must be >= 1 and padding >= 0");
   // The padded input must hold one dilated kernel (integer division alone would round a
   // negative span up to one output row).
   const int64_t span_h = g.dh * (w.kh - 1) + 1, span_w = g.dw * (w.kw - 1) + 1;
-  TORCH_CHECK(g.H + 2 * g.ph >= span_h && g.W + 2 * g.pw >= span_w, "sparse conv: input ", x.sizes(),
-              " (padded by ", g.ph, ",", g.pw, ") is smaller than the ", span_h, "x", span_w, " kernel");
+  TORCH_CHECK(g.H + 2 * g.ph >= span_h && g.W + 2 * g.pw >= span_w, "sparse conv: input ",
+              x.sizes(), " (padded by ", g.ph, ",", g.pw, ") is smaller than the ", span_h, "x",
+              span_w, " kernel");
   g.Ho = (g.H + 2 * g.ph - span_h) / g.sh + 1;
   g.Wo = (g.W + 2 * g.pw - span_w) / g.sw + 1;
   return g;
@@ -89,7 +103,11 @@ Geometry geometry_of(const torch::Tensor& x, const SparseConvWeight& w, at::IntA
 // Output planes start at the bias (or zero); the kernels add the products.
 torch::Tensor output_with_bias(const Geometry& g, const torch::Tensor& bias) {
   if (!bias.defined()) return torch::zeros({g.B, g.N, g.Ho, g.Wo}, torch::kFloat);
-  return bias.detach().to(torch::kFloat).reshape({1, g.N, 1, 1}).expand({g.B, g.N, g.Ho, g.Wo}).contiguous();
+  return bias.detach()
+      .to(torch::kFloat)
+      .reshape({1, g.N, 1, 1})
+      .expand({g.B, g.N, g.Ho, g.Wo})
+      .contiguous();
 }
 
 // One output row of one output channel: acc(x) = orow(x) + sum_k val[k] * src_k[x * sw], with
@@ -110,8 +128,8 @@ void direct_row_portable(const float* in, const int64_t* offset, const float* va
 
 #ifdef NNSLIM_HAVE_AVX2_PATH
 __attribute__((target("avx2,fma"))) void direct_row_avx2(const float* in, const int64_t* offset,
-                                                          const float* val, int64_t nnz, int64_t Wo,
-                                                          float* orow) {
+                                                         const float* val, int64_t nnz, int64_t Wo,
+                                                         float* orow) {
   int64_t x0 = 0;
   for (; x0 + 32 <= Wo; x0 += 32) {
     __m256 a0 = _mm256_loadu_ps(orow + x0), a1 = _mm256_loadu_ps(orow + x0 + 8);
@@ -212,8 +230,9 @@ torch::Tensor im2col_csr(const torch::Tensor& x, const SparseConvWeight& w, cons
   (void)avx2;
   for (int64_t b = 0; b < g.B; ++b) {
     // [C * kh * kw, L]: one image's patches stay in cache while every row reads them.
-    auto patches = torch::im2col(x.narrow(0, b, 1), {w.kh, w.kw}, {g.dh, g.dw}, {g.ph, g.pw},
-                                 {g.sh, g.sw})[0].contiguous();
+    auto patches =
+        torch::im2col(x.narrow(0, b, 1), {w.kh, w.kw}, {g.dh, g.dw}, {g.ph, g.pw}, {g.sh, g.sw})[0]
+            .contiguous();
     const float* P = patches.data_ptr<float>();
     float* ob = out.data_ptr<float>() + b * g.N * L;
     at::parallel_for(0, g.N, 1, [&](int64_t begin, int64_t end) {
@@ -242,8 +261,8 @@ torch::Tensor sparse_conv2d(const torch::Tensor& x, const SparseConvWeight& weig
               "sparse conv: the input must be a float32 CPU tensor [B, C, H, W], got ", x.sizes());
   TORCH_CHECK(x.size(1) == weight.in_channels, "sparse conv: input has ", x.size(1),
               " channels, the weight expects ", weight.in_channels);
-  TORCH_CHECK(!bias.defined() || bias.numel() == weight.out_channels,
-              "sparse conv: bias of ", bias.numel(), " values for ", weight.out_channels, " outputs");
+  TORCH_CHECK(!bias.defined() || bias.numel() == weight.out_channels, "sparse conv: bias of ",
+              bias.numel(), " values for ", weight.out_channels, " outputs");
   auto xc = x.detach().contiguous();
   Geometry g = geometry_of(xc, weight, stride, padding, dilation);
   return kernel == SparseConvKernel::kDirect ? direct(xc, weight, g, bias)

@@ -16,8 +16,8 @@ UnifiedConv2d::UnifiedConv2d(const UnifiedLayer& L, const Attrs& attrs)
   TORCH_CHECK(dtype_ == torch::kFloat || dtype_ == torch::kDouble,
               "unified_conv2d: float or double weights only");
   const int64_t n = L.shape[0], c = L.shape[1], K = L.shape[2] * L.shape[3];
-  TORCH_CHECK(attrs.groups >= 1 && n % attrs.groups == 0, "unified_conv2d: groups ",
-              attrs.groups, " do not divide ", n, " output channels");
+  TORCH_CHECK(attrs.groups >= 1 && n % attrs.groups == 0, "unified_conv2d: groups ", attrs.groups,
+              " do not divide ", n, " output channels");
   BlockPartition part(L.shape, L.block);
   const auto blk = part.block();
   const int64_t nbi = (c + blk.in - 1) / blk.in, nbk = (K + blk.k - 1) / blk.k;
@@ -105,7 +105,7 @@ template <typename T, int W>
 struct Lanes {
   static constexpr int kBytes = W * sizeof(T) < 64 ? W * sizeof(T) : 64;
   static constexpr int kPer = kBytes / sizeof(T);  // values per vector
-  static constexpr int kN = W / kPer;               // vectors per chunk
+  static constexpr int kN = W / kPer;              // vectors per chunk
   typedef T Vec __attribute__((vector_size(kBytes)));
 };
 
@@ -114,9 +114,8 @@ struct Lanes {
 // width so that the accumulators live in registers.
 template <typename T, int W>
 __attribute__((always_inline)) inline void kernel_chunk(const KernelArgs& k, const T* fw,
-                                                        const T* ga, const T* packed,
-                                                        const T* bias, T* y, int64_t p0,
-                                                        int64_t o0, int64_t o1) {
+                                                        const T* ga, const T* packed, const T* bias,
+                                                        T* y, int64_t p0, int64_t o0, int64_t o1) {
   using Ln = Lanes<T, W>;
   using Vec = typename Ln::Vec;
   for (int64_t o = o0; o < o1; ++o) {
@@ -170,15 +169,25 @@ __attribute__((always_inline)) inline void kernel_chunk(const KernelArgs& k, con
 
 template <typename T>
 __attribute__((always_inline)) inline void kernel_task(const KernelArgs& k, const T* fw,
-                                                       const T* ga, const T* packed,
-                                                       const T* bias, T* y, int64_t p0,
-                                                       int64_t width, int64_t o0, int64_t o1) {
+                                                       const T* ga, const T* packed, const T* bias,
+                                                       T* y, int64_t p0, int64_t width, int64_t o0,
+                                                       int64_t o1) {
   switch (width) {
-    case 64: kernel_chunk<T, 64>(k, fw, ga, packed, bias, y, p0, o0, o1); break;
-    case 32: kernel_chunk<T, 32>(k, fw, ga, packed, bias, y, p0, o0, o1); break;
-    case 16: kernel_chunk<T, 16>(k, fw, ga, packed, bias, y, p0, o0, o1); break;
-    case 4: kernel_chunk<T, 4>(k, fw, ga, packed, bias, y, p0, o0, o1); break;
-    default: kernel_chunk<T, 1>(k, fw, ga, packed, bias, y, p0, o0, o1); break;
+    case 64:
+      kernel_chunk<T, 64>(k, fw, ga, packed, bias, y, p0, o0, o1);
+      break;
+    case 32:
+      kernel_chunk<T, 32>(k, fw, ga, packed, bias, y, p0, o0, o1);
+      break;
+    case 16:
+      kernel_chunk<T, 16>(k, fw, ga, packed, bias, y, p0, o0, o1);
+      break;
+    case 4:
+      kernel_chunk<T, 4>(k, fw, ga, packed, bias, y, p0, o0, o1);
+      break;
+    default:
+      kernel_chunk<T, 1>(k, fw, ga, packed, bias, y, p0, o0, o1);
+      break;
   }
 }
 
@@ -218,8 +227,8 @@ void kernel_task_any(const KernelArgs& k, const double* fw, const double* ga, co
 // avoids the L1 aliasing of rows that are a multiple of 4 KiB apart) and computes the block's
 // output channels from it; the tail is split into narrower chunks.
 template <typename T>
-void run_kernel(const KernelArgs& k, const T* fw, const T* ga, const T* xp, const T* bias,
-                T* y, int64_t images) {
+void run_kernel(const KernelArgs& k, const T* fw, const T* ga, const T* xp, const T* bias, T* y,
+                int64_t images) {
   int64_t widest = 16;
   for (int64_t w : {64, 32})
     if (k.cols_rows * w * int64_t(sizeof(T)) <= (int64_t(640) << 10)) {
@@ -250,8 +259,7 @@ void run_kernel(const KernelArgs& k, const T* fw, const T* ga, const T* xp, cons
         for (int64_t p = 0, P = ch.first; p < ch.second;) {
           const int64_t img = P / k.L, q = P % k.L, oy = q / k.Wo, ox = q % k.Wo;
           const int64_t run = std::min(ch.second - p, k.Wo - ox);
-          const T* src =
-              xp + img * k.image_stride + k.row_offset[r] + oy * k.sh * k.Wp + ox * k.sw;
+          const T* src = xp + img * k.image_stride + k.row_offset[r] + oy * k.sh * k.Wp + ox * k.sw;
           if (k.sw == 1)
             std::memcpy(dst + p, src, run * sizeof(T));
           else
@@ -293,10 +301,23 @@ torch::Tensor UnifiedConv2d::forward(const torch::Tensor& x, const torch::Tensor
   }
   auto y = torch::empty({N, n, Ho * Wo}, x.options());
   auto b = bias.defined() ? bias.contiguous() : bias;
-  KernelArgs k{row_begin_.data(), group_begin_.data(), group_rows_.data(), group_pos_.data(),
-               free_rows_.data(), unified_rows_.data(), n, n / groups, c * kh * kw,
-               c * groups * kh * kw, Ho * Wo, row_offset.data(), xp.size(1) * Hp * Wp, Wp, Wo,
-               st[0], st[1]};
+  KernelArgs k{row_begin_.data(),
+               group_begin_.data(),
+               group_rows_.data(),
+               group_pos_.data(),
+               free_rows_.data(),
+               unified_rows_.data(),
+               n,
+               n / groups,
+               c * kh * kw,
+               c * groups * kh * kw,
+               Ho * Wo,
+               row_offset.data(),
+               xp.size(1) * Hp * Wp,
+               Wp,
+               Wo,
+               st[0],
+               st[1]};
   if (dtype_ == torch::kFloat)
     run_kernel<float>(k, free_w32_.data(), group_a32_.data(), xp.data_ptr<float>(),
                       b.defined() ? b.data_ptr<float>() : nullptr, y.data_ptr<float>(), N);

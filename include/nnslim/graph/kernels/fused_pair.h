@@ -1,9 +1,10 @@
-// A fused CPU kernel for TRP's channel-scheme factor pair at inference: y = W2 . conv_kxk(x, W1) + b
-// in one pass, row by row, so the r-channel intermediate never leaves L1 and the input is read
+// A fused CPU kernel for TRP's channel-scheme factor pair at inference: y = W2 . conv_kxk(x, W1) +
+// b in one pass, row by row, so the r-channel intermediate never leaves L1 and the input is read
 // once, directly (no im2col). Eager kernels run a thin kxk conv C -> r at batch 1 in about the
 // time of the full C -> N conv (their cost is set by the input side), and the 1x1 comes on top;
-// this kernel's cost follows r. Used by the executor when an inference plan (graph/inference_plan.h)
-// has chosen it for a node by measured time; never in training (no autograd).
+// this kernel's cost follows r. Used by the executor when an inference plan
+// (graph/inference_plan.h) has chosen it for a node by measured time; never in training (no
+// autograd).
 #pragma once
 
 #include <torch/types.h>
