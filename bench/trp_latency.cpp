@@ -92,7 +92,8 @@ Graph factorised(const Graph& dense, const std::string& scheme, double target, i
   torch::optim::SGD sgd(g.parameters(), torch::optim::SGDOptions(0.1));
   Context ctx{g, sgd};
   m->begin(ctx);
-  m->finalize(ctx);
+  FinalizeContext done{g};
+  m->finalize(done);
   return g;
 }
 

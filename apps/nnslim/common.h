@@ -3,9 +3,9 @@
 
 #include "args.h"
 
+#include "nnslim/core/json.h"
 #include "nnslim/data/dataset.h"
 #include "nnslim/graph/cost.h"
-#include "nnslim/report/json.h"
 #include "nnslim/train/run_dir.h"
 #include "nnslim/train/settings.h"
 #include "nnslim/train/trainer.h"

@@ -254,4 +254,23 @@ torch::Tensor channel_rows(const Graph& graph, const Coupling& c, const ChannelG
   return t.detach().movedim(pd.dim, 0).index_select(0, idx).reshape({g.channels, -1});
 }
 
+torch::Tensor zero_output_channels(const Graph& graph, const Coupling& c, const ChannelGroup& g) {
+  torch::NoGradGuard no_grad;
+  auto zero = torch::ones({g.channels}, torch::kBool);
+  for (const auto& pd : g.params)
+    if (pd.out_side && !pd.buffer)
+      zero.logical_and_((channel_rows(graph, c, g, pd) == 0).all(1).cpu());
+  return zero;
+}
+
+std::vector<int64_t> channels_to_keep(const torch::Tensor& zero) {
+  std::vector<int64_t> keep;
+  auto z = zero.to(torch::kCPU, torch::kBool).contiguous();
+  auto a = z.accessor<bool, 1>();
+  for (int64_t i = 0; i < z.size(0); ++i)
+    if (!a[i]) keep.push_back(i);
+  if (keep.empty()) keep.push_back(0);
+  return keep;
+}
+
 }  // namespace nnslim

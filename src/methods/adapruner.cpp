@@ -9,7 +9,6 @@
 #include "nnslim/graph/serialize.h"
 #include "nnslim/graph/surgery.h"
 #include "nnslim/methods/importance.h"
-#include "nnslim/methods/magnitude.h"
 #include "nnslim/methods/pruning_plan.h"
 
 #include <torch/torch.h>
@@ -210,7 +209,7 @@ std::shared_ptr<Method> AdaPruner::create(const MethodConfig& c) {
   o.candidate_steps = c.integer("candidate-steps");
   o.candidate_lr = c.number("candidate-lr");
   o.scratch_lr = c.number("scratch-lr");
-  o.exclude = split_names(c.str("exclude"));
+  o.exclude = c.name_set("exclude");
   return std::make_shared<AdaPruner>(o);
 }
 
@@ -265,8 +264,9 @@ namespace {
 // was computed for; a mismatch (other widths, options or data) is ignored and overwritten.
 class ScoreCache {
  public:
-  ScoreCache(const Context& ctx, const WidthSearch& ws, const std::vector<std::string>& candidates,
-             int64_t heldout, const AdaPrunerOptions& o) {
+  ScoreCache(const FinalizeContext& ctx, const WidthSearch& ws,
+             const std::vector<std::string>& candidates, int64_t heldout,
+             const AdaPrunerOptions& o) {
     if (ctx.finalize_dir.empty() || candidates.size() < 2) return;
     path_ = ctx.finalize_dir + "/adapruner_scores.json";
     Json widths = Json::array();
@@ -319,7 +319,7 @@ void AdaPruner::check_applicable(const Graph& g) const {
               "channels by BatchNorm scales; use --method magnitude for this model)");
 }
 
-void AdaPruner::finalize(Context& ctx) {
+void AdaPruner::finalize(FinalizeContext& ctx) {
   Graph& g = ctx.graph;
   check_nodes_exist(g, opt_.exclude, "adapruner");
   Coupling c = analyze_coupling(g, opt_.exclude);

@@ -1,9 +1,8 @@
-// gRDA / directional pruning (METHODS.md §5). The optimizer follows the authors'
-// grda_pytorch.py step for step (§5.2); the Method wraps it for the compress pipeline.
+// The grda method (METHODS.md §5): trains with the gRDA optimizer (optim/grda.h), reports
+// sparsity, optionally removes the channels it zeroed completely.
 #include "nnslim/methods/grda.h"
 
 #include "nnslim/methods/keep_zeros.h"
-#include "nnslim/methods/optim_state.h"
 
 #include "nnslim/graph/surgery.h"
 
@@ -15,117 +14,6 @@
 #include <type_traits>
 
 namespace nnslim {
-
-// ---- options and state (torch::optim conventions, cf. LibTorch's sgd.cpp) -------------------
-
-GRDAOptions::GRDAOptions(double lr) : lr_(lr) {}
-
-void GRDAOptions::serialize(torch::serialize::OutputArchive& archive) const {
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(lr);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(c);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(mu);
-}
-
-void GRDAOptions::serialize(torch::serialize::InputArchive& archive) {
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, lr);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, c);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, mu);
-}
-
-double GRDAOptions::get_lr() const { return lr(); }
-void GRDAOptions::set_lr(const double lr) { this->lr(lr); }
-
-void GRDAParamState::serialize(torch::serialize::OutputArchive& archive) const {
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(accumulator);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(step);
-  _TORCH_OPTIM_SERIALIZE_TORCH_ARG(threshold);
-}
-
-void GRDAParamState::serialize(torch::serialize::InputArchive& archive) {
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(torch::Tensor, accumulator);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(int64_t, step);
-  _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, threshold);
-}
-
-namespace {
-
-void check_options(const GRDAOptions& o) {
-  TORCH_CHECK(o.lr() >= 0 && std::isfinite(o.lr()), "grda: lr must be >= 0, got ", o.lr());
-  TORCH_CHECK(o.c() >= 0 && std::isfinite(o.c()), "grda: c must be >= 0, got ", o.c());
-  TORCH_CHECK(o.mu() > 0 && std::isfinite(o.mu()), "grda: mu must be > 0, got ", o.mu());
-}
-
-}  // namespace
-
-GRDA::GRDA(std::vector<torch::optim::OptimizerParamGroup> param_groups, GRDAOptions defaults)
-    : Optimizer(std::move(param_groups), std::make_unique<GRDAOptions>(defaults)) {
-  check_options(defaults);
-  for (const auto& g : this->param_groups())
-    check_options(static_cast<const GRDAOptions&>(g.options()));
-}
-
-GRDA::GRDA(std::vector<torch::Tensor> params, GRDAOptions defaults)
-    : GRDA({torch::optim::OptimizerParamGroup(std::move(params))}, defaults) {}
-
-torch::Tensor GRDA::step(LossClosure closure) {
-  torch::NoGradGuard no_grad;
-  torch::Tensor loss = {};
-  if (closure != nullptr) {
-    at::AutoGradMode enable_grad(true);
-    loss = closure();
-  }
-  for (auto& group : param_groups_) {
-    const auto& o = static_cast<const GRDAOptions&>(group.options());
-    const double lr = o.lr(), c = o.c(), mu = o.mu();
-    // c * lr^(mu + 1/2): the part of the threshold increment that depends on the CURRENT rate
-    // (§5.2, invariant 3: a piecewise schedule sums its pieces, it is not c*lr_now^..*n^mu).
-    const double scale = c * std::pow(lr, mu + 0.5);
-    for (auto& p : group.params()) {
-      if (!p.grad().defined()) continue;  // no gradient: the tensor's counter stays (inv. 6)
-      auto key = optimizer_state_key<decltype(state_)>(p);
-      if (state_.find(key) == state_.end()) {
-        // The accumulator starts at the initial weights w0, not at zero (§5.2, invariant 5).
-        auto s = std::make_unique<GRDAParamState>();
-        s->accumulator(p.detach().clone());
-        state_[key] = std::move(s);
-      }
-      auto& s = static_cast<GRDAParamState&>(*state_[key]);
-      const int64_t n = s.step() + 1;
-      s.step(n);
-      auto acc = s.accumulator();
-      // Dual averaging of the raw stochastic gradients: the same add_ SGD does to w, so that
-      // c = 0 reproduces plain SGD bit for bit (invariant 1).
-      acc.add_(p.grad(), -lr);
-      s.threshold(s.threshold() + scale * (std::pow(static_cast<double>(n), mu) -
-                                           std::pow(static_cast<double>(n - 1), mu)));
-      // w = sign(acc) * max(|acc| - G, 0), computed as acc - clamp(acc, -G, G): bitwise the same
-      // values for |acc| > G (round-to-nearest is symmetric), and pruned entries become +0.0
-      // rather than the -0.0 the literal formula gives for negative acc. +0.0 zeros are what
-      // the sparse *.nnslim encoding compresses best.
-      const double G = s.threshold();
-      auto w = p.detach();
-      torch::sub_out(w, acc, acc.clamp(-G, G));
-    }
-  }
-  return loss;
-}
-
-void GRDA::save(torch::serialize::OutputArchive& archive) const { serialize(*this, archive); }
-
-void GRDA::load(torch::serialize::InputArchive& archive) { serialize(*this, archive); }
-
-const GRDAParamState* GRDA::state_of(const torch::Tensor& p) const {
-  auto it = state_.find(optimizer_state_key<decltype(state_)>(p));
-  if (it == state_.end()) return nullptr;
-  return static_cast<const GRDAParamState*>(it->second.get());
-}
-
-double GRDA::max_threshold() const {
-  double g = 0;
-  for (const auto& kv : state_)
-    g = std::max(g, static_cast<const GRDAParamState&>(*kv.second).threshold());
-  return g;
-}
 
 // ---- sparsity ----------------------------------------------------------------------------------
 
@@ -165,54 +53,43 @@ struct Grda::Shared {
   int64_t channels_removed = 0;
 };
 
-namespace {}  // namespace
-
-void GrdaMethodOptions::validate() const {
+void GrdaOptions::validate() const {
   TORCH_CHECK(c >= 0 && std::isfinite(c), "grda: c must be >= 0, got ", c);
   TORCH_CHECK(mu > 0 && std::isfinite(mu), "grda: mu must be > 0, got ", mu);
 }
 
-Grda::Grda(GrdaMethodOptions options) : opt_(options), shared_(std::make_shared<Shared>()) {
+Grda::Grda(GrdaOptions options) : opt_(options), shared_(std::make_shared<Shared>()) {
   opt_.validate();
 }
 
 std::unique_ptr<torch::optim::Optimizer> Grda::make_optimizer(Graph& graph,
-                                                              const OptimizerSettings& options) {
-  // Momentum and weight decay of `options` do not apply: gRDA has neither (§5.2).
-  return std::make_unique<GRDA>(graph.parameters(), GRDAOptions(options.lr).c(opt_.c).mu(opt_.mu));
+                                                              const OptimizerSettings& settings) {
+  // Momentum and weight decay of `settings` do not apply: gRDA has neither (§5.2).
+  auto g = std::make_unique<optim::GrdaOptimizer>(
+      graph.parameters(), optim::GrdaOptimizerOptions(settings.lr).c(opt_.c).mu(opt_.mu));
+  optimizer_ = g.get();
+  return g;
 }
 
 void Grda::end_epoch(Context& ctx) {
   if (!ctx.log) return;
   auto r = sparsity_report(ctx.graph);
   (*ctx.log)["sparsity"] = r.sparsity();
-  if (auto* g = dynamic_cast<GRDA*>(&ctx.optimizer))
-    (*ctx.log)["grda_threshold"] = g->max_threshold();
+  if (optimizer_) (*ctx.log)["grda_threshold"] = optimizer_->max_threshold();
 }
 
 namespace {
 
-// Channels of every prunable coupling group whose out-side parameters (producer filters and
-// biases, BN gamma and beta, depthwise filters) are all exact zeros: such a channel outputs
-// exact zeros, so removing it is exact (graph/surgery.h). At least one channel per group stays.
+// Channels of every prunable coupling group that output exact zeros (graph/coupling.h:
+// zero_output_channels): removing them is exact. At least one channel per group stays.
 std::map<int, std::vector<int64_t>> removable_zero_channels(const Graph& graph,
                                                             const Coupling& coupling,
                                                             int64_t* removed) {
-  torch::NoGradGuard no_grad;
   std::map<int, std::vector<int64_t>> keep;
   *removed = 0;
   for (const auto& g : coupling.groups) {
     if (!g.prunable || g.channels < 2) continue;
-    auto zero = torch::ones({g.channels}, torch::kBool);
-    for (const auto& pd : g.params) {
-      if (!pd.out_side || pd.buffer) continue;
-      zero.logical_and_((channel_rows(graph, coupling, g, pd) == 0).all(1).cpu());
-    }
-    std::vector<int64_t> k;
-    auto z = zero.accessor<bool, 1>();
-    for (int64_t i = 0; i < g.channels; ++i)
-      if (!z[i]) k.push_back(i);
-    if (k.empty()) k.push_back(0);
+    std::vector<int64_t> k = channels_to_keep(zero_output_channels(graph, coupling, g));
     if (static_cast<int64_t>(k.size()) == g.channels) continue;
     *removed += g.channels - static_cast<int64_t>(k.size());
     keep[g.id] = std::move(k);
@@ -222,7 +99,7 @@ std::map<int, std::vector<int64_t>> removable_zero_channels(const Graph& graph,
 
 }  // namespace
 
-void Grda::finalize(Context& ctx) {
+void Grda::finalize(FinalizeContext& ctx) {
   // §5.4: no surgery is needed -- the pruned weights are exact zeros. Removing channels that
   // gRDA zeroed completely is optional [OUR CHOICE]; it is exact (and rare: every out-side
   // entry of the channel, BN gamma/beta included, must be zero).
@@ -282,7 +159,7 @@ MethodInfo grda_method_info() {
        "true: remove channels gRDA zeroed completely (filters, biases and BN gamma/beta)"},
   };
   m.create = [](const MethodConfig& cfg) -> std::shared_ptr<Method> {
-    GrdaMethodOptions o;
+    GrdaOptions o;
     o.c = cfg.number("c");
     o.mu = cfg.number("mu");
     o.remove_channels = cfg.flag("remove-channels");

@@ -9,19 +9,6 @@
 
 namespace nnslim {
 
-std::set<std::string> split_names(const std::string& csv) {
-  std::set<std::string> out;
-  std::stringstream ss(csv);
-  for (std::string item; std::getline(ss, item, ',');)
-    if (!item.empty()) out.insert(item);
-  return out;
-}
-
-void check_nodes_exist(const Graph& g, const std::set<std::string>& names, const char* method) {
-  for (const auto& name : names)
-    TORCH_CHECK(g.find(name), method, ": --exclude names unknown node '", name, "'");
-}
-
 MagnitudePruning::MagnitudePruning(MagnitudeOptions o) : opt_(std::move(o)) {
   TORCH_CHECK(opt_.ratio >= 0 && opt_.ratio < 1, "magnitude: ratio must be in [0, 1), got ",
               opt_.ratio);
@@ -55,7 +42,7 @@ std::shared_ptr<Method> MagnitudePruning::create(const MethodConfig& c) {
   o.plan.global = c.flag("global");
   o.plan.round_to = c.integer("round-to");
   o.plan.max_ratio = c.number("max-ratio");
-  o.exclude = split_names(c.str("exclude"));
+  o.exclude = c.name_set("exclude");
   o.taylor_batches = c.integer("taylor-batches");
   if (c.has("target-macs"))
     TORCH_CHECK(o.target_macs > 0, "magnitude: target-macs must be > 0, got ", o.target_macs);
@@ -66,7 +53,7 @@ void MagnitudePruning::check_applicable(const Graph& g) const {
   check_nodes_exist(g, opt_.exclude, "magnitude");
 }
 
-void MagnitudePruning::finalize(Context& ctx) {
+void MagnitudePruning::finalize(FinalizeContext& ctx) {
   Graph& g = ctx.graph;
   check_nodes_exist(g, opt_.exclude, "magnitude");
   Coupling c = analyze_coupling(g, opt_.exclude);

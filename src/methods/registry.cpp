@@ -4,6 +4,7 @@
 #include "nnslim/methods/grda.h"
 #include "nnslim/methods/hspg.h"
 #include "nnslim/methods/magnitude.h"
+#include "nnslim/methods/obproxsg.h"
 #include "nnslim/methods/trp.h"
 #include "nnslim/methods/unify.h"
 
@@ -11,6 +12,8 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <iomanip>
+#include <sstream>
 
 namespace nnslim {
 
@@ -97,6 +100,48 @@ bool MethodConfig::flag(const std::string& key) const {
   if (v == "true" || v == "1") return true;
   if (v == "false" || v == "0" || v.empty()) return false;
   TORCH_CHECK(false, method_, ": option '", key, "' expects true or false, got '", v, "'");
+}
+
+std::optional<int64_t> MethodConfig::optional_integer(const std::string& key,
+                                                      int64_t minimum) const {
+  if (!has(key)) return std::nullopt;
+  int64_t v = integer(key);
+  TORCH_CHECK(v >= minimum, method_, ": ", key, " must be >= ", minimum, ", got ", v);
+  return v;
+}
+
+std::vector<std::string> MethodConfig::names(const std::string& key) const {
+  std::vector<std::string> out;
+  std::stringstream ss(str(key));
+  for (std::string item; std::getline(ss, item, ',');) {
+    auto b = item.find_first_not_of(" \t");
+    auto e = item.find_last_not_of(" \t");
+    if (b != std::string::npos) out.push_back(item.substr(b, e - b + 1));
+  }
+  return out;
+}
+
+std::set<std::string> MethodConfig::name_set(const std::string& key) const {
+  auto v = names(key);
+  return {v.begin(), v.end()};
+}
+
+std::string option_text(double value) {
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::ostringstream os;
+    os << std::setprecision(precision) << value;
+    if (std::strtod(os.str().c_str(), nullptr) == value) return os.str();
+  }
+  std::ostringstream os;
+  os << std::setprecision(17) << value;
+  return os.str();
+}
+
+std::string option_text(bool value) { return value ? "true" : "false"; }
+
+void check_nodes_exist(const Graph& g, const std::set<std::string>& names, const char* method) {
+  for (const auto& name : names)
+    TORCH_CHECK(g.find(name), method, ": --exclude names unknown node '", name, "'");
 }
 
 std::shared_ptr<Method> create_method(const std::string& name,

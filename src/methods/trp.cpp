@@ -17,25 +17,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::vector<std::string> split_names(const std::string& s) {
-  std::vector<std::string> out;
-  std::string cur;
-  auto flush = [&] {
-    auto b = cur.find_first_not_of(" \t");
-    auto e = cur.find_last_not_of(" \t");
-    if (b != std::string::npos) out.push_back(cur.substr(b, e - b + 1));
-    cur.clear();
-  };
-  for (char ch : s) {
-    if (ch == ',')
-      flush();
-    else
-      cur += ch;
-  }
-  flush();
-  return out;
-}
-
 const char* nuclear_mode_name(NuclearMode m) {
   return m == NuclearMode::kEveryStepFull ? "every_step_full" : "trp_steps_truncated";
 }
@@ -120,8 +101,8 @@ MethodInfo trp_method_info() {
                   "trp: target-macs must be in (0, 1], got ", o.target_macs);
     }
     o.rank_multiple = cfg.integer("rank-multiple");
-    o.layers = split_names(cfg.str("layers"));
-    o.exclude = split_names(cfg.str("exclude"));
+    o.layers = cfg.names("layers");
+    o.exclude = cfg.names("exclude");
     return std::make_shared<Trp>(o);
   };
   return m;
@@ -283,7 +264,7 @@ void Trp::after_backward(Context& ctx) {
   if (ctx.log) (*ctx.log)["trp_seconds"] += dt;
 }
 
-void Trp::finalize(Context& ctx) {
+void Trp::finalize(FinalizeContext& ctx) {
   Graph& graph = ctx.graph;
   if (state_.empty()) select(graph);
   {

@@ -3,7 +3,6 @@
 #include "nnslim/methods/unify.h"
 
 #include "nnslim/graph/cost.h"
-#include "nnslim/methods/magnitude.h"  // split_names
 
 #include <torch/torch.h>
 
@@ -140,7 +139,7 @@ std::shared_ptr<Method> Unify::create(const MethodConfig& c) {
   o.rho_growth = c.number("rho-growth");
   o.rho_max = c.number("rho-max");
   o.round_batches = c.integer("round-batches");
-  o.exclude = split_names(c.str("exclude"));
+  o.exclude = c.name_set("exclude");
   return std::make_shared<Unify>(o);
 }
 
@@ -273,7 +272,7 @@ void Unify::admm_round(Context& ctx) {
   ++rounds_;
 }
 
-void Unify::finalize(Context& ctx) {
+void Unify::finalize(FinalizeContext& ctx) {
   // §4.5 end / §4.6: hard projection W = Pi_S(W), then freeze the structure.
   torch::NoGradGuard ng;
   Graph& g = ctx.graph;

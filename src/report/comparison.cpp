@@ -1,7 +1,7 @@
 #include "nnslim/report/comparison.h"
 
+#include "nnslim/core/json.h"
 #include "nnslim/graph/serialize.h"
-#include "nnslim/report/json.h"
 #include "nnslim/report/svg.h"
 
 #include <torch/torch.h>

@@ -79,8 +79,10 @@ std::string phase_dir(const std::string& out, const std::string& phase) {
 }
 }  // namespace
 
-CompressResult compress(Graph& graph, Method& method, const Dataset& train, const Dataset& test,
-                        const CompressOptions& o) {
+CompressResult compress(Graph& graph, const std::shared_ptr<Method>& method_ptr,
+                        const Dataset& train, const Dataset& test, const CompressOptions& o) {
+  TORCH_CHECK(method_ptr, "compress: no method given");
+  Method& method = *method_ptr;
   CompressResult r;
   torch::Device device = parse_device(o.train.device);
   r.before = measure_model(graph, test, o.measure_latency, o.latency_seconds, device);
@@ -89,13 +91,12 @@ CompressResult compress(Graph& graph, Method& method, const Dataset& train, cons
   // Progress lines are flushed (std::endl): a long phase follows each, and a log file must show it.
   // Train with the method (its hooks shape the weights); with 0 epochs the method still gets
   // begin() through a zero-epoch fit so it can set up state that finalize() reads.
-  auto shared = std::shared_ptr<Method>(&method, [](Method*) {});
   TrainOptions t = o.train;
   t.out_dir = phase_dir(o.train.out_dir, "train");
   if (log && t.epochs > 0)
     *log << "== training with " << method.name() << " for " << t.epochs
          << (t.epochs == 1 ? " epoch" : " epochs") << std::endl;
-  Trainer trainer(graph, t, {shared});
+  Trainer trainer(graph, t, {method_ptr});
   auto trained = resume_point(t.out_dir, o.resume);
   if (log && trained)
     *log << "== resuming the training phase " << resume_position(*trained) << std::endl;
@@ -104,8 +105,7 @@ CompressResult compress(Graph& graph, Method& method, const Dataset& train, cons
   // Surgery.
   if (log) *log << "== finalizing " << method.name() << std::endl;
   graph.to(device);
-  torch::optim::SGD dummy(graph.parameters(), torch::optim::SGDOptions(1e-3));
-  Context ctx{graph, dummy};
+  FinalizeContext ctx{graph};
   Dataset normalised = with_graph_normalisation(graph, train);
   ctx.train = &normalised;
   ctx.epochs = t.epochs;

@@ -159,7 +159,7 @@ CompressRunOutcome CompressRun::run() {
   Graph g = std::move(input_);  // the pipeline edits it into the compressed model
   prepared_ = false;            // (another run() loads the input again)
   auto t0 = std::chrono::steady_clock::now();
-  outcome.result = compress(g, *method_, data.train, data.test, co);
+  outcome.result = compress(g, method_, data.train, data.test, co);
   double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   save_graph(g, out + "/model.nnslim");
   // Unified layers also get the compact file (block mask, magnitudes, sign bits, free weights).

@@ -1,8 +1,8 @@
 #include "nnslim/train/trainer.h"
 
+#include "nnslim/core/json.h"
 #include "nnslim/data/loader.h"
 #include "nnslim/graph/execute.h"
-#include "nnslim/report/json.h"
 
 #include <torch/torch.h>
 #include <torch/version.h>

@@ -1,7 +1,7 @@
 // Smoke tests of the nnslim command line on synthetic data.
+#include "nnslim/core/json.h"
 #include "nnslim/graph/builder.h"
 #include "nnslim/graph/serialize.h"
-#include "nnslim/report/json.h"
 #include "support/fixtures.h"
 
 #include <gtest/gtest.h>

@@ -1,6 +1,6 @@
 // Recipes: stages chained through `nnslim compress --recipe`, validated before any training.
+#include "nnslim/core/json.h"
 #include "nnslim/graph/serialize.h"
-#include "nnslim/report/json.h"
 #include "support/fixtures.h"
 
 #include <gtest/gtest.h>

@@ -1,5 +1,6 @@
 // AdaPruner: block importance, monotone bisection within the budget, divisibility, coupled
 // indices, candidate selection with a mocked evaluator, and the CLI end to end.
+#include "nnslim/core/json.h"
 #include "nnslim/eval/recalibrate.h"
 #include "nnslim/graph/cost.h"
 #include "nnslim/graph/execute.h"
@@ -8,7 +9,6 @@
 #include "nnslim/methods/pruning_plan.h"
 #include "nnslim/methods/registry.h"
 #include "nnslim/models/zoo.h"
-#include "nnslim/report/json.h"
 #include "nnslim/train/compress.h"
 #include "support/fixtures.h"
 
@@ -153,8 +153,7 @@ TEST(AdaPruner, SelectionPicksTheBestCandidateAndCouplesIndices) {
     validate(sub);
     return crit == "fpgm" ? 0.9 : 0.1;  // mock scores
   };
-  torch::optim::SGD dummy(g.parameters(), torch::optim::SGDOptions(0.1));
-  Context ctx{g, dummy};
+  FinalizeContext ctx{g};
   std::ostringstream progress;
   ctx.progress = &progress;
   int64_t before = count_cost(g).macs;
@@ -193,8 +192,7 @@ TEST(AdaPruner, ResumedFinalizeReusesTheCandidateScores) {
       seen->push_back(crit);
       return crit == "bn" ? 0.9 : crit == "l2" ? 0.5 : 0.1;
     };
-    torch::optim::SGD dummy(g.parameters(), torch::optim::SGDOptions(0.1));
-    Context ctx{g, dummy};
+    FinalizeContext ctx{g};
     ctx.finalize_dir = dir;
     ctx.resuming = resuming;
     std::ostringstream progress;
@@ -245,8 +243,7 @@ TEST(AdaPruner, ScratchWinnerFineTunesAtTheScratchRate) {
     auto m = std::make_shared<AdaPruner>(o);
     m->evaluator = [&](Graph&, const std::string& crit) { return crit == winner ? 0.9 : 0.1; };
     EXPECT_DOUBLE_EQ(m->finetune_lr(0.01), 0.01);  // nothing chosen yet
-    torch::optim::SGD dummy(g.parameters(), torch::optim::SGDOptions(0.1));
-    Context ctx{g, dummy};
+    FinalizeContext ctx{g};
     m->finalize(ctx);
     EXPECT_DOUBLE_EQ(m->finetune_lr(0.01), winner == "scratch" ? 0.1 : 0.01) << winner;
   }
@@ -261,7 +258,7 @@ TEST(AdaPruner, ScratchWinnerFineTunesAtTheScratchRate) {
     o.finetune_lr = 0.02;
     auto m = create_method("adapruner",
                            {{"target-macs", "0.7"}, {"inherit", inherit}, {"scratch-lr", "0.3"}});
-    CompressResult r = compress(g, *m, data.train, data.test, o);
+    CompressResult r = compress(g, m, data.train, data.test, o);
     EXPECT_DOUBLE_EQ(r.finetune_lr, inherit == "scratch" ? 0.3 : 0.02) << inherit;
   }
 }
@@ -304,8 +301,7 @@ TEST(AdaPruner, OptionsAreValidated) {
   o = AdaPrunerOptions();
   o.exclude = {"layer1.0.conv9"};
   Graph g = build_model("resnet20", {1, 32, 32}, 10);
-  torch::optim::SGD sgd(g.parameters(), torch::optim::SGDOptions(0.1));
-  Context ctx{g, sgd};
+  FinalizeContext ctx{g};
   AdaPruner m(o);
   try {
     m.finalize(ctx);

@@ -23,7 +23,7 @@ using testing::small_options;
 using testing::same_weights;
 
 std::shared_ptr<Grda> grda(double c, double mu) {
-  GrdaMethodOptions o;
+  GrdaOptions o;
   o.c = c;
   o.mu = mu;
   return std::make_shared<Grda>(o);
@@ -63,7 +63,7 @@ TEST(Grda, ZeroCEqualsPlainSgdThroughTheTrainer) {
 TEST(Grda, ZeroCEqualsSgdStepByStep) {
   auto a = param({5, 7}, 1), b = a.detach().clone().requires_grad_(true);
   torch::optim::SGD sgd({a}, torch::optim::SGDOptions(0.1));
-  GRDA opt({b}, GRDAOptions(0.1).c(0).mu(0.6));
+  optim::GrdaOptimizer opt({b}, optim::GrdaOptimizerOptions(0.1).c(0).mu(0.6));
   for (int k = 0; k < 20; ++k) {
     auto g = torch::randn({5, 7}, torch::kDouble);
     set_grad(a, g);
@@ -82,7 +82,7 @@ TEST(Grda, ThresholdClosedFormForConstantLr) {
   const double c = 0.005, lr = 0.1, mu = 0.55;
   const int64_t n = 5005;
   auto p = param({3}, 2);
-  GRDA opt({p}, GRDAOptions(lr).c(c).mu(mu));
+  optim::GrdaOptimizer opt({p}, optim::GrdaOptimizerOptions(lr).c(c).mu(mu));
   auto zero = torch::zeros({3}, torch::kDouble);
   for (int64_t k = 0; k < n; ++k) {
     set_grad(p, zero);
@@ -101,7 +101,7 @@ TEST(Grda, ThresholdClosedFormForConstantLr) {
 TEST(Grda, ThresholdForPiecewiseLrSumsCurrentRates) {
   const double c = 0.01, mu = 0.7;
   auto p = param({4}, 3);
-  GRDA opt({p}, GRDAOptions(0.1).c(c).mu(mu));
+  optim::GrdaOptimizer opt({p}, optim::GrdaOptimizerOptions(0.1).c(c).mu(mu));
   double expect = 0;
   const int n = 60;
   for (int k = 1; k <= n; ++k) {
@@ -120,7 +120,7 @@ TEST(Grda, ThresholdForPiecewiseLrSumsCurrentRates) {
 // Invariant 4: |acc| <= G -> exactly (+)0; otherwise |w| = |acc| - G with the sign of acc.
 TEST(Grda, WeightsAreTheSoftThresholdedAccumulator) {
   auto p = param({40, 30}, 4);
-  GRDA opt({p}, GRDAOptions(0.05).c(2.0).mu(0.6));
+  optim::GrdaOptimizer opt({p}, optim::GrdaOptimizerOptions(0.05).c(2.0).mu(0.6));
   for (int k = 0; k < 5; ++k) {
     set_grad(p, torch::randn({40, 30}, torch::kDouble));
     opt.step();
@@ -148,7 +148,7 @@ TEST(Grda, AccumulatorAfterFirstStepIsW0MinusLrGrad) {
   loss.backward();
   auto grad = p.grad().clone();
   const double lr = 0.02;
-  GRDA opt({p}, GRDAOptions(lr).c(0.5).mu(0.55));
+  optim::GrdaOptimizer opt({p}, optim::GrdaOptimizerOptions(lr).c(0.5).mu(0.55));
   opt.step();
   auto acc = opt.state_of(p)->accumulator();
   EXPECT_TRUE(acc.equal(w0.clone().add_(grad, -lr)));  // the very op SGD applies to w
@@ -160,7 +160,7 @@ TEST(Grda, AccumulatorAfterFirstStepIsW0MinusLrGrad) {
 // Invariant 6: a parameter without a gradient keeps its weights, counter and threshold.
 TEST(Grda, ParameterWithoutGradientDoesNotAdvance) {
   auto a = param({8}, 6), b = param({8}, 7), never = param({8}, 8);
-  GRDA opt({a, b, never}, GRDAOptions(0.1).c(0.1).mu(0.6));
+  optim::GrdaOptimizer opt({a, b, never}, optim::GrdaOptimizerOptions(0.1).c(0.1).mu(0.6));
   set_grad(a, torch::ones({8}, torch::kDouble));
   set_grad(b, torch::ones({8}, torch::kDouble));
   opt.step();
@@ -208,7 +208,7 @@ TEST(Grda, LargerCOrMuGivesHigherSparsity) {
 // The optimizer state survives a save/load round trip onto other tensors (same order).
 TEST(Grda, OptimizerStateRoundTrip) {
   auto a = param({3, 3}, 10), b = param({5}, 11);
-  GRDA opt({a, b}, GRDAOptions(0.1).c(0.3).mu(0.55));
+  optim::GrdaOptimizer opt({a, b}, optim::GrdaOptimizerOptions(0.1).c(0.3).mu(0.55));
   for (int k = 0; k < 3; ++k) {
     set_grad(a, torch::randn({3, 3}, torch::kDouble));
     if (k != 1)
@@ -222,7 +222,7 @@ TEST(Grda, OptimizerStateRoundTrip) {
   std::ostringstream os;
   out.save_to(os);
   auto a2 = a.detach().clone().requires_grad_(true), b2 = b.detach().clone().requires_grad_(true);
-  GRDA back({a2, b2}, GRDAOptions(0.5));
+  optim::GrdaOptimizer back({a2, b2}, optim::GrdaOptimizerOptions(0.5));
   torch::serialize::InputArchive in;
   std::istringstream is(os.str());
   in.load_from(is);
@@ -278,12 +278,12 @@ TEST(Grda, OptionsAreValidated) {
             }).find("unknown option"),
             std::string::npos);
   auto p = param({2}, 0);
-  EXPECT_THROW(GRDA({p}, GRDAOptions(0.1).mu(0)), c10::Error);
+  EXPECT_THROW(optim::GrdaOptimizer({p}, optim::GrdaOptimizerOptions(0.1).mu(0)), c10::Error);
   auto m = create_method("grda", {{"c", "0.001"}, {"mu", "0.6"}});
   EXPECT_EQ(m->name(), "grda");
   EXPECT_EQ(std::dynamic_pointer_cast<Grda>(m)->options().mu, 0.6);
   // The Trainer's per-step set_lr reaches the options (OptimizerOptions::set_lr is overridden).
-  GRDA opt({p}, GRDAOptions(0.1));
+  optim::GrdaOptimizer opt({p}, optim::GrdaOptimizerOptions(0.1));
   opt.param_groups()[0].options().set_lr(0.25);
   EXPECT_EQ(opt.param_groups()[0].options().get_lr(), 0.25);
 }
@@ -324,7 +324,7 @@ TEST(Grda, CompressPipelineKeepsZerosWhileFinetuning) {
   co.finetune_epochs = 2;
   co.finetune_lr = 0.05;
   co.measure_latency = false;
-  auto r = compress(g, *m, d.train, d.test, co);
+  auto r = compress(g, m, d.train, d.test, co);
   EXPECT_LT(r.after_surgery.nonzero_params, r.before.nonzero_params);
   EXPECT_LE(r.after.nonzero_params, r.after_surgery.nonzero_params);
   ASSERT_TRUE(r.method.has("sparsity"));
@@ -352,11 +352,10 @@ TEST(Grda, RemoveChannelsIsExact) {
     }
     auto x = torch::randn({4, 1, 8, 8});
     auto before = forward(g, x, Mode::kEval);
-    GrdaMethodOptions o;
+    GrdaOptions o;
     o.remove_channels = remove;
     Grda m(o);
-    torch::optim::SGD dummy(g.parameters(), torch::optim::SGDOptions(0.1));
-    Context ctx{g, dummy};
+    FinalizeContext ctx{g};
     m.finalize(ctx);
     Json j = Json::object();
     m.describe(j);

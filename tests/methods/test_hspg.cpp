@@ -1,9 +1,11 @@
-// Sparse-optimisation compression (METHODS.md §2): the HSPG invariants of §2.8, lambda = 0 equals
-// SGD, exact removal of zero groups, exact resume, OBProx-SG's orthant step, and the CLI.
+// Sparse-optimisation compression (METHODS.md §2): the optim::HspgOptimizer invariants of §2.8,
+// lambda = 0 equals SGD, exact removal of zero groups, exact resume, OBProx-SG's orthant step, and
+// the CLI.
 #include "nnslim/graph/cost.h"
 #include "nnslim/graph/execute.h"
 #include "nnslim/graph/surgery.h"
 #include "nnslim/methods/hspg.h"
+#include "nnslim/methods/obproxsg.h"
 #include "nnslim/methods/pruning_plan.h"
 #include "nnslim/methods/registry.h"
 #include "nnslim/models/zoo.h"
@@ -48,8 +50,8 @@ void set_grad(const torch::Tensor& p, const torch::Tensor& g) {
 }
 
 // Rows of w [n, ...] and entries of b [n] as n groups (a filter and its bias).
-std::vector<GroupFamily> row_groups(const torch::Tensor& w, const torch::Tensor& b) {
-  GroupFamily f;
+std::vector<optim::GroupFamily> row_groups(const torch::Tensor& w, const torch::Tensor& b) {
+  optim::GroupFamily f;
   f.name = "rows";
   f.count = w.size(0);
   std::vector<int64_t> pos(w.size(0));
@@ -88,7 +90,7 @@ TEST(Hspg, GroupSoftThresholdShrinksAlongU) {
   auto u = param({7, 3}, 1).detach();
   const double n = u.norm().item<double>();
   for (double t : {0.0, 0.1 * n, 0.9 * n, n, 2 * n}) {
-    auto p = group_soft_threshold(u, t);
+    auto p = optim::group_soft_threshold(u, t);
     EXPECT_NEAR(p.norm().item<double>(), std::max(0.0, n - t), 1e-12) << t;
     if (t < n) {  // parallel to u, same direction
       double cos = (p * u).sum().item<double>() / (p.norm().item<double>() * n);
@@ -97,7 +99,7 @@ TEST(Hspg, GroupSoftThresholdShrinksAlongU) {
       EXPECT_TRUE(p.eq(0).all().item<bool>());
     }
   }
-  EXPECT_TRUE(group_soft_threshold(torch::zeros({3}), 0.1).eq(0).all().item<bool>());
+  EXPECT_TRUE(optim::group_soft_threshold(torch::zeros({3}), 0.1).eq(0).all().item<bool>());
 }
 
 // Stage 1 of the optimizer is that prox applied to u = x - lr * grad, group by group (a group =
@@ -105,7 +107,8 @@ TEST(Hspg, GroupSoftThresholdShrinksAlongU) {
 TEST(Hspg, ProxStageIsTheGroupSoftThreshold) {
   auto w = param({6, 4}, 2), b = param({6}, 3);
   const double lr = 0.5, lambda = 1.0;
-  HSPG opt({w, b}, row_groups(w, b), HSPGOptions(lr).lambda(lambda).prox_steps(1000));
+  optim::HspgOptimizer opt({w, b}, row_groups(w, b),
+                           optim::HspgOptimizerOptions(lr).lambda(lambda).prox_steps(1000));
   auto gw = torch::randn({6, 4}, torch::kDouble), gb = torch::randn({6}, torch::kDouble);
   auto uw = w.detach() - lr * gw, ub = b.detach() - lr * gb;
   set_grad(w, gw);
@@ -115,7 +118,7 @@ TEST(Hspg, ProxStageIsTheGroupSoftThreshold) {
   int zeros = 0;
   for (int64_t k = 0; k < 6; ++k) {
     auto u = torch::cat({uw[k], ub.slice(0, k, k + 1)});
-    auto expect = group_soft_threshold(u, lr * lambda);
+    auto expect = optim::group_soft_threshold(u, lr * lambda);
     auto got = torch::cat({w.detach()[k], b.detach().slice(0, k, k + 1)});
     EXPECT_TRUE(got.allclose(expect, 1e-12, 1e-12)) << "group " << k;
     zeros += got.eq(0).all().item<bool>();
@@ -144,7 +147,8 @@ TEST(Hspg, HalfSpaceRuleOnHandBuiltVectors) {
     }
     grad[n][2] = -5.0;  // the last row is a zero group: absorbing, whatever its gradient
   }
-  HSPG opt({w}, row_groups(w, {}), HSPGOptions(1.0).lambda(0).epsilon(eps).prox_steps(0));
+  optim::HspgOptimizer opt({w}, row_groups(w, {}),
+                           optim::HspgOptimizerOptions(1.0).lambda(0).epsilon(eps).prox_steps(0));
   ASSERT_TRUE(opt.half_space_stage());
   set_grad(w, grad);
   opt.step();
@@ -164,7 +168,9 @@ TEST(Hspg, HalfSpaceRuleOnHandBuiltVectors) {
 TEST(Hspg, HalfSpaceRuleWithLambdaAcrossTensors) {
   auto w = param({40, 5}, 4), b = param({40}, 5);
   const double lr = 0.5, lambda = 2.0, eps = 0.2;
-  HSPG opt({w, b}, row_groups(w, b), HSPGOptions(lr).lambda(lambda).epsilon(eps).prox_steps(0));
+  optim::HspgOptimizer opt(
+      {w, b}, row_groups(w, b),
+      optim::HspgOptimizerOptions(lr).lambda(lambda).epsilon(eps).prox_steps(0));
   auto gw = 4 * torch::randn({40, 5}, torch::kDouble), gb = 4 * torch::randn({40}, torch::kDouble);
   auto x = torch::cat({w.detach(), b.detach().unsqueeze(1)}, 1);
   auto g = torch::cat({gw, gb.unsqueeze(1)}, 1);
@@ -195,10 +201,13 @@ TEST(Hspg, LambdaZeroEqualsSgdStepByStep) {
     torch::optim::SGD sgd(
         {w, b, other},
         torch::optim::SGDOptions(0.1).momentum(0.9).nesterov(nesterov).weight_decay(5e-4));
-    HSPG opt(
-        {w2, b2, other2}, row_groups(w2, b2),
-        HSPGOptions(0.1).lambda(0).momentum(0.9).nesterov(nesterov).weight_decay(5e-4).prox_steps(
-            5));
+    optim::HspgOptimizer opt({w2, b2, other2}, row_groups(w2, b2),
+                             optim::HspgOptimizerOptions(0.1)
+                                 .lambda(0)
+                                 .momentum(0.9)
+                                 .nesterov(nesterov)
+                                 .weight_decay(5e-4)
+                                 .prox_steps(5));
     for (int k = 0; k < 12; ++k) {
       for (auto [p, q] :
            {std::make_pair(w, w2), std::make_pair(b, b2), std::make_pair(other, other2)}) {
@@ -230,7 +239,7 @@ TEST(Hspg, LambdaZeroEqualsPlainTrainingThroughTheTrainer) {
     int64_t projections = -1;
     bool half = false;
     void end_epoch(Context& c) override {
-      auto& h = dynamic_cast<HSPG&>(c.optimizer);
+      auto& h = dynamic_cast<optim::HspgOptimizer&>(c.optimizer);
       projections = h.projections();
       half = h.half_space_stage();
     }
@@ -250,7 +259,7 @@ struct WatchZeroGroups : Method {
   torch::Tensor zero;  // zero groups after the previous half-space step
   int64_t violations = 0, half_steps = 0, max_zero = 0;
   void after_step(Context& c) override {
-    auto& h = dynamic_cast<HSPG&>(c.optimizer);
+    auto& h = dynamic_cast<optim::HspgOptimizer&>(c.optimizer);
     bool half = h.steps() > h.options().prox_steps();  // the step just taken was stage 2
     auto z = h.group_norms() == 0;
     max_zero = std::max(max_zero, z.sum().item<int64_t>());
@@ -261,9 +270,9 @@ struct WatchZeroGroups : Method {
   }
 };
 
-// A group-sparse least-squares problem: y = X w* with w* nonzero on 3 of 10 groups. HSPG finds
-// exactly the zero groups (the others stay nonzero and close to w*), and a zero group never
-// revives in the half-space stage.
+// A group-sparse least-squares problem: y = X w* with w* nonzero on 3 of 10 groups.
+// optim::HspgOptimizer finds exactly the zero groups (the others stay nonzero and close to w*), and
+// a zero group never revives in the half-space stage.
 TEST(Hspg, RecoversTheGroupSupportOfASparseRegression) {
   torch::manual_seed(21);
   const int64_t groups = 10, width = 3;
@@ -272,7 +281,8 @@ TEST(Hspg, RecoversTheGroupSupportOfASparseRegression) {
   w_true.slice(0, 0, 3).copy_(torch::randn({3, width}, torch::kDouble) + 1.0);
   auto y = X.matmul(w_true.reshape({-1})) + 0.01 * torch::randn({400}, torch::kDouble);
   auto w = (0.5 * torch::randn({groups, width}, torch::kDouble)).requires_grad_(true);
-  HSPG opt({w}, row_groups(w, {}), HSPGOptions(0.1).lambda(0.05).prox_steps(40));
+  optim::HspgOptimizer opt({w}, row_groups(w, {}),
+                           optim::HspgOptimizerOptions(0.1).lambda(0.05).prox_steps(40));
   torch::Tensor zero_before;
   int64_t revived = 0;
   for (int k = 0; k < 200; ++k) {
@@ -319,8 +329,12 @@ TEST(Hspg, GroupsAreDrivenToZeroAndStayZero) {
 TEST(Hspg, ZeroGroupFractionNeverExceedsTheCap) {
   for (int64_t prox : {0, 1000}) {  // half-space stage / Prox-SG stage
     auto w = param({50, 4}, 9);
-    HSPG opt({w}, row_groups(w, {}),
-             HSPGOptions(0.2).lambda(2.0).epsilon(0.5).prox_steps(prox).upper_group_sparsity(0.3));
+    optim::HspgOptimizer opt({w}, row_groups(w, {}),
+                             optim::HspgOptimizerOptions(0.2)
+                                 .lambda(2.0)
+                                 .epsilon(0.5)
+                                 .prox_steps(prox)
+                                 .upper_group_sparsity(0.3));
     int64_t most = 0;
     for (int k = 0; k < 15; ++k) {
       set_grad(w, 0.3 * torch::randn({50, 4}, torch::kDouble));
@@ -333,7 +347,8 @@ TEST(Hspg, ZeroGroupFractionNeverExceedsTheCap) {
   }
   // Uncapped, the same problem zeroes (nearly) everything.
   auto w = param({50, 4}, 9);
-  HSPG opt({w}, row_groups(w, {}), HSPGOptions(0.2).lambda(2.0).epsilon(0.5));
+  optim::HspgOptimizer opt({w}, row_groups(w, {}),
+                           optim::HspgOptimizerOptions(0.2).lambda(2.0).epsilon(0.5));
   for (int k = 0; k < 15; ++k) {
     set_grad(w, 0.3 * torch::randn({50, 4}, torch::kDouble));
     opt.step();
@@ -395,8 +410,7 @@ void expect_exact_removal(Graph g, const std::vector<int64_t>& input, uint64_t s
   auto before = forward(g, x, Mode::kEval);
   const int64_t macs = macs_after(g, c, plan), params = predicted_params(g, c, plan);
   Hspg m(HspgOptions{});
-  torch::optim::SGD dummy(g.parameters(), torch::optim::SGDOptions(0.1));
-  Context ctx{g, dummy};
+  FinalizeContext ctx{g};
   m.finalize(ctx);
   EXPECT_LT(testing::max_abs_diff(forward(g, x, Mode::kEval), before), 1e-5);
   auto cost = count_cost(g);
@@ -427,8 +441,7 @@ TEST(Hspg, RemovingZeroGroupsIsExactOnFixtures) {
 
 // The surgery after a training run of `epochs` epochs, and the method's report.
 Json finalize_and_describe(Graph& g, Method& m, int64_t epochs) {
-  torch::optim::SGD dummy(g.parameters(), torch::optim::SGDOptions(0.1));
-  Context ctx{g, dummy};
+  FinalizeContext ctx{g};
   ctx.epochs = epochs;
   m.finalize(ctx);
   Json j;
@@ -436,7 +449,8 @@ Json finalize_and_describe(Graph& g, Method& m, int64_t epochs) {
   return j;
 }
 
-// After HSPG training: the group-sparse network and its compressed form agree (no fine-tune).
+// After optim::HspgOptimizer training: the group-sparse network and its compressed form agree (no
+// fine-tune).
 TEST(Hspg, CompressPipelineRemovesTrainedZeroGroupsExactly) {
   auto d = testing::tiny_data({2, 8, 8}, 5);
   Graph g = testing::fixture_all_ops(5);
@@ -522,9 +536,9 @@ TEST(Hspg, ChannelMacsCountsWhatSurgeryLeaves) {
   }
 }
 
-// With --target-macs, HSPG stops zeroing groups at the budget: the compressed network keeps at
-// least that fraction of the MACs (at every step, not only at the end), while the same run
-// without the budget goes far below it.
+// With --target-macs, optim::HspgOptimizer stops zeroing groups at the budget: the compressed
+// network keeps at least that fraction of the MACs (at every step, not only at the end), while the
+// same run without the budget goes far below it.
 TEST(Hspg, TargetMacsIsAFloorThatBinds) {
   auto d = testing::tiny_data({2, 8, 8}, 5);
   const double target = 0.6;
@@ -541,7 +555,7 @@ TEST(Hspg, TargetMacsIsAFloorThatBinds) {
       std::shared_ptr<ChannelMacs> cm;
       int64_t lowest = std::numeric_limits<int64_t>::max();
       void after_step(Context& ctx) override {
-        auto& h = dynamic_cast<HSPG&>(ctx.optimizer);
+        auto& h = dynamic_cast<optim::HspgOptimizer&>(ctx.optimizer);
         if (!cm) {
           std::vector<int> ids;
           for (const auto& f : h.families()) ids.push_back(f.coupling_group);
@@ -574,8 +588,9 @@ TEST(Hspg, TargetMacsIsAFloorThatBinds) {
 
 TEST(Hspg, OptimizerStateRoundTripContinuesIdentically) {
   auto w = param({10, 3}, 11), b = param({10}, 12);
-  HSPGOptions o = HSPGOptions(0.1).lambda(3.0).momentum(0.9).prox_steps(3);
-  HSPG opt({w, b}, row_groups(w, b), o);
+  optim::HspgOptimizerOptions o =
+      optim::HspgOptimizerOptions(0.1).lambda(3.0).momentum(0.9).prox_steps(3);
+  optim::HspgOptimizer opt({w, b}, row_groups(w, b), o);
   auto grads = [](int k) {
     torch::manual_seed(100 + k);
     return std::make_pair(torch::randn({10, 3}, torch::kDouble),
@@ -592,7 +607,7 @@ TEST(Hspg, OptimizerStateRoundTripContinuesIdentically) {
   std::ostringstream os;
   out.save_to(os);
   auto w2 = w.detach().clone().requires_grad_(true), b2 = b.detach().clone().requires_grad_(true);
-  HSPG back({w2, b2}, row_groups(w2, b2), o);
+  optim::HspgOptimizer back({w2, b2}, row_groups(w2, b2), o);
   torch::serialize::InputArchive in;
   std::istringstream is(os.str());
   in.load_from(is);
@@ -653,19 +668,23 @@ TEST(Hspg, OptionsAreValidated) {
             }).find("unknown option"),
             std::string::npos);
   auto w = param({2, 2}, 0);
-  EXPECT_THROW(HSPG({w}, row_groups(w, {}), HSPGOptions(0.1).epsilon(-0.1)), c10::Error);
+  EXPECT_THROW(
+      optim::HspgOptimizer({w}, row_groups(w, {}), optim::HspgOptimizerOptions(0.1).epsilon(-0.1)),
+      c10::Error);
   auto stranger = param({2, 2}, 1);
-  EXPECT_THROW(HSPG({w}, row_groups(stranger, {}), HSPGOptions(0.1)), c10::Error);
+  EXPECT_THROW(
+      optim::HspgOptimizer({w}, row_groups(stranger, {}), optim::HspgOptimizerOptions(0.1)),
+      c10::Error);
   auto m = std::dynamic_pointer_cast<Hspg>(create_method(
       "hspg", {{"lambda", "0.002"}, {"prox-epochs", "3"}, {"stage1", "subgradient"}}));
   ASSERT_TRUE(m);
   EXPECT_EQ(m->options().lambda, 0.002);
-  EXPECT_EQ(m->options().prox_epochs, 3);
+  EXPECT_EQ(m->options().prox_epochs.value_or(-1), 3);
   EXPECT_TRUE(m->options().subgradient);
   EXPECT_EQ(m->options().target_macs, 1.0);
   m = std::dynamic_pointer_cast<Hspg>(create_method("hspg", {{"target-macs", "0.3"}}));
   EXPECT_EQ(m->options().target_macs, 0.3);
-  HSPG opt({w}, row_groups(w, {}), HSPGOptions(0.1));
+  optim::HspgOptimizer opt({w}, row_groups(w, {}), optim::HspgOptimizerOptions(0.1));
   opt.param_groups()[0].options().set_lr(0.25);  // the Trainer's per-step lr reaches the step
   EXPECT_EQ(opt.param_groups()[0].options().get_lr(), 0.25);
 }
@@ -699,13 +718,14 @@ TEST(Hspg, ZeroInvariantGroupsAreTheOutSideEntries) {
 // ---- OBProx-SG ----------------------------------------------------------------------------------
 
 // Invariant 7: the orthant step never flips a sign and never revives a zero.
-TEST(Obproxsg, OrthantStepNeverFlipsSignsOrRevivesZeros) {
+TEST(ObProxSg, OrthantStepNeverFlipsSignsOrRevivesZeros) {
   auto x = param({200}, 13);
   {
     torch::NoGradGuard ng;
     x.index_put_({torch::arange(0, 200, 7)}, 0.0);
   }
-  OBProxSG opt({x}, OBProxSGOptions(0.5).lambda(0.05).momentum(0.5).prox_steps(0));
+  optim::ObProxSgOptimizer opt(
+      {x}, optim::ObProxSgOptimizerOptions(0.5).lambda(0.05).momentum(0.5).prox_steps(0));
   ASSERT_TRUE(opt.orthant_stage());
   for (int k = 0; k < 10; ++k) {
     auto before = x.detach().clone();
@@ -719,10 +739,11 @@ TEST(Obproxsg, OrthantStepNeverFlipsSignsOrRevivesZeros) {
 }
 
 // Stage 1: x <- soft_threshold(x - lr * grad, lr * lambda).
-TEST(Obproxsg, ProxStageIsTheSoftThreshold) {
+TEST(ObProxSg, ProxStageIsTheSoftThreshold) {
   auto x = param({50}, 14);
   const double lr = 0.1, lambda = 2.0;
-  OBProxSG opt({x}, OBProxSGOptions(lr).lambda(lambda).prox_steps(5));
+  optim::ObProxSgOptimizer opt({x},
+                               optim::ObProxSgOptimizerOptions(lr).lambda(lambda).prox_steps(5));
   auto g = torch::randn({50}, torch::kDouble);
   auto u = x.detach() - lr * g;
   auto expect = u.sign() * (u.abs() - lr * lambda).clamp_min(0);
@@ -733,17 +754,16 @@ TEST(Obproxsg, ProxStageIsTheSoftThreshold) {
   EXPECT_FALSE(opt.orthant_stage());
 }
 
-TEST(Obproxsg, LambdaZeroEqualsPlainTrainingAndSparsityGrowsWithLambda) {
+TEST(ObProxSg, LambdaZeroEqualsPlainTrainingAndSparsityGrowsWithLambda) {
   auto d = testing::tiny_data();
   auto run = [&](double lambda) {
     Graph g = testing::tiny_convnet(2);
-    ObproxsgOptions o;
+    ObProxSgOptions o;
     o.lambda = lambda;
     o.prox_epochs = 1;
-    auto m = std::make_shared<Obproxsg>(o);
+    auto m = std::make_shared<ObProxSg>(o);
     Trainer(g, small_options(3), {m}).fit(d.train, nullptr);
-    torch::optim::SGD dummy(g.parameters(), torch::optim::SGDOptions(0.1));
-    Context ctx{g, dummy};
+    FinalizeContext ctx{g};
     m->finalize(ctx);
     Json j;
     m->describe(j);

@@ -1,9 +1,9 @@
 // Importance criteria, pruning plans and MAC budgets, and the magnitude method end to end.
+#include "nnslim/core/json.h"
 #include "nnslim/graph/cost.h"
 #include "nnslim/graph/surgery.h"
 #include "nnslim/methods/magnitude.h"
 #include "nnslim/models/zoo.h"
-#include "nnslim/report/json.h"
 #include "support/fixtures.h"
 
 #include <gtest/gtest.h>

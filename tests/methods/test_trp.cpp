@@ -1,13 +1,13 @@
 // TRP (methods/trp.h, methods/lowrank.h): the invariants of METHODS.md §1.8, the off-switch,
 // the TRP-step projection and nuclear sub-gradient, final rank selection with a MAC budget,
 // state save/load, a short training run and the CLI.
+#include "nnslim/core/json.h"
 #include "nnslim/graph/cost.h"
 #include "nnslim/graph/execute.h"
 #include "nnslim/methods/lowrank.h"
 #include "nnslim/methods/registry.h"
 #include "nnslim/methods/trp.h"
 #include "nnslim/models/zoo.h"
-#include "nnslim/report/json.h"
 #include "nnslim/train/trainer.h"
 #include "support/fixtures.h"
 
@@ -36,12 +36,15 @@ Trp& as_trp(const std::shared_ptr<Method>& m) { return dynamic_cast<Trp&>(*m); }
 
 // A Context over `g` for calling hooks directly.
 struct Harness {
-  explicit Harness(Graph& g) : opt(g.parameters(), torch::optim::SGDOptions(0.1)), ctx{g, opt} {
+  explicit Harness(Graph& g)
+      : opt(g.parameters(), torch::optim::SGDOptions(0.1)), ctx{g, opt}, fin{g} {
     ctx.steps_per_epoch = 10;
     ctx.epochs = 1;
+    fin.epochs = 1;
   }
   torch::optim::SGD opt;
-  Context ctx;
+  Context ctx;          // training hooks
+  FinalizeContext fin;  // finalize()
 };
 
 std::string error_of(const std::function<void()>& f) {
@@ -296,7 +299,7 @@ TEST(Trp, FinalizeOnLowRankWeightsKeepsTheOutput) {
     Harness h(g);
     auto m = make_trp({{"scheme", scheme_name(s)}, {"tau", "1e-6"}});
     m->begin(h.ctx);
-    m->finalize(h.ctx);
+    m->finalize(h.fin);
     validate(g);
     for (const auto& l : as_trp(m).layers()) {
       EXPECT_EQ(l.rank, 2) << l.name;
@@ -319,7 +322,7 @@ TEST(Trp, FinalizeOnLowRankWeightsKeepsTheOutput) {
   Harness h(g);
   auto m = make_trp({{"tau", "0"}});
   m->begin(h.ctx);
-  m->finalize(h.ctx);
+  m->finalize(h.fin);
   EXPECT_EQ(g.nodes.size(), count);
   for (const auto& l : as_trp(m).layers()) EXPECT_FALSE(l.factorized) << l.name;
 }
@@ -333,7 +336,7 @@ TEST(Trp, TargetMacsIsMetByBisection) {
       Harness h(g);
       auto m = make_trp({{"scheme", scheme_name(s)}, {"rank-rule", rule}, {"target-macs", "0.5"}});
       m->begin(h.ctx);
-      m->finalize(h.ctx);
+      m->finalize(h.fin);
       validate(g);
       double after = static_cast<double>(count_cost(g).macs);
       EXPECT_LE(after, 0.5 * before) << scheme_name(s) << " " << rule;
@@ -347,7 +350,7 @@ TEST(Trp, TargetMacsIsMetByBisection) {
   Harness h(g);
   auto m = make_trp({{"target-macs", "0.6"}, {"rank-multiple", "4"}});
   m->begin(h.ctx);
-  m->finalize(h.ctx);
+  m->finalize(h.fin);
   for (const auto& l : as_trp(m).layers())
     if (l.factorized) {
       EXPECT_EQ(l.rank % 4, 0) << l.name;
@@ -391,8 +394,8 @@ TEST(Trp, StateSurvivesSaveAndLoad) {
   EXPECT_TRUE(r.done());
   Graph ga = g.clone(), gb = g.clone();
   Harness ha(ga), hb(gb);
-  a->finalize(ha.ctx);
-  b->finalize(hb.ctx);
+  a->finalize(ha.fin);
+  b->finalize(hb.fin);
   Json ja = Json::object(), jb = Json::object();
   a->describe(ja);
   b->describe(jb);
@@ -419,7 +422,7 @@ TEST(Trp, TrainsThenFactorisesWithSmallAccuracyLoss) {
   EXPECT_GT(r.history.back().extra.count("trp_seconds"), 0u);
   const int64_t macs = count_cost(g).macs;
   Harness h(g);
-  m->finalize(h.ctx);
+  m->finalize(h.fin);
   EXPECT_LT(count_cost(g).macs, macs);
   EXPECT_GE(evaluate(g, d.test).top1, trained - 5.0);
 }

@@ -1,6 +1,7 @@
 // Micro-structured unification (METHODS.md §4): partition, the projection and its §4.7
 // invariants, ADMM bookkeeping, masked retraining, the compact format and file, the sign-sum
 // kernel, the MAC counter, the p = u = 0 off-switch through the pipeline, and the CLI.
+#include "nnslim/core/json.h"
 #include "nnslim/graph/builder.h"
 #include "nnslim/graph/cost.h"
 #include "nnslim/graph/execute.h"
@@ -8,7 +9,6 @@
 #include "nnslim/methods/registry.h"
 #include "nnslim/methods/unify.h"
 #include "nnslim/models/zoo.h"
-#include "nnslim/report/json.h"
 #include "nnslim/train/compress.h"
 #include "support/fixtures.h"
 
@@ -287,8 +287,7 @@ TEST(UnifyRetrain, StructurePreservedAfterEveryStep) {
   Graph g = testing::fixture_all_ops(6);
   UnifyOptions o;
   Unify m(o);
-  torch::optim::SGD dummy(g.parameters(), torch::optim::SGDOptions(0.1));
-  Context ctx{g, dummy};
+  FinalizeContext ctx{g};
   m.finalize(ctx);
   // Every conv but the stem, i.e. res.conv1/2, br_a (1x1), br_b, dw (depthwise).
   EXPECT_EQ(m.selected().size(), 5u);
@@ -384,8 +383,7 @@ TEST(UnifyKernel, MatchesDenseConvAndCountsMacs) {
 TEST(UnifyKernel, FinalizeReportsMacsAndStorage) {
   Graph g = build_model("resnet20", {1, 32, 32}, 10);
   Unify m(UnifyOptions{});
-  torch::optim::SGD dummy(g.parameters(), torch::optim::SGDOptions(0.1));
-  Context ctx{g, dummy};
+  FinalizeContext ctx{g};
   m.finalize(ctx);
   Json j;
   m.describe(j);
@@ -455,8 +453,7 @@ TEST(UnifyFormat, SaveLoadRoundTripAndFileShrinks) {
   Graph g = build_model("resnet20", {1, 32, 32}, 10);
   save_graph(g, dir.file("dense.nnslim"));
   Unify m(UnifyOptions{});
-  torch::optim::SGD dummy(g.parameters(), torch::optim::SGDOptions(0.1));
-  Context ctx{g, dummy};
+  FinalizeContext ctx{g};
   m.finalize(ctx);
   save_graph(g, dir.file("after.nnslim"));
   save_unified(g, dir.file("unified.nnslim"));
@@ -489,25 +486,24 @@ TEST(UnifyPipeline, ZeroRatiosEqualPlainTrainingBitForBit) {
   co.finetune_epochs = 1;
   co.measure_latency = false;
   Graph a = testing::tiny_convnet(2), b = testing::tiny_convnet(2);
-  Plain plain;
-  compress(a, plain, d.train, d.test, co);
+  compress(a, std::make_shared<Plain>(), d.train, d.test, co);
   UnifyOptions o;
   o.prune = 0;
   o.unify = 0;
   o.rho = 0.1;  // S is the whole space: no penalty whatever rho
-  Unify m(o);
+  auto m = std::make_shared<Unify>(o);
   compress(b, m, d.train, d.test, co);
-  EXPECT_EQ(m.selected(), std::vector<std::string>{"conv2"});
-  EXPECT_EQ(m.rounds(), 2);
+  EXPECT_EQ(m->selected(), std::vector<std::string>{"conv2"});
+  EXPECT_EQ(m->rounds(), 2);
   EXPECT_TRUE(same_weights(a, b));
   // ... whereas p, u > 0 changes the result and leaves the structure in place.
   Graph c = testing::tiny_convnet(2);
-  Unify m2(UnifyOptions{});
+  auto m2 = std::make_shared<Unify>(UnifyOptions{});
   auto r = compress(c, m2, d.train, d.test, co);
   EXPECT_FALSE(same_weights(a, c));
   EXPECT_GT(r.method.get("storage_ratio").num(), 1.0);
   auto w = c.find("conv2")->params.at("weight");
-  const auto& f = m2.frozen().at(0);
+  const auto& f = m2->frozen().at(0);
   EXPECT_TRUE(w.masked_select(f.fixed).equal(f.values.masked_select(f.fixed)));
 }
 

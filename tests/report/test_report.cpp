@@ -1,12 +1,12 @@
 // The comparison report: entries read from run directories, the text table, the SVG plots, and
 // the HTML page rendered by a real headless browser (Debian's chromium).
+#include "nnslim/core/json.h"
 #include "nnslim/graph/coupling.h"
 #include "nnslim/graph/factorize.h"
 #include "nnslim/graph/serialize.h"
 #include "nnslim/graph/surgery.h"
 #include "nnslim/models/zoo.h"
 #include "nnslim/report/comparison.h"
-#include "nnslim/report/json.h"
 #include "nnslim/report/svg.h"
 #include "support/fixtures.h"
 

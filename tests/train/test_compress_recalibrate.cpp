@@ -18,7 +18,7 @@ CompressResult prune_half(Graph& g, const DataSplits& data, int64_t recal_batche
   o.measure_latency = false;
   o.recalibrate_batches = recal_batches;
   auto m = create_method("magnitude", {{"ratio", "0.5"}});
-  return compress(g, *m, data.train, data.test, o);
+  return compress(g, m, data.train, data.test, o);
 }
 
 TEST(CompressRecalibrate, EqualsRecalibratingTheSurgeryOutput) {

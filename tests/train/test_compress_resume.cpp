@@ -54,7 +54,7 @@ struct Crashing : Method {
   void after_backward(Context& c) override { inner->after_backward(c); }
   void after_step(Context& c) override { inner->after_step(c); }
   void end_epoch(Context& c) override { inner->end_epoch(c); }
-  void finalize(Context& c) override { inner->finalize(c); }
+  void finalize(FinalizeContext& c) override { inner->finalize(c); }
   std::shared_ptr<Method> finetune_method() override {
     if (!finetune) return inner->finetune_method();
     auto f = std::make_shared<FinetuneCrash>();
@@ -81,17 +81,17 @@ void check_resume(const std::string& method, const std::map<std::string, std::st
   };
   testing::TempDir a, b;
   Graph full = base.clone();
-  compress(full, *create_method(method, values), data.train, data.test, options(a.path));
+  compress(full, create_method(method, values), data.train, data.test, options(a.path));
 
   Graph interrupted = base.clone();
-  Crashing crashing(create_method(method, values), 2, crash_in_finetune);
+  auto crashing = std::make_shared<Crashing>(create_method(method, values), 2, crash_in_finetune);
   EXPECT_THROW(compress(interrupted, crashing, data.train, data.test, options(b.path)),
                std::runtime_error);
 
   Graph resumed = base.clone();
   auto o = options(b.path);
   o.resume = true;
-  compress(resumed, *create_method(method, values), data.train, data.test, o);
+  compress(resumed, create_method(method, values), data.train, data.test, o);
   EXPECT_TRUE(testing::same_weights(full, resumed))
       << method << (crash_in_finetune ? " (fine-tune)" : "");
   EXPECT_FALSE(testing::same_weights(full, interrupted));  // the crash really cut the run short

@@ -79,4 +79,13 @@ int layout_value(const Graph& graph, const ParamDim& pd);
 torch::Tensor channel_rows(const Graph& graph, const Coupling& c, const ChannelGroup& g,
                            const ParamDim& pd);
 
+// The channels of group g that output exact zeros: every out-side parameter entry of the channel
+// (producer filters and biases, BN gamma and beta, depthwise filters) is zero. Bool [channels],
+// on the CPU. Removing such channels (graph/surgery.h: prune_groups) is exact.
+torch::Tensor zero_output_channels(const Graph& graph, const Coupling& c, const ChannelGroup& g);
+
+// The channels to keep when the zero ones go: the indices where `zero` (bool [channels]) is
+// false, in order, or {0} when every channel is zero (a group keeps one channel).
+std::vector<int64_t> channels_to_keep(const torch::Tensor& zero);
+
 }  // namespace nnslim

@@ -70,7 +70,7 @@ class AdaPruner : public Method {
   std::string name() const override { return "adapruner"; }
   void check_applicable(const Graph& g) const override;
   void after_backward(Context& ctx) override;
-  void finalize(Context& ctx) override;
+  void finalize(FinalizeContext& ctx) override;
   void describe(Json& out) const override { out = details_; }
   // A fresh initialisation (the `scratch` candidate) trains at --scratch-lr, inherited weights
   // at the requested rate.

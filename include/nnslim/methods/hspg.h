@@ -1,191 +1,45 @@
 // Compression via sparse optimisation (Chen et al., arXiv 2011.04868) -- METHODS.md §2.
 //
-// HSPG is a torch::optim::Optimizer for  min f(x) + lambda * sum_g ||x_g||_2  over disjoint
-// variable groups g (§2.3). Per step, with d = grad + weight_decay * x (then heavy-ball momentum
-// on d, exactly as torch::optim::SGD does it), lr = the current rate:
-//   stage 1 (the first prox_steps steps), Prox-SG (§2.5, the paper's form):
-//       u = x - lr * d;   x_g <- max(0, 1 - lr*lambda/||u_g||) * u_g      (group soft-threshold)
-//     or, with subgradient(true), the OTOv1 code's form: d_g += lambda * x_g/||x_g|| (0 when
-//     x_g = 0) and x <- x - lr * d (no zeros are made in stage 1).
-//   stage 2, half-space: Z = {g : ||x_g|| = 0} stays zero; for g not in Z,
-//       d_g += lambda * x_g/||x_g||;  trial x^_g = x_g - lr * d_g;
-//       x_g <- 0 if <x^_g, x_g> < epsilon * ||x_g||^2, else x^_g.
-// Entries outside every group take the plain SGD step. With lambda = 0, in stage 1, the iterates
-// are those of torch::optim::SGD bit for bit (stage 2 too unless a projection fires; see
-// projections()).
-// Cap (upper_group_sparsity U < 1): a step never leaves more than floor(U * groups) groups at
-// zero (unless more are exactly zero anyway: a group whose trial point is 0 stays 0). When
-// more groups qualify, those with the smallest trial norm ||x^_g|| (stage 1: ||u_g||) are
-// zeroed and the others take the unprojected trial point [OUR CHOICE; the code draws a random
-// subset].
-// Limit (limit_zeros): a callback that may veto further candidates after the cap -- the Hspg
-// method's MAC budget keeps the network's MACs at or above a floor this way.
-// State: momentum buffers (per tensor) and the step counter; save()/load() round-trip both.
-//
-// Hspg is the Method (`nnslim compress --method hspg`): its groups are the graph's zero-invariant
-// groups (zero_invariant_groups below), finalize() removes every channel whose group is exactly
-// zero with channel surgery -- exact, so no fine-tuning is needed (§2.6) -- and describe()
-// reports group sparsity per coupling group, per layer and in total.
-//
-// OBProxSG / Obproxsg (`--method obproxsg`) is the element-wise l1 variant (§2.5): Prox-SG
-// soft-thresholding for prox_steps steps, then orthant steps that never flip a sign and never
-// revive a zero. It reports element sparsity; no surgery.
+// The hspg method (`nnslim compress --method hspg`) trains with the HSPG optimizer
+// (optim/hspg.h) over the graph's zero-invariant groups (zero_invariant_groups below);
+// finalize() removes every channel whose group is exactly zero with channel surgery -- exact,
+// so no fine-tuning is needed (§2.6) -- and describe() reports group sparsity per coupling
+// group, per layer and in total. The element-wise l1 variant is methods/obproxsg.h.
 #pragma once
 
 #include "nnslim/graph/coupling.h"
 #include "nnslim/methods/method.h"
 #include "nnslim/methods/registry.h"
-
-#include <torch/arg.h>
-#include <torch/optim/optimizer.h>
-#include <torch/optim/serialize.h>
-#include <torch/serialize/archive.h>
+#include "nnslim/optim/hspg.h"
 
 #include <cstdint>
-#include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 namespace nnslim {
 
-// ---- variable groups -------------------------------------------------------------------------
-
-// One tensor dimension of a family of groups: group k of the family owns positions
-// positions[k*w, (k+1)*w) of dimension `dim` of `param` (every entry along the other
-// dimensions), where w = positions.size() / family.count.
-struct GroupSlice {
-  torch::Tensor param;
-  int64_t dim = 0;
-  std::vector<int64_t> positions;
-};
-
-// `count` disjoint groups (channels) laid over one or more tensor dimensions.
-struct GroupFamily {
-  std::string name;
-  int64_t count = 0;
-  int coupling_group = -1;  // the Coupling group it came from (zero_invariant_groups), or -1
-  std::vector<GroupSlice> slices;
-};
-
 // The zero-invariant groups of a graph (§2.4): one family per prunable coupling group of
 // `coupling` (computed on `graph`); group k = every OUT-SIDE entry of channel k -- producer
 // filter rows and biases, BN gamma and beta, depthwise filter rows and biases. If all of them are
-// zero, channel k outputs exact zeros (graph/surgery.h: zero_channels), so removing it is exact.
-// Consumers' input slices are NOT part of the group (as OTOv1's code; see docs/methods/hspg.md).
-// Unprunable groups (network input/output, grouped convs, excluded nodes) give no family.
-std::vector<GroupFamily> zero_invariant_groups(const Graph& graph, const Coupling& coupling);
-
-// Group soft-threshold (§2.5, invariant 3): max(0, 1 - threshold/||u||) * u (0 when ||u|| = 0).
-torch::Tensor group_soft_threshold(const torch::Tensor& u, double threshold);
-
-// ---- the HSPG optimizer ----------------------------------------------------------------------
-
-struct HSPGOptions : public torch::optim::OptimizerCloneableOptions<HSPGOptions> {
-  HSPGOptions(double lr = 0.1);       // NOLINT: implicit, as LibTorch's option types
-  TORCH_ARG(double, lr);              // the Trainer overwrites it every step
-  TORCH_ARG(double, lambda) = 1e-3;   // group-lasso weight, >= 0
-  TORCH_ARG(double, epsilon) = 0.0;   // half-space parameter, in [0, 1)
-  TORCH_ARG(double, momentum) = 0.0;  // heavy ball on d, in [0, 1)
-  TORCH_ARG(bool, nesterov) = false;
-  TORCH_ARG(double, weight_decay) = 0.0;          // on every entry, grouped or not
-  TORCH_ARG(int64_t, prox_steps) = 0;             // steps of stage 1 (N_P in steps)
-  TORCH_ARG(double, upper_group_sparsity) = 1.0;  // U in (0, 1]; 1 = no cap
-  TORCH_ARG(bool, subgradient) = false;           // stage 1 as the OTOv1 code
-
- public:
-  void serialize(torch::serialize::InputArchive& archive) override;
-  void serialize(torch::serialize::OutputArchive& archive) const override;
-  double get_lr() const override;
-  void set_lr(const double lr) override;
-  ~HSPGOptions() override = default;
-};
-
-// Momentum buffer of one tensor (as torch::optim::SGDParamState).
-struct HSPGParamState : public torch::optim::OptimizerCloneableParamState<HSPGParamState> {
-  TORCH_ARG(torch::Tensor, momentum_buffer);
-
- public:
-  void serialize(torch::serialize::InputArchive& archive) override;
-  void serialize(torch::serialize::OutputArchive& archive) const override;
-  ~HSPGParamState() override = default;
-};
-
-class HSPG : public torch::optim::Optimizer {
- public:
-  // Given the groups that are zero after this step whatever happens (`zero`) and those the step
-  // would also zero (`candidates`), both bool [num_groups], returns the candidates that may go
-  // to zero (a subset); `score` [num_groups] ranks them, smaller first (the trial norms).
-  using ZeroLimit = std::function<torch::Tensor(
-      const torch::Tensor& zero, const torch::Tensor& candidates, const torch::Tensor& score)>;
-
-  // One parameter group holding `params`; every slice of `groups` must index a tensor of
-  // `params`, groups must be disjoint, a tensor may be indexed along one dimension only.
-  // Throws c10::Error on bad options ("hspg: epsilon must be in [0, 1), got 2") or groups.
-  HSPG(std::vector<torch::Tensor> params, std::vector<GroupFamily> groups, HSPGOptions defaults);
-
-  torch::Tensor step(LossClosure closure = nullptr) override;
-  void save(torch::serialize::OutputArchive& archive) const override;
-  void load(torch::serialize::InputArchive& archive) override;
-  // Applied to every step's candidates after the upper_group_sparsity cap (not saved: whoever
-  // makes the optimizer sets it again, as Hspg::make_optimizer does).
-  void limit_zeros(ZeroLimit limit) { limit_ = std::move(limit); }
-
-  HSPGOptions& options();                   // of the single parameter group
-  int64_t steps() const { return steps_; }  // steps taken (restored by load)
-  bool half_space_stage() const;            // the next step is a half-space step
-  int64_t num_groups() const { return num_groups_; }
-  const std::vector<GroupFamily>& families() const { return families_; }
-  torch::Tensor group_norms() const;  // [num_groups] double, ||x_g|| now (family order)
-  int64_t zero_groups() const;        // groups with ||x_g|| = 0 now
-  // Groups zeroed by a stage-2 projection (or a stage-1 soft-threshold) in this object's life.
-  int64_t projections() const { return projections_; }
-
- private:
-  struct Axis {  // the grouped dimension of one parameter
-    int64_t dim = 0;
-    int64_t offset = -1;         // >= 0: position j is group offset + j (no index needed)
-    torch::Tensor gid;           // [size(dim)] long: global group id, num_groups_ = ungrouped
-    std::vector<int64_t> shape;  // broadcast shape of a per-position vector
-  };
-  bool grouped(size_t i) const { return axes_[i].gid.defined(); }
-  // acc[g] += sum over the entries of group g in parameter i of a*b (acc: [num_groups + 1],
-  // the last slot collects ungrouped entries).
-  void accumulate(torch::Tensor& acc, size_t i, const torch::Tensor& a,
-                  const torch::Tensor& b) const;
-  // Per-group sums of a*b over every grouped parameter (a[i], b[i] for parameter i).
-  torch::Tensor group_dot(const std::vector<torch::Tensor>& a,
-                          const std::vector<torch::Tensor>& b) const;
-  // Per-entry view of a per-group vector v ([num_groups + 1]) for parameter i.
-  torch::Tensor expand(size_t i, const torch::Tensor& v) const;
-
-  std::vector<GroupFamily> families_;
-  ZeroLimit limit_;
-  std::vector<Axis> axes_;              // one per parameter; gid undefined = not grouped
-  torch::TensorOptions group_options_;  // dtype/device of per-group vectors (first grouped tensor)
-  mutable torch::Tensor scratch_;       // reused by accumulate()
-  int64_t num_groups_ = 0;
-  int64_t steps_ = 0;
-  int64_t projections_ = 0;
-
-  template <typename Self, typename Archive>
-  static void serialize(Self& self, Archive& archive) {
-    _TORCH_OPTIM_SERIALIZE_WITH_TEMPLATE_ARG(HSPG);
-  }
-};
-
-// ---- the HSPG method -------------------------------------------------------------------------
+// zero, channel k outputs exact zeros (graph/coupling.h: zero_output_channels), so removing it
+// is exact. Consumers' input slices are NOT part of the group (as OTOv1's code; see
+// docs/methods/hspg.md). Unprunable groups (network input/output, grouped convs, excluded nodes)
+// give no family.
+std::vector<optim::GroupFamily> zero_invariant_groups(const Graph& graph, const Coupling& coupling);
 
 struct HspgOptions {
   double lambda = 1e-3;                // §2.7: 5e-4 (VGG16-BN) .. 1e-3 (ResNet-50)
   double epsilon = 0.0;                // §2.7: 0 for conv groups
-  int64_t prox_epochs = -1;            // N_P; -1 = a quarter of the epochs (§2.7: 75 of 300)
+  std::optional<int64_t> prox_epochs;  // N_P; unset = a quarter of the epochs (§2.7: 75 of 300)
   double target_group_sparsity = 1.0;  // upper cap U; 1 = none
   double target_macs = 1.0;            // stop zeroing at this fraction of the MACs; 1 = none
   bool subgradient = false;            // stage 1 as the OTOv1 code instead of Prox-SG
   std::set<std::string> exclude;       // node names whose groups are not regularised
   void validate() const;               // TORCH_CHECK naming the option
+  int64_t prox_epochs_for(int64_t epochs) const { return prox_epochs.value_or(epochs / 4); }
 };
 
 class Hspg : public Method {
@@ -193,16 +47,16 @@ class Hspg : public Method {
   explicit Hspg(HspgOptions options);
   std::string name() const override { return "hspg"; }
   void check_applicable(const Graph& g) const override;
-  // An HSPG over graph.parameters(), groups = zero_invariant_groups(graph, coupling), with
-  // lr = schedule.base_lr, momentum, nesterov and weight decay from `options`.
+  // An optim::HspgOptimizer over graph.parameters(), groups = zero_invariant_groups(graph,
+  // coupling), with lr, momentum, nesterov and weight decay from `settings` and
+  // prox_steps = N_P * steps_per_epoch.
   std::unique_ptr<torch::optim::Optimizer> make_optimizer(
-      Graph& graph, const OptimizerSettings& options) override;
-  void begin(Context& ctx) override;      // sets prox_steps = N_P * steps_per_epoch
+      Graph& graph, const OptimizerSettings& settings) override;
   void end_epoch(Context& ctx) override;  // logs "group_sparsity" and "zero_groups"
   // Removes every channel of a prunable coupling group whose out-side entries are all exactly
   // zero (at least one channel per group stays: the first one if all are zero). The new graph
   // computes what the group-sparse one did.
-  void finalize(Context& ctx) override;
+  void finalize(FinalizeContext& ctx) override;
   // {lambda, epsilon, prox_epochs, target_group_sparsity, groups_total, zero_groups,
   //  group_sparsity, channels_removed, groups: [{group, channels, zero, kept, producers}],
   //  layers: [{name, group, out_channels, kept}]}; filled by finalize().
@@ -211,94 +65,12 @@ class Hspg : public Method {
 
  private:
   HspgOptions opt_;
+  optim::HspgOptimizer* optimizer_ = nullptr;  // made by make_optimizer, owned by the Trainer
   Json details_ = Json::object();
 };
 
-MethodInfo hspg_method_info();  // "hspg": lambda, epsilon, prox-epochs, target-group-sparsity,
-                                // stage1, exclude
-
-// ---- OBProx-SG (element-wise l1) -------------------------------------------------------------
-
-// Per parameter group: lambda > 0 -> l1-regularised steps; lambda = 0 -> plain SGD steps.
-// d = grad + weight_decay * x, heavy-ball momentum as torch::optim::SGD, then
-//   stage 1 (first prox_steps steps): x <- sign(u) max(|u| - lr*lambda, 0), u = x - lr*d
-//   stage 2 (orthant): zeta = sign(x); x^ = x - lr*(d + lambda*zeta) where zeta != 0, x where
-//     zeta = 0; x_i <- x^_i if x^_i * zeta_i > epsilon, else 0 (never a sign flip, never a
-//     revival).
-struct OBProxSGOptions : public torch::optim::OptimizerCloneableOptions<OBProxSGOptions> {
-  OBProxSGOptions(double lr = 0.1);  // NOLINT
-  TORCH_ARG(double, lr);
-  TORCH_ARG(double, lambda) = 1e-4;
-  TORCH_ARG(double, epsilon) = 0.0;  // >= 0
-  TORCH_ARG(double, momentum) = 0.0;
-  TORCH_ARG(bool, nesterov) = false;
-  TORCH_ARG(double, weight_decay) = 0.0;
-  TORCH_ARG(int64_t, prox_steps) = 0;
-
- public:
-  void serialize(torch::serialize::InputArchive& archive) override;
-  void serialize(torch::serialize::OutputArchive& archive) const override;
-  double get_lr() const override;
-  void set_lr(const double lr) override;
-  ~OBProxSGOptions() override = default;
-};
-
-struct OBProxSGParamState : public torch::optim::OptimizerCloneableParamState<OBProxSGParamState> {
-  TORCH_ARG(torch::Tensor, momentum_buffer);
-
- public:
-  void serialize(torch::serialize::InputArchive& archive) override;
-  void serialize(torch::serialize::OutputArchive& archive) const override;
-  ~OBProxSGParamState() override = default;
-};
-
-class OBProxSG : public torch::optim::Optimizer {
- public:
-  OBProxSG(std::vector<torch::optim::OptimizerParamGroup> param_groups, OBProxSGOptions defaults);
-  OBProxSG(std::vector<torch::Tensor> params, OBProxSGOptions defaults);
-  torch::Tensor step(LossClosure closure = nullptr) override;
-  void save(torch::serialize::OutputArchive& archive) const override;
-  void load(torch::serialize::InputArchive& archive) override;
-  int64_t steps() const { return steps_; }
-  bool orthant_stage() const;  // the next step is an orthant step (judged on group 0)
-
- private:
-  int64_t steps_ = 0;
-  template <typename Self, typename Archive>
-  static void serialize(Self& self, Archive& archive) {
-    _TORCH_OPTIM_SERIALIZE_WITH_TEMPLATE_ARG(OBProxSG);
-  }
-};
-
-struct ObproxsgOptions {
-  double lambda = 1e-4;
-  double epsilon = 0.0;
-  int64_t prox_epochs = -1;  // -1 = a quarter of the epochs
-  void validate() const;
-};
-
-// l1 on conv and linear weights (the entries whose zeros compress); biases and BN parameters
-// take plain SGD [OUR CHOICE]. Reports element sparsity; keeps zeros while fine-tuning.
-class Obproxsg : public Method {
- public:
-  explicit Obproxsg(ObproxsgOptions options);
-  std::string name() const override { return "obproxsg"; }
-  std::unique_ptr<torch::optim::Optimizer> make_optimizer(
-      Graph& graph, const OptimizerSettings& options) override;
-  void begin(Context& ctx) override;
-  void end_epoch(Context& ctx) override;  // logs "sparsity" (of the regularised weights)
-  void finalize(Context& ctx) override;   // fills the report; no surgery
-  std::shared_ptr<Method> finetune_method() override;
-  // {lambda, epsilon, prox_epochs, sparsity, zeros, elements, weight_sparsity, weight_zeros,
-  //  weight_elements, layers: [{name, op, elements, zeros, sparsity}]}
-  void describe(Json& out) const override;
-  const ObproxsgOptions& options() const { return opt_; }
-
- private:
-  ObproxsgOptions opt_;
-  std::shared_ptr<Json> details_;
-};
-
-MethodInfo obproxsg_method_info();  // "obproxsg": lambda, epsilon, prox-epochs
+// The registry entry: "hspg" with lambda, epsilon, prox-epochs, target-group-sparsity,
+// target-macs, stage1, exclude.
+MethodInfo hspg_method_info();
 
 }  // namespace nnslim

@@ -29,17 +29,12 @@ class MagnitudePruning : public Method {
   static std::shared_ptr<Method> create(const MethodConfig& c);
   std::string name() const override { return "magnitude"; }
   void check_applicable(const Graph& g) const override;
-  void finalize(Context& ctx) override;
+  void finalize(FinalizeContext& ctx) override;
   void describe(Json& out) const override;
 
  private:
   MagnitudeOptions opt_;
   Json details_ = Json::object();
 };
-
-// Parses "a,b,c" into a set (shared by methods with an exclude option).
-std::set<std::string> split_names(const std::string& csv);
-// Throws "<method>: --exclude names unknown node 'X'" for a name the graph does not have.
-void check_nodes_exist(const Graph& g, const std::set<std::string>& names, const char* method);
 
 }  // namespace nnslim

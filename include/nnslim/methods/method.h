@@ -5,10 +5,10 @@
 // and end_epoch after each epoch. A method with no overrides changes nothing (a tested property).
 #pragma once
 
+#include "nnslim/core/json.h"
 #include "nnslim/data/dataset.h"
 #include "nnslim/graph/graph.h"
 #include "nnslim/graph/serialize.h"
-#include "nnslim/report/json.h"
 
 #include <torch/optim/optimizer.h>
 
@@ -41,7 +41,14 @@ struct Context {
   int64_t epochs = 0;
   double lr = 0;
   std::map<std::string, double>* log = nullptr;  // values a method wants in this epoch's metrics
-  const Dataset* train = nullptr;    // the training data (data-driven criteria, BN recalibration)
+  const Dataset* train = nullptr;                // the training data (data-driven criteria)
+};
+
+// What finalize() sees: the trained graph and the run's data. No optimizer: training is over.
+struct FinalizeContext {
+  Graph& graph;
+  const Dataset* train = nullptr;    // training data, normalised as the graph expects it
+  int64_t epochs = 0;                // epochs the method trained for
   std::ostream* progress = nullptr;  // where a long finalize() reports what it is doing (or none)
   // A directory where finalize() may keep expensive intermediate results ("" = none), and
   // whether this run resumes an interrupted one: only then may finalize() read them back
@@ -59,6 +66,8 @@ class Method {
   // its training rather than after it.
   virtual void check_applicable(const Graph&) const {}
   // Methods that are optimizers (gRDA, HSPG) return one here; nullptr means "use plain SGD".
+  // The Trainer calls it once per fit, before begin(), with the run's steps already known; the
+  // optimizer lives until fit() returns, so a method may keep a pointer to it for its hooks.
   virtual std::unique_ptr<torch::optim::Optimizer> make_optimizer(Graph&,
                                                                   const OptimizerSettings&) {
     return nullptr;
@@ -69,9 +78,8 @@ class Method {
   virtual void after_backward(Context&) {}                // edit gradients (sub-gradients, masks)
   virtual void after_step(Context&) {}                    // projections, proximal steps
   virtual void end_epoch(Context&) {}
-  // Surgery: make the compression structural. May replace ctx.graph with a new, valid graph
-  // (the optimizer in ctx is stale afterwards and must not be used).
-  virtual void finalize(Context&) {}
+  // Surgery: make the compression structural. May replace ctx.graph with a new, valid graph.
+  virtual void finalize(FinalizeContext&) {}
   // Hooks to keep active while fine-tuning the finalized graph (e.g. masks that must stay
   // applied); nullptr = plain fine-tuning.
   virtual std::shared_ptr<Method> finetune_method() { return nullptr; }

@@ -8,6 +8,8 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -30,6 +32,11 @@ class MethodConfig {
   int64_t integer(const std::string& key) const;
   bool flag(const std::string& key) const;  // "true"/"false"/"1"/"0"
   bool has(const std::string& key) const;   // a non-empty value is set
+  // An integer >= minimum, or nullopt when the option is unset (its default is "").
+  std::optional<int64_t> optional_integer(const std::string& key, int64_t minimum) const;
+  // A comma-separated list of names ("a, b,c"): trimmed, empty items dropped, in order.
+  std::vector<std::string> names(const std::string& key) const;
+  std::set<std::string> name_set(const std::string& key) const;
   const std::map<std::string, std::string>& values() const { return values_; }
 
  private:
@@ -43,6 +50,14 @@ struct MethodInfo {
   std::vector<MethodOption> options;
   std::function<std::shared_ptr<Method>(const MethodConfig&)> create;
 };
+
+// A default value as option text: the shortest text that reads back as the same number, so a
+// method's option table can take its defaults from its options struct (one place for each).
+std::string option_text(double value);
+std::string option_text(bool value);
+
+// Throws "<method>: --exclude names unknown node 'X'" for a name the graph does not have.
+void check_nodes_exist(const Graph& g, const std::set<std::string>& names, const char* method);
 
 const std::vector<MethodInfo>& method_registry();
 // Throws c10::Error listing the known names.

@@ -76,7 +76,7 @@ class Trp : public Method {
   void begin(Context& ctx) override;
   void before_step(Context& ctx) override;
   void after_backward(Context& ctx) override;
-  void finalize(Context& ctx) override;
+  void finalize(FinalizeContext& ctx) override;
   void describe(Json& out) const override;
   void save(Writer& w) const override;
   void load(Reader& r) override;

@@ -113,7 +113,7 @@ class Unify : public Method {
   void after_backward(Context& ctx) override;
   void after_step(Context& ctx) override;
   void end_epoch(Context& ctx) override;
-  void finalize(Context& ctx) override;
+  void finalize(FinalizeContext& ctx) override;
   std::shared_ptr<Method> finetune_method() override;
   void describe(Json& out) const override;
   void save(Writer& w) const override;

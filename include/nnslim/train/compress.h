@@ -5,7 +5,7 @@
 #pragma once
 
 #include <optional>
-#include "nnslim/report/json.h"
+#include "nnslim/core/json.h"
 #include "nnslim/train/trainer.h"
 
 namespace nnslim {
@@ -47,7 +47,7 @@ ModelStats measure_model(const Graph& graph, const Dataset& test, bool latency,
 
 // Runs the pipeline on `graph` (replaced by the compressed graph). Training phases write their
 // metrics and checkpoints under options.train.out_dir/<phase> when out_dir is set.
-CompressResult compress(Graph& graph, Method& method, const Dataset& train, const Dataset& test,
-                        const CompressOptions& options);
+CompressResult compress(Graph& graph, const std::shared_ptr<Method>& method, const Dataset& train,
+                        const Dataset& test, const CompressOptions& options);
 
 }  // namespace nnslim

@@ -5,8 +5,8 @@
 // OUT/summary.json and OUT/metrics.jsonl (both phases' records, each tagged with its phase).
 #pragma once
 
+#include "nnslim/core/json.h"
 #include "nnslim/methods/method.h"
-#include "nnslim/report/json.h"
 #include "nnslim/train/compress.h"
 #include "nnslim/train/settings.h"
 

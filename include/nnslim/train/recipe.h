@@ -15,7 +15,7 @@
 // and OUT/summary.json comparing the recipe's input model with its output.
 #pragma once
 
-#include "nnslim/report/json.h"
+#include "nnslim/core/json.h"
 #include "nnslim/train/compress_run.h"
 
 #include <iosfwd>

@@ -2,10 +2,10 @@
 // that a --resume continues the same run.
 #pragma once
 
+#include "nnslim/core/json.h"
 #include "nnslim/data/dataset.h"
 #include "nnslim/graph/graph.h"
 #include "nnslim/graph/model_file.h"  // load_model_file, file_fingerprint
-#include "nnslim/report/json.h"
 
 #include <iosfwd>
 #include <string>

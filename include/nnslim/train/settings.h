@@ -5,8 +5,8 @@
 // option is declared once and read the same way everywhere.
 #pragma once
 
+#include "nnslim/core/json.h"
 #include "nnslim/data/dataset.h"
-#include "nnslim/report/json.h"
 #include "nnslim/train/compress.h"
 #include "nnslim/train/trainer.h"
 

@@ -1,4 +1,4 @@
-#include "nnslim/report/json.h"
+#include "nnslim/core/json.h"
 
 #include <c10/util/Exception.h>
 
