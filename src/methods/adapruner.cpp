@@ -9,6 +9,7 @@
 #include "nnslim/graph/serialize.h"
 #include "nnslim/graph/surgery.h"
 #include "nnslim/methods/importance.h"
+#include "nnslim/methods/option_table.h"
 #include "nnslim/methods/pruning_plan.h"
 
 #include <torch/torch.h>
@@ -174,43 +175,44 @@ WidthSearch search_widths(const Graph& g, const Coupling& c, const std::vector<i
 
 AdaPruner::AdaPruner(AdaPrunerOptions o) : opt_(std::move(o)) { opt_.validate(); }
 
-std::vector<MethodOption> AdaPruner::option_list() {
-  return {
-      {"target-macs", "0.5", "keep at most this fraction of the input model's MACs"},
-      {"sparsity-l1", "1e-5", "BN-gamma L1 weight during the sparse training (--epochs)"},
-      {"inherit", "auto",
-       "weights to inherit: auto (try all, keep the best), l1, l2, bn, fpgm, random, scratch"},
-      {"divisor", "1", "channel counts are multiples of this (e.g. 8)"},
-      {"min-channels", "1", "minimum channels per block"},
-      {"min-keep", "0.05", "minimum fraction of a block's channels kept"},
-      {"prune-stages", "false", "also prune residual stage widths (tied by adds)"},
-      {"heldout", "5000", "held-out training images used to score candidates"},
-      {"recal-batches", "50", "BN recalibration batches per candidate"},
-      {"candidate-steps", "100", "fine-tune steps per candidate before scoring (0 = none)"},
-      {"candidate-lr", "0.01", "learning rate of the candidates' short fine-tune"},
-      {"scratch-lr", "0.1",
-       "fine-tuning learning rate when 'scratch' wins (fresh weights need the "
-       "full rate; inherited ones use --finetune-lr)"},
-      {"exclude", "", "comma-separated node names whose groups are kept whole"},
-  };
+namespace {
+const OptionTable<AdaPrunerOptions>& adapruner_options() {
+  static const auto table =
+      OptionTable<AdaPrunerOptions>("adapruner")
+          .number("target-macs", NNSLIM_FIELD(target_macs),
+                  "keep at most this fraction of the input model's MACs")
+          .number("sparsity-l1", NNSLIM_FIELD(sparsity_l1),
+                  "BN-gamma L1 weight during the sparse training (--epochs)")
+          .text("inherit", NNSLIM_FIELD(inherit),
+                "weights to inherit: auto (try all, keep the best), l1, l2, bn, fpgm, random, "
+                "scratch")
+          .integer("divisor", NNSLIM_FIELD(divisor),
+                   "channel counts are multiples of this (e.g. 8)")
+          .integer("min-channels", NNSLIM_FIELD(min_channels), "minimum channels per block")
+          .number("min-keep", NNSLIM_FIELD(min_keep), "minimum fraction of a block's channels kept")
+          .flag("prune-stages", NNSLIM_FIELD(prune_stages),
+                "also prune residual stage widths (tied by adds)")
+          .integer("heldout", NNSLIM_FIELD(heldout),
+                   "held-out training images used to score candidates")
+          .integer("recal-batches", NNSLIM_FIELD(recal_batches),
+                   "BN recalibration batches per candidate")
+          .integer("candidate-steps", NNSLIM_FIELD(candidate_steps),
+                   "fine-tune steps per candidate before scoring (0 = none)")
+          .number("candidate-lr", NNSLIM_FIELD(candidate_lr),
+                  "learning rate of the candidates' short fine-tune")
+          .number("scratch-lr", NNSLIM_FIELD(scratch_lr),
+                  "fine-tuning learning rate when 'scratch' wins (fresh weights need the full "
+                  "rate; inherited ones use --finetune-lr)")
+          .names("exclude", NNSLIM_FIELD(exclude),
+                 "comma-separated node names whose groups are kept whole");
+  return table;
 }
+}  // namespace
+
+std::vector<MethodOption> AdaPruner::option_list() { return adapruner_options().options(); }
 
 std::shared_ptr<Method> AdaPruner::create(const MethodConfig& c) {
-  AdaPrunerOptions o;
-  o.target_macs = c.number("target-macs");
-  o.sparsity_l1 = c.number("sparsity-l1");
-  o.inherit = c.str("inherit");
-  o.divisor = c.integer("divisor");
-  o.min_channels = c.integer("min-channels");
-  o.min_keep = c.number("min-keep");
-  o.prune_stages = c.flag("prune-stages");
-  o.heldout = c.integer("heldout");
-  o.recal_batches = c.integer("recal-batches");
-  o.candidate_steps = c.integer("candidate-steps");
-  o.candidate_lr = c.number("candidate-lr");
-  o.scratch_lr = c.number("scratch-lr");
-  o.exclude = c.name_set("exclude");
-  return std::make_shared<AdaPruner>(o);
+  return std::make_shared<AdaPruner>(adapruner_options().read(c));
 }
 
 void AdaPruner::after_backward(Context& ctx) {
@@ -415,6 +417,7 @@ void AdaPruner::finalize(FinalizeContext& ctx) {
   inherited_ = best_name;
 
   details_ = Json::object();
+  adapruner_options().describe(opt_, details_);
   details_.set("alpha", ws.alpha);
   details_.set("bisection_iterations", ws.iterations);
   details_.set("budget_macs", ws.budget);

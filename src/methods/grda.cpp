@@ -3,6 +3,7 @@
 #include "nnslim/methods/grda.h"
 
 #include "nnslim/methods/keep_zeros.h"
+#include "nnslim/methods/option_table.h"
 
 #include "nnslim/graph/surgery.h"
 
@@ -14,6 +15,10 @@
 #include <type_traits>
 
 namespace nnslim {
+
+namespace {
+const OptionTable<GrdaOptions>& grda_options();  // the method's options, below
+}
 
 // ---- sparsity ----------------------------------------------------------------------------------
 
@@ -123,13 +128,11 @@ std::shared_ptr<Method> Grda::finetune_method() {
 
 void Grda::describe(Json& out) const {
   const auto& r = shared_->report;
-  out.set("c", opt_.c);
-  out.set("mu", opt_.mu);
+  grda_options().describe(opt_, out);
   out.set("sparsity", r.sparsity());
   out.set("zeros", r.zeros);
   out.set("elements", r.elements);
   out.set("zero_channels", r.zero_channels);
-  out.set("remove_channels", opt_.remove_channels);
   out.set("channels_removed", shared_->channels_removed);
   Json layers = Json::array();
   for (const auto& l : r.layers) {
@@ -148,22 +151,27 @@ void Grda::describe(Json& out) const {
   out.set("layers", layers);
 }
 
+namespace {
+const OptionTable<GrdaOptions>& grda_options() {
+  static const auto table =
+      OptionTable<GrdaOptions>("grda")
+          .number("c", NNSLIM_FIELD(c),
+                  "gRDA threshold scale c >= 0 (0 = plain SGD; paper: 5e-4 .. 5e-3)")
+          .number("mu", NNSLIM_FIELD(mu),
+                  "gRDA threshold growth mu > 0 (paper: 0.501 .. 0.7; larger = sparser)")
+          .flag("remove-channels", NNSLIM_FIELD(remove_channels),
+                "true: remove channels gRDA zeroed completely (filters, biases and BN gamma/beta)");
+  return table;
+}
+}  // namespace
+
 MethodInfo grda_method_info() {
   MethodInfo m;
   m.name = "grda";
   m.summary = "directional pruning: gRDA optimizer, element-wise sparsity (docs/methods/grda.md)";
-  m.options = {
-      {"c", "0.005", "gRDA threshold scale c >= 0 (0 = plain SGD; paper: 5e-4 .. 5e-3)"},
-      {"mu", "0.51", "gRDA threshold growth mu > 0 (paper: 0.501 .. 0.7; larger = sparser)"},
-      {"remove-channels", "false",
-       "true: remove channels gRDA zeroed completely (filters, biases and BN gamma/beta)"},
-  };
+  m.options = grda_options().options();
   m.create = [](const MethodConfig& cfg) -> std::shared_ptr<Method> {
-    GrdaOptions o;
-    o.c = cfg.number("c");
-    o.mu = cfg.number("mu");
-    o.remove_channels = cfg.flag("remove-channels");
-    return std::make_shared<Grda>(o);
+    return std::make_shared<Grda>(grda_options().read(cfg));
   };
   return m;
 }

@@ -3,6 +3,7 @@
 
 #include "nnslim/graph/cost.h"
 #include "nnslim/graph/surgery.h"
+#include "nnslim/methods/option_table.h"
 #include "nnslim/methods/pruning_plan.h"
 
 #include <torch/torch.h>
@@ -14,6 +15,8 @@
 namespace nnslim {
 
 namespace {
+
+const OptionTable<HspgOptions>& hspg_options();  // the method's options, below
 
 // A ZeroLimit that admits candidates (smallest score first) while the MACs of the network that
 // the zero groups leave stay >= floor.
@@ -163,12 +166,8 @@ void Hspg::finalize(FinalizeContext& ctx) {
   }
   if (!keep.empty()) g = prune_groups(g, c, keep);
   details_ = Json::object();
-  details_.set("lambda", opt_.lambda);
-  details_.set("epsilon", opt_.epsilon);
-  details_.set("prox_epochs", opt_.prox_epochs_for(ctx.epochs));
-  details_.set("target_group_sparsity", opt_.target_group_sparsity);
-  details_.set("target_macs", opt_.target_macs);
-  details_.set("stage1", opt_.subgradient ? "subgradient" : "prox");
+  hspg_options().describe(opt_, details_);
+  details_.set("prox_epochs", opt_.prox_epochs_for(ctx.epochs));  // as resolved for this run
   details_.set("groups_total", total);
   details_.set("zero_groups", zeros);
   details_.set("group_sparsity", total > 0 ? static_cast<double>(zeros) / total : 0.0);
@@ -179,40 +178,41 @@ void Hspg::finalize(FinalizeContext& ctx) {
 
 void Hspg::describe(Json& out) const { out = details_; }
 
+namespace {
+const OptionTable<HspgOptions>& hspg_options() {
+  static const auto table =
+      OptionTable<HspgOptions>("hspg")
+          .number("lambda", NNSLIM_FIELD(lambda),
+                  "group-lasso weight lambda >= 0 (paper: 5e-4 VGG16-BN, 1e-3 ResNet-50)")
+          .number("epsilon", NNSLIM_FIELD(epsilon),
+                  "half-space parameter in [0, 1) (larger = more aggressive zeroing)")
+          .optional_integer("prox-epochs", NNSLIM_FIELD(prox_epochs), 0,
+                            "epochs of the Prox-SG stage before the half-space stage (default: a "
+                            "quarter of --epochs)")
+          .number("target-group-sparsity", NNSLIM_FIELD(target_group_sparsity),
+                  "upper cap on the fraction of zero groups, in (0, 1]")
+          .number("target-macs", NNSLIM_FIELD(target_macs),
+                  "stop zeroing groups where the compressed network would fall below this "
+                  "fraction of the input model's MACs, in (0, 1] (lambda must be large enough "
+                  "to get there)")
+          .choice("stage1", NNSLIM_FIELD(subgradient),
+                  std::vector<std::pair<std::string, bool>>{{"prox", false}, {"subgradient", true}},
+                  "first stage: prox (group soft-threshold, the paper) or subgradient (the OTOv1 "
+                  "code)")
+          .names("exclude", NNSLIM_FIELD(exclude),
+                 "comma-separated node names whose channel groups are not regularised");
+  return table;
+}
+}  // namespace
+
 MethodInfo hspg_method_info() {
   MethodInfo m;
   m.name = "hspg";
   m.summary =
       "sparse optimisation: HSPG group lasso over zero-invariant groups (docs/methods/hspg.md)";
-  m.options = {
-      {"lambda", "1e-3", "group-lasso weight lambda >= 0 (paper: 5e-4 VGG16-BN, 1e-3 ResNet-50)"},
-      {"epsilon", "0", "half-space parameter in [0, 1) (larger = more aggressive zeroing)"},
-      {"prox-epochs", "",
-       "epochs of the Prox-SG stage before the half-space stage (default: a "
-       "quarter of --epochs)"},
-      {"target-group-sparsity", "1", "upper cap on the fraction of zero groups, in (0, 1]"},
-      {"target-macs", "1",
-       "stop zeroing groups where the compressed network would fall below "
-       "this fraction of the input model's MACs, in (0, 1] (lambda must be "
-       "large enough to get there)"},
-      {"stage1", "prox",
-       "first stage: prox (group soft-threshold, the paper) or subgradient "
-       "(the OTOv1 code)"},
-      {"exclude", "", "comma-separated node names whose channel groups are not regularised"},
-  };
+  m.options = hspg_options().options();
   m.create = [](const MethodConfig& cfg) -> std::shared_ptr<Method> {
-    HspgOptions o;
-    o.lambda = cfg.number("lambda");
-    o.epsilon = cfg.number("epsilon");
-    o.prox_epochs = cfg.optional_integer("prox-epochs", 0);
-    o.target_group_sparsity = cfg.number("target-group-sparsity");
-    o.target_macs = cfg.number("target-macs");
-    std::string s1 = cfg.str("stage1");
-    TORCH_CHECK(s1 == "prox" || s1 == "subgradient",
-                "hspg: stage1 must be prox or subgradient, got '", s1, "'");
-    o.subgradient = s1 == "subgradient";
-    o.exclude = cfg.name_set("exclude");
-    return std::make_shared<Hspg>(o);
+    return std::make_shared<Hspg>(hspg_options().read(cfg));
   };
   return m;
 }

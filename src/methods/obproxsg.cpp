@@ -2,6 +2,7 @@
 #include "nnslim/methods/obproxsg.h"
 
 #include "nnslim/methods/keep_zeros.h"
+#include "nnslim/methods/option_table.h"
 
 #include <torch/torch.h>
 
@@ -9,6 +10,10 @@
 #include <limits>
 
 namespace nnslim {
+
+namespace {
+const OptionTable<ObProxSgOptions>& obproxsg_options();  // the method's options, below
+}
 
 namespace {
 
@@ -112,10 +117,24 @@ std::shared_ptr<Method> ObProxSg::finetune_method() {
 
 void ObProxSg::describe(Json& out) const {
   out = Json::object();
-  out.set("lambda", opt_.lambda);
-  out.set("epsilon", opt_.epsilon);
-  for (const auto& [k, v] : details_->fields()) out.set(k, v);
+  obproxsg_options().describe(opt_, out);
+  for (const auto& [k, v] : details_->fields()) out.set(k, v);  // prox_epochs as resolved
 }
+
+namespace {
+const OptionTable<ObProxSgOptions>& obproxsg_options() {
+  static const auto table =
+      OptionTable<ObProxSgOptions>("obproxsg")
+          .number("lambda", NNSLIM_FIELD(lambda),
+                  "l1 weight lambda >= 0 on conv and linear weights")
+          .number("epsilon", NNSLIM_FIELD(epsilon),
+                  "orthant step keeps x only if x * sign > epsilon (>= 0)")
+          .optional_integer("prox-epochs", NNSLIM_FIELD(prox_epochs), 0,
+                            "epochs of Prox-SG before the orthant steps (default: a quarter of "
+                            "--epochs)");
+  return table;
+}
+}  // namespace
 
 MethodInfo obproxsg_method_info() {
   MethodInfo m;
@@ -123,19 +142,9 @@ MethodInfo obproxsg_method_info() {
   m.summary =
       "sparse optimisation: OBProx-SG, element-wise l1 on conv/linear weights "
       "(docs/methods/hspg.md)";
-  m.options = {
-      {"lambda", "1e-4", "l1 weight lambda >= 0 on conv and linear weights"},
-      {"epsilon", "0", "orthant step keeps x only if x * sign > epsilon (>= 0)"},
-      {"prox-epochs", "",
-       "epochs of Prox-SG before the orthant steps (default: a quarter of "
-       "--epochs)"},
-  };
+  m.options = obproxsg_options().options();
   m.create = [](const MethodConfig& cfg) -> std::shared_ptr<Method> {
-    ObProxSgOptions o;
-    o.lambda = cfg.number("lambda");
-    o.epsilon = cfg.number("epsilon");
-    o.prox_epochs = cfg.optional_integer("prox-epochs", 0);
-    return std::make_shared<ObProxSg>(o);
+    return std::make_shared<ObProxSg>(obproxsg_options().read(cfg));
   };
   return m;
 }

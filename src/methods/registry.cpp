@@ -127,14 +127,21 @@ std::set<std::string> MethodConfig::name_set(const std::string& key) const {
 }
 
 std::string option_text(double value) {
+  std::string text;
   for (int precision = 1; precision <= 17; ++precision) {
     std::ostringstream os;
     os << std::setprecision(precision) << value;
-    if (std::strtod(os.str().c_str(), nullptr) == value) return os.str();
+    text = os.str();
+    if (std::strtod(text.c_str(), nullptr) == value) break;
   }
-  std::ostringstream os;
-  os << std::setprecision(17) << value;
-  return os.str();
+  // "1e-05" -> "1e-5", as people write it.
+  auto e = text.find('e');
+  if (e != std::string::npos) {
+    size_t digits = e + 1 + (text[e + 1] == '-' || text[e + 1] == '+');
+    while (digits + 1 < text.size() && text[digits] == '0') text.erase(digits, 1);
+    if (text[e + 1] == '+') text.erase(e + 1, 1);
+  }
+  return text;
 }
 
 std::string option_text(bool value) { return value ? "true" : "false"; }

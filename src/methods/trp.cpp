@@ -1,5 +1,7 @@
 #include "nnslim/methods/trp.h"
 
+#include "nnslim/methods/option_table.h"
+
 #include "nnslim/graph/cost.h"
 #include "nnslim/methods/lowrank.h"
 
@@ -15,13 +17,9 @@ namespace nnslim {
 
 namespace {
 
+const OptionTable<TrpOptions>& trp_options();  // the method's options, below
+
 using Clock = std::chrono::steady_clock;
-
-const char* nuclear_mode_name(NuclearMode m) {
-  return m == NuclearMode::kEveryStepFull ? "every_step_full" : "trp_steps_truncated";
-}
-
-const char* rank_rule_name(RankRule r) { return r == RankRule::kEnergy ? "energy" : "value"; }
 
 // Adds lambda * g to w.grad (creating it if a layer got no gradient this step).
 void add_to_grad(torch::Tensor& w, const torch::Tensor& g, double lambda) {
@@ -41,10 +39,55 @@ void TrpOptions::validate() const {
   TORCH_CHECK(std::isfinite(tau) && tau >= 0, "trp: tau must be >= 0, got ", tau);
   TORCH_CHECK(final_energy > 0 && final_energy <= 1, "trp: final-energy must be in (0, 1], got ",
               final_energy);
-  TORCH_CHECK(target_macs == 0 || (target_macs > 0 && target_macs <= 1),
-              "trp: target-macs must be in (0, 1], got ", target_macs);
+  TORCH_CHECK(!target_macs || (*target_macs > 0 && *target_macs <= 1),
+              "trp: target-macs must be in (0, 1], got ", target_macs.value_or(0));
   TORCH_CHECK(rank_multiple >= 1, "trp: rank-multiple must be >= 1, got ", rank_multiple);
 }
+
+namespace {
+const OptionTable<TrpOptions>& trp_options() {
+  using S = std::pair<std::string, Scheme>;
+  using N = std::pair<std::string, NuclearMode>;
+  using R = std::pair<std::string, RankRule>;
+  static const auto table =
+      OptionTable<TrpOptions>("trp")
+          .choice("scheme", NNSLIM_FIELD(scheme),
+                  std::vector<S>{{"channel", Scheme::kChannel},
+                                 {"spatial", Scheme::kSpatial},
+                                 {"decouple", Scheme::kDecouple},
+                                 {"channel-in", Scheme::kChannelIn}},
+                  "channel (kxk->r, 1x1), spatial (kx1->r, 1xk), decouple (ND) or channel-in "
+                  "(1x1->r, kxk)")
+          .integer("period", NNSLIM_FIELD(period),
+                   "a TRP step (SVD projection) every this many batches")
+          .number("energy", NNSLIM_FIELD(energy),
+                  "training energy threshold e in (0, 1]: rank keeps this much sum(s^2)")
+          .number("nuclear", NNSLIM_FIELD(nuclear), "nuclear-norm weight lambda (0 = off)")
+          .choice("nuclear-mode", NNSLIM_FIELD(nuclear_mode),
+                  std::vector<N>{{"trp_steps_truncated", NuclearMode::kTrpStepsTruncated},
+                                 {"every_step_full", NuclearMode::kEveryStepFull}},
+                  "trp_steps_truncated (lambda*U_r V_r^T on TRP steps) or every_step_full "
+                  "(lambda*U V^T every step)")
+          .flag("trp", NNSLIM_FIELD(trp),
+                "the hard low-rank substitution on TRP steps (false = nuclear norm only)")
+          .choice("rank-rule", NNSLIM_FIELD(rank_rule),
+                  std::vector<R>{{"value", RankRule::kValue}, {"energy", RankRule::kEnergy}},
+                  "final rank: value (#s >= tau) or energy (final-energy)")
+          .number("tau", NNSLIM_FIELD(tau), "final value threshold (rank-rule value)")
+          .number("final-energy", NNSLIM_FIELD(final_energy),
+                  "final energy threshold (rank-rule energy)")
+          .optional_number(
+              "target-macs", NNSLIM_FIELD(target_macs),
+              "network MACs budget as a fraction of the input model's (bisects the final "
+              "threshold)")
+          .integer("rank-multiple", NNSLIM_FIELD(rank_multiple),
+                   "round final ranks up to a multiple of this (faster thin convs)")
+          .names("layers", NNSLIM_FIELD(layers),
+                 "comma-separated conv names to decompose (default: all non-1x1 but the first)")
+          .names("exclude", NNSLIM_FIELD(exclude), "comma-separated conv names never to decompose");
+  return table;
+}
+}  // namespace
 
 MethodInfo trp_method_info() {
   MethodInfo m;
@@ -52,58 +95,9 @@ MethodInfo trp_method_info() {
   m.summary =
       "Trained Rank Pruning: low-rank projection + nuclear norm, conv factorisation "
       "(docs/methods/trp.md)";
-  m.options = {
-      {"scheme", "channel",
-       "channel (kxk->r, 1x1), spatial (kx1->r, 1xk), decouple (ND) or channel-in (1x1->r, kxk)"},
-      {"period", "5", "a TRP step (SVD projection) every this many batches"},
-      {"energy", "0.9", "training energy threshold e in (0, 1]: rank keeps this much sum(s^2)"},
-      {"nuclear", "3e-4", "nuclear-norm weight lambda (0 = off)"},
-      {"nuclear-mode", "trp_steps_truncated",
-       "trp_steps_truncated (lambda*U_r V_r^T on TRP steps) or every_step_full (lambda*U V^T "
-       "every step)"},
-      {"trp", "true", "the hard low-rank substitution on TRP steps (false = nuclear norm only)"},
-      {"rank-rule", "value", "final rank: value (#s >= tau) or energy (final-energy)"},
-      {"tau", "0.05", "final value threshold (rank-rule value)"},
-      {"final-energy", "0.85", "final energy threshold (rank-rule energy)"},
-      {"target-macs", "",
-       "network MACs budget as a fraction of the input model's (bisects the final threshold)"},
-      {"rank-multiple", "1", "round final ranks up to a multiple of this (faster thin convs)"},
-      {"layers", "",
-       "comma-separated conv names to decompose (default: all non-1x1 but the first)"},
-      {"exclude", "", "comma-separated conv names never to decompose"},
-  };
+  m.options = trp_options().options();
   m.create = [](const MethodConfig& cfg) -> std::shared_ptr<Method> {
-    TrpOptions o;
-    std::string scheme = cfg.str("scheme");
-    TORCH_CHECK(scheme == "channel" || scheme == "spatial" || scheme == "decouple" ||
-                    scheme == "channel-in",
-                "trp: scheme must be channel, spatial, decouple or channel-in, got '", scheme, "'");
-    o.scheme = scheme_from_name(scheme);
-    o.period = cfg.integer("period");
-    o.energy = cfg.number("energy");
-    o.nuclear = cfg.number("nuclear");
-    std::string mode = cfg.str("nuclear-mode");
-    TORCH_CHECK(mode == "trp_steps_truncated" || mode == "every_step_full",
-                "trp: nuclear-mode must be trp_steps_truncated or every_step_full, got '", mode,
-                "'");
-    o.nuclear_mode =
-        mode == "every_step_full" ? NuclearMode::kEveryStepFull : NuclearMode::kTrpStepsTruncated;
-    o.trp = cfg.flag("trp");
-    std::string rule = cfg.str("rank-rule");
-    TORCH_CHECK(rule == "value" || rule == "energy",
-                "trp: rank-rule must be value or energy, got '", rule, "'");
-    o.rank_rule = rule == "energy" ? RankRule::kEnergy : RankRule::kValue;
-    o.tau = cfg.number("tau");
-    o.final_energy = cfg.number("final-energy");
-    if (cfg.has("target-macs")) {
-      o.target_macs = cfg.number("target-macs");
-      TORCH_CHECK(o.target_macs > 0 && o.target_macs <= 1,
-                  "trp: target-macs must be in (0, 1], got ", o.target_macs);
-    }
-    o.rank_multiple = cfg.integer("rank-multiple");
-    o.layers = cfg.names("layers");
-    o.exclude = cfg.names("exclude");
-    return std::make_shared<Trp>(o);
+    return std::make_shared<Trp>(trp_options().read(cfg));
   };
   return m;
 }
@@ -185,7 +179,7 @@ void Trp::begin(Context& ctx) {
     for (const auto& c : cost.nodes)
       if (c.op == Op::kConv2d) input_conv_macs_ += c.macs;
   }
-  if (opt_.target_macs > 0) {
+  if (opt_.target_macs) {
     // Fail before training if even rank 1 everywhere cannot meet the budget.
     auto shapes = infer_shapes(ctx.graph);
     int64_t best = input_macs_;
@@ -196,8 +190,8 @@ void Trp::begin(Context& ctx) {
         best -= conv_macs(n, in) - factorized_conv_macs(n, in, opt_.scheme, 1);
     }
     TORCH_CHECK(
-        best <= opt_.target_macs * static_cast<double>(input_macs_), "trp: target-macs ",
-        opt_.target_macs, " cannot be met: factorising every selected layer at rank 1 leaves ",
+        best <= *opt_.target_macs * static_cast<double>(input_macs_), "trp: target-macs ",
+        *opt_.target_macs, " cannot be met: factorising every selected layer at rank 1 leaves ",
         static_cast<double>(best) / static_cast<double>(input_macs_), " of the input model's MACs");
   }
 }
@@ -320,8 +314,8 @@ void Trp::finalize(FinalizeContext& ctx) {
   };
 
   double threshold = opt_.rank_rule == RankRule::kValue ? opt_.tau : opt_.final_energy;
-  if (opt_.target_macs > 0 && !cands.empty()) {
-    const double budget = opt_.target_macs * static_cast<double>(input_macs_);
+  if (opt_.target_macs && !cands.empty()) {
+    const double budget = *opt_.target_macs * static_cast<double>(input_macs_);
     auto fits = [&](double t) { return static_cast<double>(macs_at(t)) <= budget; };
     if (opt_.rank_rule == RankRule::kValue) {
       // MACs fall as tau grows: find the smallest tau that fits.
@@ -329,7 +323,7 @@ void Trp::finalize(FinalizeContext& ctx) {
       for (const auto& c : cands)
         for (const auto& s : c.s) hi = std::max(hi, s.empty() ? 0.0 : s[0]);
       hi = hi * 1.001 + 1e-12;  // every value rank 0 -> clamped to 1: the fewest MACs
-      TORCH_CHECK(fits(hi), "trp: target-macs ", opt_.target_macs,
+      TORCH_CHECK(fits(hi), "trp: target-macs ", *opt_.target_macs,
                   " cannot be met: rank 1 everywhere leaves ",
                   static_cast<double>(macs_at(hi)) / static_cast<double>(input_macs_),
                   " of the input model's MACs");
@@ -346,7 +340,7 @@ void Trp::finalize(FinalizeContext& ctx) {
     } else {
       // MACs grow with the energy: find the largest energy that fits.
       double lo = 1e-9, hi = 1.0;
-      TORCH_CHECK(fits(lo), "trp: target-macs ", opt_.target_macs,
+      TORCH_CHECK(fits(lo), "trp: target-macs ", *opt_.target_macs,
                   " cannot be met: rank 1 everywhere leaves ",
                   static_cast<double>(macs_at(lo)) / static_cast<double>(input_macs_),
                   " of the input model's MACs");
@@ -388,16 +382,8 @@ void Trp::finalize(FinalizeContext& ctx) {
 }
 
 void Trp::describe(Json& out) const {
-  out.set("scheme", scheme_name(opt_.scheme));
-  out.set("period", opt_.period);
-  out.set("energy", opt_.energy);
-  out.set("nuclear", opt_.nuclear);
-  out.set("nuclear_mode", nuclear_mode_name(opt_.nuclear_mode));
-  out.set("trp", opt_.trp);
-  out.set("rank_rule", rank_rule_name(opt_.rank_rule));
+  trp_options().describe(opt_, out);
   out.set("threshold", final_threshold_);
-  if (opt_.target_macs > 0) out.set("target_macs", opt_.target_macs);
-  out.set("rank_multiple", opt_.rank_multiple);
   out.set("input_macs", input_macs_);
   out.set("output_macs", output_macs_);
   // TRP's own convention (METHODS.md §1.6): the speed-up counts conv MACs only.

@@ -3,6 +3,7 @@
 #include "nnslim/methods/unify.h"
 
 #include "nnslim/graph/cost.h"
+#include "nnslim/methods/option_table.h"
 
 #include <torch/torch.h>
 
@@ -108,39 +109,48 @@ void UnifyOptions::validate() const {
               linear_block.str());
 }
 
-std::vector<MethodOption> Unify::option_list() {
-  return {
-      {"prune", "0.5", "p: fraction of each layer's blocks set to zero"},
-      {"unify", "0.25",
-       "u: fraction of each layer's blocks unified (one magnitude, signs kept); p + u <= 1"},
-      {"block", "1x4xK",
-       "conv block shape OxIxK (out ch x in ch x kernel entries; K = whole kernel), e.g. 1x4xK, "
-       "4x4x1, 1x1xK"},
-      {"linear-block", "1x8x1", "linear block shape (out x in x 1)"},
-      {"rho", "1e-4",
-       "ADMM penalty rho0 (0 = no penalty). One ADMM round per epoch: --epochs "
-       "is the number of ADMM rounds, --finetune-epochs the masked retraining"},
-      {"rho-growth", "1.3", "rho is multiplied by this after every ADMM round"},
-      {"rho-max", "0.1", "upper bound of rho"},
-      {"round-batches", "0", "0 = one ADMM round (Z/U update) per epoch; N = every N batches"},
-      {"exclude", "",
-       "comma-separated node names kept dense (the first conv and the classifier "
-       "always are)"},
-  };
+namespace {
+const OptionTable<UnifyOptions>& unify_options() {
+  static const auto table =
+      OptionTable<UnifyOptions>("unify")
+          .number("prune", NNSLIM_FIELD(prune), "p: fraction of each layer's blocks set to zero")
+          .number("unify", NNSLIM_FIELD(unify),
+                  "u: fraction of each layer's blocks unified (one magnitude, signs kept); "
+                  "p + u <= 1")
+          .custom(
+              "block", UnifyOptions{}.conv_block.str(),
+              "conv block shape OxIxK (out ch x in ch x kernel entries; K = whole kernel), e.g. "
+              "1x4xK, 4x4x1, 1x1xK",
+              [](const MethodConfig& c, UnifyOptions& o) {
+                o.conv_block = parse_block_shape(c.str("block"), "unify: --block");
+              },
+              [](const UnifyOptions& o) { return Json(o.conv_block.str()); })
+          .custom(
+              "linear-block", UnifyOptions{}.linear_block.str(),
+              "linear block shape (out x in x 1)",
+              [](const MethodConfig& c, UnifyOptions& o) {
+                o.linear_block = parse_block_shape(c.str("linear-block"), "unify: --linear-block");
+              },
+              [](const UnifyOptions& o) { return Json(o.linear_block.str()); })
+          .number("rho", NNSLIM_FIELD(rho),
+                  "ADMM penalty rho0 (0 = no penalty). One ADMM round per epoch: --epochs is the "
+                  "number of ADMM rounds, --finetune-epochs the masked retraining")
+          .number("rho-growth", NNSLIM_FIELD(rho_growth),
+                  "rho is multiplied by this after every ADMM round")
+          .number("rho-max", NNSLIM_FIELD(rho_max), "upper bound of rho")
+          .integer("round-batches", NNSLIM_FIELD(round_batches),
+                   "0 = one ADMM round (Z/U update) per epoch; N = every N batches")
+          .names("exclude", NNSLIM_FIELD(exclude),
+                 "comma-separated node names kept dense (the first conv and the classifier "
+                 "always are)");
+  return table;
 }
+}  // namespace
+
+std::vector<MethodOption> Unify::option_list() { return unify_options().options(); }
 
 std::shared_ptr<Method> Unify::create(const MethodConfig& c) {
-  UnifyOptions o;
-  o.prune = c.number("prune");
-  o.unify = c.number("unify");
-  o.conv_block = parse_block_shape(c.str("block"), "unify: --block");
-  o.linear_block = parse_block_shape(c.str("linear-block"), "unify: --linear-block");
-  o.rho = c.number("rho");
-  o.rho_growth = c.number("rho-growth");
-  o.rho_max = c.number("rho-max");
-  o.round_batches = c.integer("round-batches");
-  o.exclude = c.name_set("exclude");
-  return std::make_shared<Unify>(o);
+  return std::make_shared<Unify>(unify_options().read(c));
 }
 
 MethodInfo unify_method_info() {
@@ -331,10 +341,7 @@ void Unify::finalize(FinalizeContext& ctx) {
   const double model_params = double(cost.params), model_macs = double(cost.macs);
   const double rest = model_params - weights;
   details_ = Json::object();
-  details_.set("prune", opt_.prune);
-  details_.set("unify", opt_.unify);
-  details_.set("block", opt_.conv_block.str());
-  details_.set("linear_block", opt_.linear_block.str());
+  unify_options().describe(opt_, details_);
   details_.set("storage_ratio", ratio(model_params, rest + stored));
   details_.set("storage_ratio_bits", ratio(model_params, rest + stored_bits));
   details_.set("compute_ratio", ratio(model_macs, model_macs - macs_dense + macs));
@@ -370,9 +377,7 @@ void Unify::describe(Json& out) const {
     return;
   }
   out = Json::object();
-  out.set("prune", opt_.prune);
-  out.set("unify", opt_.unify);
-  out.set("block", opt_.conv_block.str());
+  unify_options().describe(opt_, out);
 }
 
 // The constraint set S(p, u, blocks) the saved Z and U belong to: a resume with other values

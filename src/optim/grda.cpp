@@ -50,7 +50,8 @@ void check_options(const GrdaOptimizerOptions& o) {
 
 }  // namespace
 
-GrdaOptimizer::GrdaOptimizer(std::vector<torch::optim::OptimizerParamGroup> param_groups, GrdaOptimizerOptions defaults)
+GrdaOptimizer::GrdaOptimizer(std::vector<torch::optim::OptimizerParamGroup> param_groups,
+                             GrdaOptimizerOptions defaults)
     : Optimizer(std::move(param_groups), std::make_unique<GrdaOptimizerOptions>(defaults)) {
   check_options(defaults);
   for (const auto& g : this->param_groups())
@@ -103,7 +104,9 @@ torch::Tensor GrdaOptimizer::step(LossClosure closure) {
   return loss;
 }
 
-void GrdaOptimizer::save(torch::serialize::OutputArchive& archive) const { serialize(*this, archive); }
+void GrdaOptimizer::save(torch::serialize::OutputArchive& archive) const {
+  serialize(*this, archive);
+}
 
 void GrdaOptimizer::load(torch::serialize::InputArchive& archive) { serialize(*this, archive); }
 

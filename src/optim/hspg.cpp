@@ -1,4 +1,5 @@
-// The HspgOptimizer optimizer (METHODS.md §2.5): Prox-SG, then half-space steps over variable groups.
+// The HspgOptimizer optimizer (METHODS.md §2.5): Prox-SG, then half-space steps over variable
+// groups.
 #include "nnslim/optim/hspg.h"
 
 #include "nnslim/optim/momentum.h"
@@ -22,7 +23,8 @@ torch::Tensor group_soft_threshold(const torch::Tensor& u, double threshold) {
   return u * (1.0 - threshold / norm);
 }
 
-// ---- HspgOptimizer options and state --------------------------------------------------------------------
+// ---- HspgOptimizer options and state
+// --------------------------------------------------------------------
 
 HspgOptimizerOptions::HspgOptimizerOptions(double lr) : lr_(lr) {}
 
@@ -53,7 +55,6 @@ void HspgOptimizerOptions::serialize(torch::serialize::InputArchive& archive) {
 double HspgOptimizerOptions::get_lr() const { return lr(); }
 void HspgOptimizerOptions::set_lr(const double lr) { this->lr(lr); }
 
-
 namespace {
 
 void check_options(const HspgOptimizerOptions& o) {
@@ -82,9 +83,11 @@ torch::Tensor limit_candidates(const torch::Tensor& cand, int64_t allowed,
 
 }  // namespace
 
-// ---- HspgOptimizer --------------------------------------------------------------------------------------
+// ---- HspgOptimizer
+// --------------------------------------------------------------------------------------
 
-HspgOptimizer::HspgOptimizer(std::vector<torch::Tensor> params, std::vector<GroupFamily> groups, HspgOptimizerOptions defaults)
+HspgOptimizer::HspgOptimizer(std::vector<torch::Tensor> params, std::vector<GroupFamily> groups,
+                             HspgOptimizerOptions defaults)
     : Optimizer({torch::optim::OptimizerParamGroup(params)},
                 std::make_unique<HspgOptimizerOptions>(defaults)),
       families_(std::move(groups)) {
@@ -141,14 +144,17 @@ HspgOptimizer::HspgOptimizer(std::vector<torch::Tensor> params, std::vector<Grou
   }
 }
 
-HspgOptimizerOptions& HspgOptimizer::options() { return static_cast<HspgOptimizerOptions&>(param_groups_[0].options()); }
+HspgOptimizerOptions& HspgOptimizer::options() {
+  return static_cast<HspgOptimizerOptions&>(param_groups_[0].options());
+}
 
 bool HspgOptimizer::half_space_stage() const {
-  return steps_ >= static_cast<const HspgOptimizerOptions&>(param_groups_[0].options()).prox_steps();
+  return steps_ >=
+         static_cast<const HspgOptimizerOptions&>(param_groups_[0].options()).prox_steps();
 }
 
 void HspgOptimizer::accumulate(torch::Tensor& acc, size_t i, const torch::Tensor& a,
-                      const torch::Tensor& b) const {
+                               const torch::Tensor& b) const {
   const Axis& ax = axes_[i];
   const int64_t size = ax.shape[ax.dim];
   // Large temporaries are what this costs (fresh pages on every step), so squares go through
@@ -172,7 +178,7 @@ void HspgOptimizer::accumulate(torch::Tensor& acc, size_t i, const torch::Tensor
 }
 
 torch::Tensor HspgOptimizer::group_dot(const std::vector<torch::Tensor>& a,
-                              const std::vector<torch::Tensor>& b) const {
+                                       const std::vector<torch::Tensor>& b) const {
   auto acc = torch::zeros({num_groups_ + 1}, group_options_);
   for (size_t i = 0; i < axes_.size(); ++i)
     if (grouped(i)) accumulate(acc, i, a[i], b[i]);

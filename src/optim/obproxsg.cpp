@@ -50,19 +50,21 @@ void check_options(const ObProxSgOptimizerOptions& o) {
 }  // namespace
 
 ObProxSgOptimizer::ObProxSgOptimizer(std::vector<torch::optim::OptimizerParamGroup> param_groups,
-                   ObProxSgOptimizerOptions defaults)
+                                     ObProxSgOptimizerOptions defaults)
     : Optimizer(std::move(param_groups), std::make_unique<ObProxSgOptimizerOptions>(defaults)) {
   check_options(defaults);
   for (const auto& g : this->param_groups())
     check_options(static_cast<const ObProxSgOptimizerOptions&>(g.options()));
 }
 
-ObProxSgOptimizer::ObProxSgOptimizer(std::vector<torch::Tensor> params, ObProxSgOptimizerOptions defaults)
+ObProxSgOptimizer::ObProxSgOptimizer(std::vector<torch::Tensor> params,
+                                     ObProxSgOptimizerOptions defaults)
     : ObProxSgOptimizer({torch::optim::OptimizerParamGroup(std::move(params))}, defaults) {}
 
 bool ObProxSgOptimizer::orthant_stage() const {
   return !param_groups_.empty() &&
-         steps_ >= static_cast<const ObProxSgOptimizerOptions&>(param_groups_[0].options()).prox_steps();
+         steps_ >=
+             static_cast<const ObProxSgOptimizerOptions&>(param_groups_[0].options()).prox_steps();
 }
 
 torch::Tensor ObProxSgOptimizer::step(LossClosure closure) {

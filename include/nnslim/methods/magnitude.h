@@ -9,13 +9,14 @@
 #include "nnslim/methods/pruning_plan.h"
 #include "nnslim/methods/registry.h"
 
+#include <optional>
 #include <set>
 
 namespace nnslim {
 
 struct MagnitudeOptions {
-  double ratio = 0.5;      // fraction of channels to remove (when target_macs <= 0)
-  double target_macs = 0;  // > 0: keep at most this fraction of the input's MACs
+  double ratio = 0.5;                 // fraction of channels to remove (without target_macs)
+  std::optional<double> target_macs;  // keep at most this fraction of the input's MACs
   Criterion criterion = Criterion::kL1;
   PlanOptions plan;
   std::set<std::string> exclude;  // node names whose groups are never pruned

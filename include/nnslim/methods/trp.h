@@ -31,6 +31,7 @@
 #include "nnslim/methods/registry.h"
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,10 +50,10 @@ struct TrpOptions {
   RankRule rank_rule = RankRule::kValue;
   double tau = 0.05;           // final value threshold (NC/VH in the code)
   double final_energy = 0.85;  // final energy threshold (rank-rule energy; the code's ND value)
-  double target_macs = 0;      // fraction of the input model's MACs; 0 = off
-  int64_t rank_multiple = 1;   // final ranks rounded up to a multiple of this
-  std::vector<std::string> layers;   // explicit selection (empty = default, §1.3)
-  std::vector<std::string> exclude;  // removed from the selection
+  std::optional<double> target_macs;  // fraction of the input model's MACs; unset = off
+  int64_t rank_multiple = 1;          // final ranks rounded up to a multiple of this
+  std::vector<std::string> layers;    // explicit selection (empty = default, §1.3)
+  std::vector<std::string> exclude;   // removed from the selection
   // Throws c10::Error naming the option ("trp: energy must be in (0, 1], got 1.5").
   void validate() const;
 };

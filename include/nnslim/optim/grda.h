@@ -26,9 +26,9 @@ namespace nnslim::optim {
 
 struct GrdaOptimizerOptions : public torch::optim::OptimizerCloneableOptions<GrdaOptimizerOptions> {
   GrdaOptimizerOptions(double lr = 0.01);  // NOLINT: implicit, as LibTorch's option types
-  TORCH_ARG(double, lr);          // the Trainer overwrites it every step (set_lr)
-  TORCH_ARG(double, c) = 0.0;     // threshold scale, >= 0 (0 = plain SGD)
-  TORCH_ARG(double, mu) = 0.51;   // threshold growth exponent, > 0 (0.5 < mu < 1 recommended)
+  TORCH_ARG(double, lr);                   // the Trainer overwrites it every step (set_lr)
+  TORCH_ARG(double, c) = 0.0;              // threshold scale, >= 0 (0 = plain SGD)
+  TORCH_ARG(double, mu) = 0.51;  // threshold growth exponent, > 0 (0.5 < mu < 1 recommended)
 
  public:
   void serialize(torch::serialize::InputArchive& archive) override;
@@ -38,7 +38,8 @@ struct GrdaOptimizerOptions : public torch::optim::OptimizerCloneableOptions<Grd
   ~GrdaOptimizerOptions() override = default;
 };
 
-struct GrdaOptimizerParamState : public torch::optim::OptimizerCloneableParamState<GrdaOptimizerParamState> {
+struct GrdaOptimizerParamState
+    : public torch::optim::OptimizerCloneableParamState<GrdaOptimizerParamState> {
   TORCH_ARG(torch::Tensor, accumulator);  // same shape as the parameter
   TORCH_ARG(int64_t, step) = 0;           // n
   TORCH_ARG(double, threshold) = 0.0;     // G
@@ -52,7 +53,8 @@ struct GrdaOptimizerParamState : public torch::optim::OptimizerCloneableParamSta
 class GrdaOptimizer : public torch::optim::Optimizer {
  public:
   // Throws c10::Error if lr < 0, c < 0 or mu <= 0 ("grda: mu must be > 0, got -1").
-  GrdaOptimizer(std::vector<torch::optim::OptimizerParamGroup> param_groups, GrdaOptimizerOptions defaults);
+  GrdaOptimizer(std::vector<torch::optim::OptimizerParamGroup> param_groups,
+                GrdaOptimizerOptions defaults);
   GrdaOptimizer(std::vector<torch::Tensor> params, GrdaOptimizerOptions defaults);
 
   torch::Tensor step(LossClosure closure = nullptr) override;

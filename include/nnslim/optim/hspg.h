@@ -1,7 +1,7 @@
-// The HspgOptimizer optimizer (Chen et al., arXiv 2011.04868; METHODS.md §2.5): stochastic gradient steps
-// for  min f(x) + lambda * sum_g ||x_g||_2  over disjoint variable groups g (§2.3). Per step, with
-// d = grad + weight_decay * x (then heavy-ball momentum on d, exactly as torch::optim::SGD does
-// it), lr = the current rate:
+// The HspgOptimizer optimizer (Chen et al., arXiv 2011.04868; METHODS.md §2.5): stochastic gradient
+// steps for  min f(x) + lambda * sum_g ||x_g||_2  over disjoint variable groups g (§2.3). Per step,
+// with d = grad + weight_decay * x (then heavy-ball momentum on d, exactly as torch::optim::SGD
+// does it), lr = the current rate:
 //   stage 1 (the first prox_steps steps), Prox-SG (§2.5, the paper's form):
 //       u = x - lr * d;   x_g <- max(0, 1 - lr*lambda/||u_g||) * u_g      (group soft-threshold)
 //     or, with subgradient(true), the OTOv1 code's form: d_g += lambda * x_g/||x_g|| (0 when
@@ -64,11 +64,11 @@ torch::Tensor candidates_by_score(const torch::Tensor& candidates, const torch::
 // ---- the optimizer ---------------------------------------------------------------------------
 
 struct HspgOptimizerOptions : public torch::optim::OptimizerCloneableOptions<HspgOptimizerOptions> {
-  HspgOptimizerOptions(double lr = 0.1);       // NOLINT: implicit, as LibTorch's option types
-  TORCH_ARG(double, lr);              // the Trainer overwrites it every step
-  TORCH_ARG(double, lambda) = 1e-3;   // group-lasso weight, >= 0
-  TORCH_ARG(double, epsilon) = 0.0;   // half-space parameter, in [0, 1)
-  TORCH_ARG(double, momentum) = 0.0;  // heavy ball on d, in [0, 1)
+  HspgOptimizerOptions(double lr = 0.1);  // NOLINT: implicit, as LibTorch's option types
+  TORCH_ARG(double, lr);                  // the Trainer overwrites it every step
+  TORCH_ARG(double, lambda) = 1e-3;       // group-lasso weight, >= 0
+  TORCH_ARG(double, epsilon) = 0.0;       // half-space parameter, in [0, 1)
+  TORCH_ARG(double, momentum) = 0.0;      // heavy ball on d, in [0, 1)
   TORCH_ARG(bool, nesterov) = false;
   TORCH_ARG(double, weight_decay) = 0.0;          // on every entry, grouped or not
   TORCH_ARG(int64_t, prox_steps) = 0;             // steps of stage 1 (N_P in steps)
@@ -97,7 +97,8 @@ class HspgOptimizer : public torch::optim::Optimizer {
   // One parameter group holding `params`; every slice of `groups` must index a tensor of
   // `params`, groups must be disjoint, a tensor may be indexed along one dimension only.
   // Throws c10::Error on bad options ("hspg: epsilon must be in [0, 1), got 2") or groups.
-  HspgOptimizer(std::vector<torch::Tensor> params, std::vector<GroupFamily> groups, HspgOptimizerOptions defaults);
+  HspgOptimizer(std::vector<torch::Tensor> params, std::vector<GroupFamily> groups,
+                HspgOptimizerOptions defaults);
 
   torch::Tensor step(LossClosure closure = nullptr) override;
   void save(torch::serialize::OutputArchive& archive) const override;
@@ -106,7 +107,7 @@ class HspgOptimizer : public torch::optim::Optimizer {
   // makes the optimizer sets it again, as Hspg::make_optimizer does).
   void limit_zeros(ZeroLimit limit) { limit_ = std::move(limit); }
 
-  HspgOptimizerOptions& options();                   // of the single parameter group
+  HspgOptimizerOptions& options();          // of the single parameter group
   int64_t steps() const { return steps_; }  // steps taken (restored by load)
   bool half_space_stage() const;            // the next step is a half-space step
   int64_t num_groups() const { return num_groups_; }

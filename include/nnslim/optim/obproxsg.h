@@ -22,7 +22,8 @@
 
 namespace nnslim::optim {
 
-struct ObProxSgOptimizerOptions : public torch::optim::OptimizerCloneableOptions<ObProxSgOptimizerOptions> {
+struct ObProxSgOptimizerOptions
+    : public torch::optim::OptimizerCloneableOptions<ObProxSgOptimizerOptions> {
   ObProxSgOptimizerOptions(double lr = 0.1);  // NOLINT
   TORCH_ARG(double, lr);
   TORCH_ARG(double, lambda) = 1e-4;
@@ -45,7 +46,8 @@ using ObProxSgOptimizerParamState = torch::optim::SGDParamState;
 
 class ObProxSgOptimizer : public torch::optim::Optimizer {
  public:
-  ObProxSgOptimizer(std::vector<torch::optim::OptimizerParamGroup> param_groups, ObProxSgOptimizerOptions defaults);
+  ObProxSgOptimizer(std::vector<torch::optim::OptimizerParamGroup> param_groups,
+                    ObProxSgOptimizerOptions defaults);
   ObProxSgOptimizer(std::vector<torch::Tensor> params, ObProxSgOptimizerOptions defaults);
   torch::Tensor step(LossClosure closure = nullptr) override;
   void save(torch::serialize::OutputArchive& archive) const override;
