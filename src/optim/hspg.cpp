@@ -58,15 +58,11 @@ void HspgOptimizerOptions::set_lr(const double lr) { this->lr(lr); }
 namespace {
 
 void check_options(const HspgOptimizerOptions& o) {
-  TORCH_CHECK(o.lr() >= 0 && std::isfinite(o.lr()), "hspg: lr must be >= 0, got ", o.lr());
+  check_sgd_settings("hspg", o.lr(), o.momentum(), o.nesterov(), o.weight_decay());
   TORCH_CHECK(o.lambda() >= 0 && std::isfinite(o.lambda()), "hspg: lambda must be >= 0, got ",
               o.lambda());
   TORCH_CHECK(o.epsilon() >= 0 && o.epsilon() < 1, "hspg: epsilon must be in [0, 1), got ",
               o.epsilon());
-  TORCH_CHECK(o.momentum() >= 0 && o.momentum() < 1, "hspg: momentum must be in [0, 1), got ",
-              o.momentum());
-  TORCH_CHECK(!o.nesterov() || o.momentum() > 0, "hspg: nesterov needs momentum > 0");
-  TORCH_CHECK(o.weight_decay() >= 0, "hspg: weight decay must be >= 0, got ", o.weight_decay());
   TORCH_CHECK(o.prox_steps() >= 0, "hspg: prox steps must be >= 0, got ", o.prox_steps());
   TORCH_CHECK(o.upper_group_sparsity() > 0 && o.upper_group_sparsity() <= 1,
               "hspg: target-group-sparsity must be in (0, 1], got ", o.upper_group_sparsity());

@@ -36,15 +36,11 @@ void ObProxSgOptimizerOptions::set_lr(const double lr) { this->lr(lr); }
 
 namespace {
 void check_options(const ObProxSgOptimizerOptions& o) {
-  TORCH_CHECK(o.lr() >= 0 && std::isfinite(o.lr()), "obproxsg: lr must be >= 0, got ", o.lr());
+  check_sgd_settings("obproxsg", o.lr(), o.momentum(), o.nesterov(), o.weight_decay());
   TORCH_CHECK(o.lambda() >= 0 && std::isfinite(o.lambda()), "obproxsg: lambda must be >= 0, got ",
               o.lambda());
   TORCH_CHECK(o.epsilon() >= 0 && std::isfinite(o.epsilon()),
               "obproxsg: epsilon must be >= 0, got ", o.epsilon());
-  TORCH_CHECK(o.momentum() >= 0 && o.momentum() < 1, "obproxsg: momentum must be in [0, 1), got ",
-              o.momentum());
-  TORCH_CHECK(!o.nesterov() || o.momentum() > 0, "obproxsg: nesterov needs momentum > 0");
-  TORCH_CHECK(o.weight_decay() >= 0, "obproxsg: weight decay must be >= 0, got ", o.weight_decay());
   TORCH_CHECK(o.prox_steps() >= 0, "obproxsg: prox steps must be >= 0, got ", o.prox_steps());
 }
 }  // namespace

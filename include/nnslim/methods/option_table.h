@@ -20,7 +20,8 @@
 
 // The accessor of a field of the options struct, for an OptionTable entry:
 //   table.number("lambda", NNSLIM_FIELD(lambda), "group-lasso weight")
-#define NNSLIM_FIELD(member) [](auto& o) -> auto& { return o.member; }
+#define NNSLIM_FIELD(member) \
+  [](auto& o) -> auto& { return o.member; }
 
 namespace nnslim {
 
@@ -133,8 +134,7 @@ class OptionTable {
   OptionTable& custom(const std::string& key, std::string default_text, std::string help,
                       std::function<void(const MethodConfig&, Options&)> read,
                       std::function<Json(const Options&)> describe) {
-    return add(key, std::move(default_text), std::move(help), std::move(read),
-               std::move(describe));
+    return add(key, std::move(default_text), std::move(help), std::move(read), std::move(describe));
   }
 
   // The registry's list: key, default text, help (in table order).

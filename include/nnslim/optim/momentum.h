@@ -7,6 +7,9 @@
 #include <torch/serialize/archive.h>
 #include <torch/types.h>
 
+#include <c10/util/Exception.h>
+
+#include <cmath>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -47,6 +50,17 @@ torch::Tensor heavy_ball(StateMap& state, const torch::Tensor& p, torch::Tensor 
     buf.mul_(momentum).add_(d_p, 1 - 0.0);
   }
   return nesterov ? d_p.add(buf, momentum) : buf;
+}
+
+// The checks every SGD-like optimizer makes of its rate, momentum and weight decay; the errors
+// name the optimizer ("hspg: momentum must be in [0, 1), got 1").
+inline void check_sgd_settings(const char* optimizer, double lr, double momentum, bool nesterov,
+                               double weight_decay) {
+  TORCH_CHECK(lr >= 0 && std::isfinite(lr), optimizer, ": lr must be >= 0, got ", lr);
+  TORCH_CHECK(momentum >= 0 && momentum < 1, optimizer, ": momentum must be in [0, 1), got ",
+              momentum);
+  TORCH_CHECK(!nesterov || momentum > 0, optimizer, ": nesterov needs momentum > 0");
+  TORCH_CHECK(weight_decay >= 0, optimizer, ": weight decay must be >= 0, got ", weight_decay);
 }
 
 // The optimizer's step counter, saved beside the torch::optim archive (0 when absent).
