@@ -7,6 +7,7 @@
 #include "nnslim/graph/factorize.h"
 #include "nnslim/graph/fold.h"
 #include "nnslim/graph/serialize.h"
+#include "nnslim/graph/shape.h"
 #include "nnslim/graph/surgery.h"
 #include "nnslim/io/onnx.h"
 #include "nnslim/models/zoo.h"
@@ -432,6 +433,55 @@ TEST(OnnxImport, GatedActivationsAreFusedAndReduceMeanIsPooling) {
   EXPECT_EQ(fire[Op::kMaxPool2d], 2);
   EXPECT_TRUE(report.fused.empty());
 }
+
+TEST(OnnxCli, ImportReportsFusedActivations) {
+  REQUIRE_ONNX();
+  testing::TempDir dir;
+  std::string out;
+  ASSERT_EQ(testing::run_cli("import " + fixture("pytorch_mobilev3_block.onnx") + " --out " +
+                                 dir.file("m.nnslim"),
+                             &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("fused: Mul(x, HardSigmoid(x)) -> hardswish x5"), std::string::npos) << out;
+  EXPECT_NE(out.find("HardSigmoid x6"), std::string::npos) << out;
+}
+
+#ifdef NNSLIM_HAVE_ONNX
+// Padded ceil-mode average pooling whose last window would start in the right padding: torch
+// drops that window, a Pad + AveragePool(ceil_mode=1) keeps it. Export refuses to write it and
+// import refuses to read it, rather than change the output size.
+TEST(Onnx, PaddedCeilAvgPoolWithoutAnOnnxFormIsRefused) {
+  REQUIRE_ONNX();
+  GraphBuilder b({2, 5, 5});
+  int x = b.avgpool(b.conv(b.input(), 2, 1, 1, 0, "c"), 2, 2, 1, "avg", /*ceil_mode=*/true);
+  Graph g = b.build(x);
+  EXPECT_EQ(infer_shapes(g).at(x), (Shape{2, 3, 3}));  // torch: 3, not 4
+  try {
+    export_onnx_bytes(g);
+    ADD_FAILURE() << "exported";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what_without_backtrace()).find("'avg'"), std::string::npos);
+  }
+  g.find("avg")->attrs.ceil_mode = false;
+  onnx::ModelProto m;
+  ASSERT_TRUE(m.ParseFromString(export_onnx_bytes(g)));
+  for (auto& n : *m.mutable_graph()->mutable_node())
+    if (n.op_type() == "AveragePool") {
+      auto* a = n.add_attribute();
+      a->set_name("ceil_mode");
+      a->set_type(onnx::AttributeProto::INT);
+      a->set_i(1);
+    }
+  try {
+    import_onnx_bytes(m.SerializeAsString(), "ceil.onnx");
+    ADD_FAILURE() << "imported";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what_without_backtrace()).find("right padding"), std::string::npos)
+        << e.what_without_backtrace();
+  }
+}
+#endif
 
 TEST(OnnxImport, UnsupportedNodesAreAllListed) {
   REQUIRE_ONNX();
