@@ -248,6 +248,15 @@ TEST(Serialize, NewOpsAndAttributesRoundTrip) {
   future[at + 8] = 'X';
   EXPECT_NE(error_of([&] { graph_from_bytes(future, "future.nnslim"); }).find("ceil_modX"),
             std::string::npos);
+  // Checkpoints embed the graph's bytes: the section travels with them.
+  Checkpoint ck;
+  ck.graph = g;
+  ck.epochs_done = 2;
+  save_checkpoint(ck, dir.file("ck"));
+  Checkpoint back = load_checkpoint(dir.file("ck"));
+  EXPECT_TRUE(back.graph.find("pool")->attrs.ceil_mode);
+  EXPECT_EQ(back.graph.find("b1.se.gate")->attrs.beta, 0.25);
+  EXPECT_TRUE(forward(back.graph, x, Mode::kEval).equal(forward(g, x, Mode::kEval)));
 }
 
 TEST(Serialize, ReadsVersion1Files) {
