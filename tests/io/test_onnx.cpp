@@ -483,6 +483,46 @@ TEST(Onnx, PaddedCeilAvgPoolWithoutAnOnnxFormIsRefused) {
 }
 #endif
 
+#ifdef NNSLIM_HAVE_ONNX
+// From opset 18 ReduceMean takes its axes as an input; other axes are refused, naming the node.
+TEST(OnnxImport, ReduceMeanAxesAsAnInput) {
+  REQUIRE_ONNX();
+  std::ifstream f(fixture("pytorch_fire_ceil_pool.onnx"), std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(f)), {});
+  auto with_axes = [&](std::vector<int64_t> axes) {
+    onnx::ModelProto m;
+    EXPECT_TRUE(m.ParseFromString(bytes));
+    m.mutable_opset_import(0)->set_version(18);
+    for (auto& n : *m.mutable_graph()->mutable_node()) {
+      if (n.op_type() != "ReduceMean") continue;
+      n.clear_attribute();
+      auto* keep = n.add_attribute();
+      keep->set_name("keepdims");
+      keep->set_type(onnx::AttributeProto::INT);
+      keep->set_i(0);
+      auto* t = m.mutable_graph()->add_initializer();
+      t->set_name("mean_axes");
+      t->set_data_type(onnx::TensorProto::INT64);
+      t->add_dims(static_cast<int64_t>(axes.size()));
+      for (int64_t a : axes) t->add_int64_data(a);
+      n.add_input("mean_axes");
+    }
+    return m.SerializeAsString();
+  };
+  Graph g = import_onnx_bytes(with_axes({-1, -2}), "axes.onnx");
+  auto x = read_floats(fixture("pytorch_fire_ceil_pool.input.bin"), {2, 3, 33, 33});
+  auto want = read_floats(fixture("pytorch_fire_ceil_pool.output.bin"), {2, 5});
+  expect_close(want, eval(g, x), "ReduceMean with an axes input");
+  try {
+    import_onnx_bytes(with_axes({1}), "axes.onnx");
+    FAIL() << "a mean over channels was accepted";
+  } catch (const c10::Error& e) {
+    std::string msg = e.what_without_backtrace();
+    EXPECT_NE(msg.find("(ReduceMean): only the mean over H and W"), std::string::npos) << msg;
+  }
+}
+#endif
+
 TEST(OnnxImport, UnsupportedNodesAreAllListed) {
   REQUIRE_ONNX();
   try {
