@@ -16,7 +16,9 @@ int cmd_import(const std::vector<std::string>& args) {
   ArgParser p("import", "nnslim import MODEL.onnx --out MODEL.nnslim [--input CxHxW]",
               "Converts an ONNX CNN (e.g. exported from PyTorch with torch.onnx.export) into an\n"
               "nnslim model. Supported: Conv, BatchNormalization, Relu, Clip(0,6), Add, Sum,\n"
-              "Concat, MaxPool, AveragePool, GlobalAveragePool, Flatten, Gemm, Reshape to\n"
+              "Concat, MaxPool, AveragePool (ceil_mode too), GlobalAveragePool, ReduceMean\n"
+              "over H and W, Sigmoid, HardSigmoid, HardSwish, Mul (equal shapes or an\n"
+              "[N,C,1,1] gate; x*Sigmoid(x) becomes SiLU), Flatten, Gemm, Reshape to\n"
               "[N, -1], Identity, Dropout, Constant. Nodes whose inputs are all constant\n"
               "(Identity, Cast, Shape, Gather, Unsqueeze, Squeeze, Concat, Reshape, Slice, Add,\n"
               "Sub, Mul, Div) are evaluated at import. Anything else is reported node by node\n"
@@ -50,6 +52,7 @@ int cmd_import(const std::vector<std::string>& args) {
     return s;
   };
   std::cout << "mapped: " << counts(report.mapped) << "\n";
+  if (!report.fused.empty()) std::cout << "fused: " << counts(report.fused) << "\n";
   if (!report.folded.empty())
     std::cout << "folded at import (constant inputs): " << counts(report.folded) << "\n";
   return 0;

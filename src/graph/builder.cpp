@@ -103,19 +103,42 @@ int GraphBuilder::identity(int x, const std::string& name) {
   return push(simple(Op::kIdentity, x, name));
 }
 
-int GraphBuilder::maxpool(int x, int64_t k, int64_t s, int64_t p, const std::string& name) {
+int GraphBuilder::sigmoid(int x, const std::string& name) {
+  return push(simple(Op::kSigmoid, x, name));
+}
+int GraphBuilder::hardsigmoid(int x, const std::string& name) {
+  return push(simple(Op::kHardSigmoid, x, name));
+}
+int GraphBuilder::hardswish(int x, const std::string& name) {
+  return push(simple(Op::kHardSwish, x, name));
+}
+int GraphBuilder::silu(int x, const std::string& name) { return push(simple(Op::kSiLU, x, name)); }
+
+int GraphBuilder::mul(int a, int b, const std::string& name) {
+  Node n;
+  n.op = Op::kMul;
+  n.name = name;
+  n.inputs = {a, b};
+  return push(std::move(n));
+}
+
+int GraphBuilder::maxpool(int x, int64_t k, int64_t s, int64_t p, const std::string& name,
+                          bool ceil_mode) {
   Node n = simple(Op::kMaxPool2d, x, name);
   n.attrs.kernel = {k, k};
   n.attrs.stride = {s, s};
   n.attrs.padding = {p, p};
+  n.attrs.ceil_mode = ceil_mode;
   return push(std::move(n));
 }
 
-int GraphBuilder::avgpool(int x, int64_t k, int64_t s, int64_t p, const std::string& name) {
+int GraphBuilder::avgpool(int x, int64_t k, int64_t s, int64_t p, const std::string& name,
+                          bool ceil_mode) {
   Node n = simple(Op::kAvgPool2d, x, name);
   n.attrs.kernel = {k, k};
   n.attrs.stride = {s, s};
   n.attrs.padding = {p, p};
+  n.attrs.ceil_mode = ceil_mode;
   return push(std::move(n));
 }
 

@@ -69,8 +69,47 @@ Coupling analyze_coupling(const Graph& graph, const std::set<std::string>& exclu
   layouts[kGraphInput] = whole(gin, in_shape[0]);
   block[gin] = "the network input";
 
+  // Zeroing a group's channels (zero_channels) makes them exact zeros, which is what makes
+  // their removal exact. Sigmoid and HardSigmoid turn a zero into a non-zero (0.5): their
+  // output is "live" on zeroed channels until a BatchNorm, a depthwise conv or a Mul by a value
+  // that is zero there clears it (x * sigmoid-gate in squeeze-excitation). A conv or linear
+  // layer reading a live value would lose a real contribution when the channel is cut, so the
+  // groups it reads are not prunable.
+  std::map<int, bool> live;
+  live[kGraphInput] = false;
   for (const auto& n : graph.nodes) {
     const Layout& in = layouts.at(n.inputs[0]);
+    bool any_live = false, all_live = true;
+    for (int v : n.inputs) {
+      any_live = any_live || live.at(v);
+      all_live = all_live && live.at(v);
+    }
+    switch (n.op) {
+      case Op::kSigmoid:
+      case Op::kHardSigmoid:
+        live[n.id] = true;
+        break;
+      case Op::kBatchNorm2d:
+        live[n.id] = false;
+        break;
+      case Op::kMul:
+        live[n.id] = all_live;
+        break;
+      case Op::kConv2d:  // a depthwise conv's zeroed filters clear the channels it reads
+        live[n.id] = false;
+        if (any_live && !is_depthwise(n))
+          block_layout(in, "a sigmoid's output read by '" + n.name +
+                               "' (zeroed channels are not zero there)");
+        break;
+      case Op::kLinear:
+        live[n.id] = false;
+        if (any_live)
+          block_layout(in, "a sigmoid's output read by '" + n.name +
+                               "' (zeroed channels are not zero there)");
+        break;
+      default:
+        live[n.id] = any_live;
+    }
     switch (n.op) {
       case Op::kConv2d: {
         int64_t out = n.params.at("weight").size(0);
@@ -100,14 +139,17 @@ Coupling analyze_coupling(const Graph& graph, const std::set<std::string>& exclu
         layouts[n.id] = l;
         break;
       }
-      case Op::kAdd: {
+      case Op::kAdd:
+      case Op::kMul: {  // a Mul's gate [C,1,1] has the same channel layout as its [C,H,W] input
         for (size_t i = 1; i < n.inputs.size(); ++i) {
           const Layout& other = layouts.at(n.inputs[i]);
           if (same_shape(in, other)) {
             for (size_t k = 0; k < in.size(); ++k) dsu.unite(other[k].group, in[k].group);
           } else {
-            block_layout(in, "an add of differently concatenated inputs ('" + n.name + "')");
-            block_layout(other, "an add of differently concatenated inputs ('" + n.name + "')");
+            const std::string why = std::string("an ") + op_name(n.op) +
+                                    " of differently concatenated inputs ('" + n.name + "')";
+            block_layout(in, why);
+            block_layout(other, why);
           }
         }
         layouts[n.id] = in;

@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 
 namespace nnslim {
 
@@ -70,9 +71,11 @@ torch::Tensor run_node(const Node& n, const std::vector<torch::Tensor>& in, Mode
     case Op::kReLU6:
       return torch::hardtanh(in[0], 0.0, 6.0);
     case Op::kMaxPool2d:
-      return torch::max_pool2d(in[0], a.kernel, a.stride, a.padding);
+      return torch::max_pool2d(in[0], a.kernel, a.stride, a.padding, /*dilation=*/{1, 1},
+                               a.ceil_mode);
     case Op::kAvgPool2d:
-      return torch::avg_pool2d(in[0], a.kernel, a.stride, a.padding);
+      return torch::avg_pool2d(in[0], a.kernel, a.stride, a.padding, a.ceil_mode,
+                               /*count_include_pad=*/true);
     case Op::kGlobalAvgPool:
       return in[0].mean({2, 3}, /*keepdim=*/true);
     case Op::kFlatten:
@@ -92,6 +95,19 @@ torch::Tensor run_node(const Node& n, const std::vector<torch::Tensor>& in, Mode
       return torch::dropout(in[0], a.p, train);
     case Op::kIdentity:
       return in[0];
+    case Op::kSigmoid:
+      return torch::sigmoid(in[0]);
+    case Op::kHardSigmoid:
+      // torch's own kernel for torch's constants (within float precision, as ONNX stores them).
+      if (std::abs(a.alpha - 1.0 / 6) < 1e-7 && std::abs(a.beta - 0.5) < 1e-7)
+        return torch::hardsigmoid(in[0]);
+      return torch::clamp(in[0] * a.alpha + a.beta, 0.0, 1.0);
+    case Op::kHardSwish:
+      return torch::hardswish(in[0]);
+    case Op::kSiLU:
+      return torch::silu(in[0]);
+    case Op::kMul:
+      return in[0] * in[1];
   }
   TORCH_INTERNAL_ASSERT(false, "unhandled op");
 }
@@ -113,8 +129,9 @@ torch::Tensor forward(const Graph& graph, const torch::Tensor& x, Mode mode) {
   // single-input concat) may alias their input and must never be modified in place.
   std::vector<char> fresh(graph.next_id, 0);
   for (const auto& n : graph.nodes)
-    fresh[n.id] =
-        n.op == Op::kConv2d || n.op == Op::kBatchNorm2d || n.op == Op::kAdd || n.op == Op::kLinear;
+    fresh[n.id] = n.op == Op::kConv2d || n.op == Op::kBatchNorm2d || n.op == Op::kAdd ||
+                  n.op == Op::kLinear || n.op == Op::kMul || n.op == Op::kSigmoid ||
+                  n.op == Op::kHardSigmoid || n.op == Op::kHardSwish || n.op == Op::kSiLU;
   values[kGraphInput] = x;
   std::vector<torch::Tensor> ins;
   for (const auto& n : graph.nodes) {
@@ -123,12 +140,17 @@ torch::Tensor forward(const Graph& graph, const torch::Tensor& x, Mode mode) {
     // A ReLU or Add whose first input is fresh and read by nobody else may write into it (as
     // torchvision's inplace=True and `out += identity`): saves an activation-sized allocation
     // and a memory pass per block. Never on the caller's tensor; Add only without broadcasting
-    // and outside autograd (a saved input must not change before backward).
+    // and outside autograd (a saved input must not change before backward); HardSwish and SiLU
+    // likewise outside autograd only.
     const bool first_is_free = !n.inputs.empty() && fresh[n.inputs[0]] && uses[n.inputs[0]] == 1;
     for (int id : n.inputs)
       if (--uses[id] == 0) values[id] = torch::Tensor();
     if (n.op == Op::kReLU && first_is_free) {
       values[n.id] = torch::relu_(ins[0]);
+    } else if (n.op == Op::kHardSwish && first_is_free && !torch::GradMode::is_enabled()) {
+      values[n.id] = torch::hardswish_(ins[0]);  // its backward needs the input: inference only
+    } else if (n.op == Op::kSiLU && first_is_free && !torch::GradMode::is_enabled()) {
+      values[n.id] = torch::silu_(ins[0]);
     } else if (n.op == Op::kAdd && first_is_free && !torch::GradMode::is_enabled() &&
                std::all_of(ins.begin() + 1, ins.end(),
                            [&](const torch::Tensor& t) { return t.sizes() == ins[0].sizes(); })) {

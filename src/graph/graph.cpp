@@ -26,6 +26,11 @@ constexpr OpInfo kOps[] = {
     {Op::kConcat, "concat"},
     {Op::kDropout, "dropout"},
     {Op::kIdentity, "identity"},
+    {Op::kSigmoid, "sigmoid"},
+    {Op::kHardSigmoid, "hardsigmoid"},
+    {Op::kHardSwish, "hardswish"},
+    {Op::kSiLU, "silu"},
+    {Op::kMul, "mul"},
 };
 }  // namespace
 

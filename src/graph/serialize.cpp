@@ -6,6 +6,8 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+
 namespace nnslim {
 
 namespace {
@@ -45,6 +47,57 @@ std::map<std::string, torch::Tensor> read_tensors(Reader& r, const std::string& 
   }
   return m;
 }
+// Attributes added after format version 2 (pool ceil_mode, HardSigmoid alpha/beta) follow the
+// nodes as an optional section: u64 count, then (i64 node id, str key, f64 value) per entry. It is
+// written only when some node has a non-default value, so a graph without one has exactly the
+// bytes earlier builds wrote (and read), and every earlier file reads as before.
+const Attrs kDefaultAttrs;
+
+std::vector<std::pair<std::string, double>> extra_attrs(const Node& n) {
+  std::vector<std::pair<std::string, double>> out;
+  if (n.attrs.ceil_mode != kDefaultAttrs.ceil_mode) out.emplace_back("ceil_mode", 1.0);
+  if (n.attrs.alpha != kDefaultAttrs.alpha) out.emplace_back("alpha", n.attrs.alpha);
+  if (n.attrs.beta != kDefaultAttrs.beta) out.emplace_back("beta", n.attrs.beta);
+  return out;
+}
+
+void write_extra_attrs(Writer& w, const Graph& g) {
+  uint64_t count = 0;
+  for (const auto& n : g.nodes) count += extra_attrs(n).size();
+  if (count == 0) return;
+  w.u64(count);
+  for (const auto& n : g.nodes)
+    for (const auto& [key, value] : extra_attrs(n)) {
+      w.i64(n.id);
+      w.str(key);
+      w.f64(value);
+    }
+}
+
+void read_extra_attrs(Reader& r, Graph& g, const std::string& what) {
+  if (r.done()) return;
+  uint64_t count = r.u64();
+  TORCH_CHECK(count <= 3 * g.nodes.size(), what, ": implausible attribute count ", count,
+              " (corrupt file?)");
+  for (uint64_t i = 0; i < count; ++i) {
+    const int id = static_cast<int>(r.i64());
+    const std::string key = r.str();
+    const double value = r.f64();
+    auto it =
+        std::find_if(g.nodes.begin(), g.nodes.end(), [&](const Node& n) { return n.id == id; });
+    TORCH_CHECK(it != g.nodes.end(), what, ": attribute '", key, "' of unknown node ", id,
+                " (corrupt file?)");
+    if (key == "ceil_mode")
+      it->attrs.ceil_mode = value != 0.0;
+    else if (key == "alpha")
+      it->attrs.alpha = value;
+    else if (key == "beta")
+      it->attrs.beta = value;
+    else
+      TORCH_CHECK(false, what, ": node '", it->name, "' has attribute '", key,
+                  "', which this build does not know (a file from a newer nnslim?)");
+  }
+}
 }  // namespace
 
 std::string graph_to_bytes(const Graph& g, uint32_t version) {
@@ -80,6 +133,7 @@ std::string graph_to_bytes(const Graph& g, uint32_t version) {
     write_tensors(w, n.params);
     write_tensors(w, n.buffers);
   }
+  write_extra_attrs(w, g);
   return w.bytes();
 }
 
@@ -116,6 +170,7 @@ Graph graph_from_bytes(const std::string& bytes, const std::string& what, uint32
     TORCH_CHECK(n.id > 0 && n.id < g.next_id, what, ": node '", n.name, "' has bad id ", n.id);
     g.nodes.push_back(std::move(n));
   }
+  read_extra_attrs(r, g, what);
   TORCH_CHECK(r.done(), what, ": trailing bytes after the graph (corrupt file?)");
   try {
     validate(g);

@@ -2,6 +2,7 @@
 
 #include <c10/util/Exception.h>
 
+#include <cmath>
 #include <set>
 #include <sstream>
 
@@ -15,9 +16,15 @@ std::string shape_str(const Shape& s) {
 
 namespace {
 
-// Output size of a sliding window (conv or pool, floor mode).
-int64_t window_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) {
-  return (in + 2 * p - d * (k - 1) - 1) / s + 1;
+// Output size of a sliding window (conv or pool), by torch's rule (pooling_output_shape): in
+// ceil mode the size is rounded up, but the last window must start inside the input or its
+// left padding.
+int64_t window_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil) {
+  const int64_t span = in + 2 * p - d * (k - 1) - 1;
+  if (span < 0) return 0;
+  int64_t out = (span + (ceil ? s - 1 : 0)) / s + 1;
+  if (ceil && (out - 1) * s >= in + p) --out;
+  return out;
 }
 
 struct Checker {
@@ -59,8 +66,8 @@ Shape infer_conv(const Checker& c, const Shape& in) {
   c.check(w.size(1) * a.groups == in[0], "weight expects ", w.size(1) * a.groups,
           " input channels, input has ", in[0]);
   if (n.params.count("bias")) c.check_vec(n.params.at("bias"), w.size(0), "bias");
-  int64_t h = window_out(in[1], w.size(2), a.stride[0], a.padding[0], a.dilation[0]);
-  int64_t wd = window_out(in[2], w.size(3), a.stride[1], a.padding[1], a.dilation[1]);
+  int64_t h = window_out(in[1], w.size(2), a.stride[0], a.padding[0], a.dilation[0], false);
+  int64_t wd = window_out(in[2], w.size(3), a.stride[1], a.padding[1], a.dilation[1], false);
   c.check(h >= 1 && wd >= 1, "output would be empty for input ", shape_str(in));
   return {w.size(0), h, wd};
 }
@@ -73,8 +80,8 @@ Shape infer_pool(const Checker& c, const Shape& in) {
   c.check_pair(a.padding, "padding", 0);
   c.check(a.padding[0] * 2 <= a.kernel[0] && a.padding[1] * 2 <= a.kernel[1],
           "padding must be at most half the kernel");
-  int64_t h = window_out(in[1], a.kernel[0], a.stride[0], a.padding[0], 1);
-  int64_t w = window_out(in[2], a.kernel[1], a.stride[1], a.padding[1], 1);
+  int64_t h = window_out(in[1], a.kernel[0], a.stride[0], a.padding[0], 1, a.ceil_mode);
+  int64_t w = window_out(in[2], a.kernel[1], a.stride[1], a.padding[1], 1, a.ceil_mode);
   c.check(h >= 1 && w >= 1, "output would be empty for input ", shape_str(in));
   return {in[0], h, w};
 }
@@ -82,7 +89,9 @@ Shape infer_pool(const Checker& c, const Shape& in) {
 Shape infer_node(const Node& n, const std::vector<Shape>& ins) {
   Checker c{n};
   bool multi = n.op == Op::kAdd || n.op == Op::kConcat;
-  if (multi)
+  if (n.op == Op::kMul)
+    c.check(ins.size() == 2, "takes exactly two inputs, got ", ins.size());
+  else if (multi)
     c.check(ins.size() >= (n.op == Op::kAdd ? 2u : 1u), "needs more inputs, got ", ins.size());
   else
     c.check(ins.size() == 1, "takes exactly one input, got ", ins.size());
@@ -102,7 +111,26 @@ Shape infer_node(const Node& n, const std::vector<Shape>& ins) {
     case Op::kReLU:
     case Op::kReLU6:
     case Op::kIdentity:
+    case Op::kSigmoid:
+    case Op::kHardSwish:
+    case Op::kSiLU:
       return in;
+    case Op::kHardSigmoid:
+      c.check(std::isfinite(n.attrs.alpha) && std::isfinite(n.attrs.beta),
+              "alpha and beta must be finite");
+      return in;
+    case Op::kMul: {
+      const Shape& other = ins[1];
+      if (other == in) return in;
+      // A per-channel gate: [C,1,1] times [C,H,W], either way round.
+      auto gate_of = [](const Shape& g, const Shape& x) {
+        return g.size() == 3 && x.size() == 3 && g[0] == x[0] && g[1] == 1 && g[2] == 1;
+      };
+      c.check(gate_of(in, other) || gate_of(other, in),
+              "inputs must have equal shapes or be CxHxW and Cx1x1, got ", shape_str(in), " and ",
+              shape_str(other));
+      return gate_of(in, other) ? other : in;
+    }
     case Op::kDropout:
       c.check(n.attrs.p >= 0 && n.attrs.p < 1, "p must be in [0, 1), got ", n.attrs.p);
       return in;
@@ -146,6 +174,10 @@ Shape infer_node(const Node& n, const std::vector<Shape>& ins) {
 }
 
 }  // namespace
+
+int64_t pool_out(int64_t in, int64_t kernel, int64_t stride, int64_t padding, bool ceil_mode) {
+  return window_out(in, kernel, stride, padding, 1, ceil_mode);
+}
 
 std::map<int, Shape> infer_shapes(const Graph& graph) {
   TORCH_CHECK(graph.input_shape.size() == 3 || graph.input_shape.size() == 1,

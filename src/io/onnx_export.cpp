@@ -25,7 +25,8 @@ using onnx_io::to_proto;
 // ("input" for the network input); parameters become initializers named "<node>.<param>".
 class Exporter {
  public:
-  Exporter(const Graph& g, int64_t opset, onnx::GraphProto* out) : g_(g), opset_(opset), out_(out) {
+  Exporter(const Graph& g, int64_t opset, onnx::GraphProto* out)
+      : g_(g), opset_(opset), out_(out), shapes_(infer_shapes(g)) {
     names_[kGraphInput] = "input";
   }
 
@@ -69,6 +70,7 @@ class Exporter {
         ints(p, "kernel_shape", n.attrs.kernel);
         ints(p, "strides", n.attrs.stride);
         ints(p, "pads", pads(n));
+        ceil_mode(p, n);
         return;
       }
       case Op::kAvgPool2d: {
@@ -76,11 +78,16 @@ class Exporter {
         // AveragePool's count_include_pad (OpenCV 4.6 decides by producer name), so padding is
         // an explicit zero Pad before an unpadded AveragePool -- as PyTorch exports it.
         std::string x = in(n, 0);
-        if (n.attrs.padding[0] || n.attrs.padding[1])
+        if (n.attrs.padding[0] || n.attrs.padding[1]) {
+          check_padded_ceil(n);
           x = zero_pad(n.name + ".pad", x, n.attrs.padding);
+        }
+        // In ceil mode, a window that overhangs the padded input averages only what it covers
+        // (torch's divisor), which is AveragePool's count_include_pad=0 after an explicit Pad.
         auto* p = emit("AveragePool", n, {x});
         ints(p, "kernel_shape", n.attrs.kernel);
         ints(p, "strides", n.attrs.stride);
+        ceil_mode(p, n);
         return;
       }
       case Op::kGlobalAvgPool:
@@ -115,6 +122,33 @@ class Exporter {
                        return ins;
                      }()),
                 "axis", 1);
+        return;
+      case Op::kSigmoid:
+        emit("Sigmoid", n, {in(n, 0)});
+        return;
+      case Op::kHardSigmoid: {
+        auto* p = emit("HardSigmoid", n, {in(n, 0)});
+        real(p, "alpha", n.attrs.alpha);
+        real(p, "beta", n.attrs.beta);
+        return;
+      }
+      case Op::kHardSwish:
+        if (opset_ >= 14) {
+          emit("HardSwish", n, {in(n, 0)});
+        } else {  // as PyTorch exports it before opset 14
+          auto* hs =
+              raw_node("HardSigmoid", n.name + ".hardsigmoid", {in(n, 0)}, n.name + ".hardsigmoid");
+          real(hs, "alpha", 1.0 / 6);
+          real(hs, "beta", 0.5);
+          emit("Mul", n, {in(n, 0), n.name + ".hardsigmoid"});
+        }
+        return;
+      case Op::kSiLU:  // ONNX has no SiLU: x * Sigmoid(x), as PyTorch exports it
+        raw_node("Sigmoid", n.name + ".sigmoid", {in(n, 0)}, n.name + ".sigmoid");
+        emit("Mul", n, {in(n, 0), n.name + ".sigmoid"});
+        return;
+      case Op::kMul:  // ONNX broadcasts [N,C,1,1] against [N,C,H,W] as the IR does
+        emit("Mul", n, {in(n, 0), in(n, 1)});
         return;
       case Op::kDropout:  // inference: the identity
       case Op::kIdentity:
@@ -158,6 +192,27 @@ class Exporter {
     return name;
   }
   std::string in(const Node& n, size_t i) const { return names_.at(n.inputs[i]); }
+  // On an explicitly padded input, ceil mode's last window may start inside the right padding,
+  // which torch's rule (on the unpadded input) forbids: the sizes then differ.
+  void check_padded_ceil(const Node& n) const {
+    if (!n.attrs.ceil_mode) return;
+    const Shape& s = shapes_.at(n.inputs[0]);
+    const auto& a = n.attrs;
+    for (int d = 0; d < 2; ++d)
+      TORCH_CHECK(pool_out(s[1 + d], a.kernel[d], a.stride[d], a.padding[d], true) ==
+                      pool_out(s[1 + d] + 2 * a.padding[d], a.kernel[d], a.stride[d], 0, true),
+                  "node '", n.name,
+                  "' (avgpool2d): its padded ceil-mode windows have no ONNX form (the last "
+                  "window would start in the right padding)");
+  }
+  // Pooling's ceil_mode is an attribute since opset 10.
+  void ceil_mode(onnx::NodeProto* p, const Node& n) const {
+    if (!n.attrs.ceil_mode) return;
+    TORCH_CHECK(opset_ >= 10, "node '", n.name, "' (", op_name(n.op),
+                ") pools in ceil mode, which ONNX expresses from opset 10 on; export with "
+                "--opset 10 or newer");
+    integer(p, "ceil_mode", 1);
+  }
   std::string param(const Node& n, const std::string& key) {
     return initializer(n.name + "." + key, n.params.at(key));
   }
@@ -198,6 +253,7 @@ class Exporter {
   const Graph& g_;
   int64_t opset_;
   onnx::GraphProto* out_;
+  std::map<int, Shape> shapes_;
   std::map<int, std::string> names_;
 };
 

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <limits>
 #include <optional>
@@ -42,6 +43,7 @@ class Importer {
       TORCH_CHECK(false, os.str());
     }
     declare_output();
+    fuse_gated_activations();
     restore_meta();
     try {
       validate(g_);
@@ -145,6 +147,7 @@ class Importer {
       if (p.op_type() == "Constant") return constant(p);
       if (fold_constant(p)) return;
       if (p.op_type() == "Pad") return pad(p);
+      if (p.op_type() == "ReduceMean") return reduce_mean(p, name);
       Node n = to_node(p, name);
       ++mapped_[p.op_type()];
       n.name = name;
@@ -387,7 +390,84 @@ class Importer {
     if (t == "Gemm") return gemm(p);
     if (t == "Identity") return unary(p, Op::kIdentity);
     if (t == "Dropout") return dropout(p);
+    if (t == "Sigmoid") return unary(p, Op::kSigmoid);
+    if (t == "HardSigmoid") return hardsigmoid(p);
+    if (t == "HardSwish") return unary(p, Op::kHardSwish);
+    if (t == "Mul") return mul(p);
     throw Unsupported{"op not supported"};
+  }
+
+  Node hardsigmoid(const onnx::NodeProto& p) {
+    Node n = make(Op::kHardSigmoid, {value_input(p, 0)});
+    n.attrs.alpha = attr_float(p, "alpha", 0.2f);  // ONNX's defaults, not torch's
+    n.attrs.beta = attr_float(p, "beta", 0.5f);
+    return n;
+  }
+
+  Node mul(const onnx::NodeProto& p) {
+    if (p.input_size() != 2) throw Unsupported{"needs two inputs"};
+    for (int i = 0; i < 2; ++i)
+      if (consts_.count(p.input(i)))
+        throw Unsupported{"multiplying by a constant tensor ('" + p.input(i) +
+                          "') is not supported"};
+    return make(Op::kMul, {value_input(p, 0), value_input(p, 1)});
+  }
+
+  // ReduceMean over H and W is global average pooling; without keepdims, followed by a flatten
+  // ([N, C, 1, 1] -> [N, C]). The axes are an attribute before opset 18, an input from 18 on.
+  void reduce_mean(const onnx::NodeProto& p, const std::string& name) {
+    std::vector<int64_t> axes;
+    if (p.input_size() > 1 && !p.input(1).empty()) {
+      auto a = const_input(p, 1, "axes").to(torch::kLong).contiguous();
+      axes.assign(a.data_ptr<int64_t>(), a.data_ptr<int64_t>() + a.numel());
+    } else {
+      axes = attr_ints(p, "axes", {});
+    }
+    for (auto& a : axes) a = axis_of(a, 4);
+    std::sort(axes.begin(), axes.end());
+    if (axes != std::vector<int64_t>{2, 3})
+      throw Unsupported{"only the mean over H and W (axes [2, 3]) of an NCHW tensor"};
+    const int x = value_input(p, 0);
+    ++mapped_[p.op_type()];
+    Node pool = make(Op::kGlobalAvgPool, {x});
+    if (attr_int(p, "keepdims", 1) != 0) {
+      pool.name = name;
+      ids_[p.output(0)] = g_.add(std::move(pool));
+      return;
+    }
+    pool.name = name + ".pool";
+    names_.insert(pool.name);
+    const int pooled = g_.add(std::move(pool));
+    Node flat = make(Op::kFlatten, {pooled});
+    flat.name = name;
+    ids_[p.output(0)] = g_.add(std::move(flat));
+  }
+
+  // SiLU and (before opset 14) HardSwish reach ONNX as x * Sigmoid(x) and x * HardSigmoid(x)
+  // with torch's constants; each pair becomes one node again (the Mul's name and id), provided
+  // nothing else reads the activation.
+  void fuse_gated_activations() {
+    for (size_t i = 0; i < g_.nodes.size(); ++i) {
+      Node& m = g_.nodes[i];
+      if (m.op != Op::kMul) continue;
+      for (int side = 0; side < 2; ++side) {
+        const int x = m.inputs[side], gate = m.inputs[1 - side];
+        if (gate == kGraphInput || gate == g_.output) continue;
+        const Node& act = g_.node(gate);
+        const bool silu = act.op == Op::kSigmoid;
+        const bool hardswish = act.op == Op::kHardSigmoid &&
+                               std::abs(act.attrs.alpha - 1.0 / 6) < 1e-7 &&
+                               std::abs(act.attrs.beta - 0.5) < 1e-7;
+        if ((!silu && !hardswish) || act.inputs[0] != x || g_.consumers(gate).size() != 1) continue;
+        m.op = silu ? Op::kSiLU : Op::kHardSwish;
+        m.inputs = {x};
+        m.attrs = Attrs();
+        ++fused_[silu ? "Mul(x, Sigmoid(x)) -> silu" : "Mul(x, HardSigmoid(x)) -> hardswish"];
+        g_.nodes.erase(g_.nodes.begin() + static_cast<std::ptrdiff_t>(g_.index_of(gate)));
+        i = g_.index_of(m.id);  // `m` moved one slot up; its reference is stale now
+        break;
+      }
+    }
   }
 
   Node make(Op op, std::vector<int> inputs) {
@@ -468,7 +548,6 @@ class Importer {
 
   Node pool(const onnx::NodeProto& p) {
     const bool max = p.op_type() == "MaxPool";
-    if (attr_int(p, "ceil_mode", 0) != 0) throw Unsupported{"ceil_mode=1"};
     if (max && attr_ints(p, "dilations", {1, 1}) != std::vector<int64_t>{1, 1})
       throw Unsupported{"dilated pooling"};
     if (max && p.output_size() > 1) throw Unsupported{"the Indices output"};
@@ -477,11 +556,31 @@ class Importer {
     if (n.attrs.kernel.size() != 2) throw Unsupported{"only 2-D pooling is supported"};
     n.attrs.stride = attr_ints(p, "strides", {1, 1});
     n.attrs.padding = symmetric_pads(p);
+    // torch's rule for the last window (it starts inside the input or its left padding), which
+    // is how PyTorch exports ceil_mode and how onnxruntime reads it.
+    n.attrs.ceil_mode = attr_int(p, "ceil_mode", 0) != 0;
     const bool padded = n.attrs.padding[0] || n.attrs.padding[1];
     if (!max && padded && attr_int(p, "count_include_pad", 0) == 0)
       throw Unsupported{"padded AveragePool with count_include_pad=0 (nnslim counts the padding)"};
     // A preceding zero Pad is the count_include_pad=1 padding.
+    const auto own_padding = n.attrs.padding;
     n.inputs = {max ? value_input(p, 0) : padded_input(p, n.attrs.padding)};
+    if (n.attrs.ceil_mode && n.attrs.padding != own_padding && unsupported_.empty()) {
+      // torch's ceil rule on the unpadded input must give the size the Pad's output gives.
+      Graph partial = g_;
+      partial.output = n.inputs[0];
+      const Shape s =
+          n.inputs[0] == kGraphInput ? g_.input_shape : infer_shapes(partial).at(n.inputs[0]);
+      const auto& a = n.attrs;
+      for (int d = 0; d < 2 && s.size() == 3; ++d) {
+        const int64_t pad = a.padding[d] - own_padding[d];
+        if (pool_out(s[1 + d], a.kernel[d], a.stride[d], a.padding[d], true) !=
+            pool_out(s[1 + d] + 2 * pad, a.kernel[d], a.stride[d], own_padding[d], true))
+          throw Unsupported{
+              "ceil_mode after a Pad whose last window starts in the right padding (torch's "
+              "rule forbids that window)"};
+      }
+    }
     return n;
   }
 
@@ -596,6 +695,7 @@ class Importer {
  public:
   std::map<std::string, int64_t> folded_;  // ops evaluated at import, by op
   std::map<std::string, int64_t> mapped_;  // ops translated into graph nodes, by ONNX op
+  std::map<std::string, int64_t> fused_;   // node pairs made one node, by pattern
 };
 
 }  // namespace
@@ -613,6 +713,7 @@ Graph import_onnx_bytes(const std::string& bytes, const std::string& what,
   if (report) {
     report->folded = importer.folded_;
     report->mapped = importer.mapped_;
+    report->fused = importer.fused_;
   }
   return g;
 }

@@ -1,6 +1,7 @@
 // Channel coupling and channel surgery: removing channels that output exact zeros leaves the
 // network function unchanged, on every zoo family and on fixtures with Concat, Flatten->Linear
 // and depthwise convs.
+#include "nnslim/graph/builder.h"
 #include "nnslim/graph/cost.h"
 #include "nnslim/graph/execute.h"
 #include "nnslim/graph/serialize.h"
@@ -115,6 +116,45 @@ TEST(Surgery, ZeroChannelRemovalIsExact_MobileNetV2) {
 TEST(Surgery, ZeroChannelRemovalIsExact_LeNetFlattenLinear) {
   // Flatten of a 16x5x5 map: each conv2 channel owns 25 columns of fc1.
   check_zero_channel_removal(build_model("lenet5", {1, 32, 32}, 10), "lenet5");
+}
+
+TEST(Surgery, ZeroChannelRemovalIsExact_SqueezeExcitation) {
+  // HardSwish, SiLU, SE gates (HardSigmoid, Sigmoid; Mul both ways round), ceil-mode pools.
+  check_zero_channel_removal(testing::fixture_se_ops(1), "fixture_se_ops");
+  check_zero_channel_removal(testing::fixture_se_ops(2), "fixture_se_ops", 5);
+}
+
+TEST(Coupling, MulTiesTheGateToTheChannelsItScales) {
+  Graph g = testing::fixture_se_ops();
+  Coupling c = analyze_coupling(g);
+  auto group = [&](const char* name) { return c.layouts.at(g.find(name)->id)[0].group; };
+  // The gate conv's outputs are the expand conv's channels (through the depthwise conv).
+  EXPECT_EQ(group("b1.se.fc2"), group("b1.expand"));
+  EXPECT_EQ(group("b1.dw"), group("b1.expand"));
+  EXPECT_EQ(group("b2.se.fc2"), group("b2.expand"));
+  // The squeeze convs are groups of their own; all of these are prunable.
+  for (const char* name : {"b1.expand", "b1.se.fc1", "b2.expand", "b2.se.fc1", "stem", "fc1"})
+    EXPECT_TRUE(c.groups[group(name)].prunable) << name << ": " << c.groups[group(name)].why_not;
+  EXPECT_NE(group("b1.se.fc1"), group("b1.expand"));
+  EXPECT_EQ(group("b1.project"), group("stem"));  // the residual Add
+  EXPECT_EQ(count_prunable(c), 6);
+}
+
+TEST(Coupling, SigmoidOutputReadByAConvIsNotPrunable) {
+  // A zeroed channel is 0.5 after a Sigmoid: cutting it would drop a real input of `c2`. Behind
+  // a BatchNorm (which zeroes it again) the channel may go.
+  GraphBuilder b({2, 6, 6});
+  int x = b.sigmoid(b.conv(b.input(), 4, 3, 1, 1, "c1"), "sig");
+  x = b.conv(x, 4, 3, 1, 1, "c2");
+  x = b.conv(b.bn(b.hardsigmoid(x, "hsig"), "bn"), 3, 1, 1, 0, "c3");
+  Graph g = b.build(b.linear(b.flatten(b.global_avgpool(x, "gap"), "f"), 2, "fc"));
+  Coupling c = analyze_coupling(g);
+  const auto& c1 = c.groups[c.layouts.at(g.find("c1")->id)[0].group];
+  EXPECT_FALSE(c1.prunable);
+  EXPECT_NE(c1.why_not.find("'c2'"), std::string::npos) << c1.why_not;
+  EXPECT_TRUE(c.groups[c.layouts.at(g.find("c2")->id)[0].group].prunable);
+  EXPECT_TRUE(c.groups[c.layouts.at(g.find("c3")->id)[0].group].prunable);
+  check_zero_channel_removal(g, "sigmoid then bn");
 }
 
 TEST(Surgery, ConcatOffsetsAndFlattenColumns) {

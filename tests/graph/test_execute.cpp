@@ -1,4 +1,5 @@
 // Every op of the graph executor against torch's functional result, and train/eval semantics.
+#include "nnslim/graph/builder.h"
 #include "nnslim/graph/execute.h"
 #include "nnslim/models/zoo.h"
 #include "support/fixtures.h"
@@ -75,6 +76,59 @@ TEST(Execute, ElementwiseAndPoolingOps) {
             1e-12);
   EXPECT_TRUE(
       run_node(make(Op::kConcat, {0, 1}), {x, y}, Mode::kEval).equal(torch::cat({x, y}, 1)));
+}
+
+TEST(Execute, SqueezeExcitationOpsMatchTorch) {
+  torch::manual_seed(4);
+  auto x = torch::randn({2, 3, 7, 7}, torch::kDouble) * 5;
+  auto run = [&](const Node& n, std::vector<torch::Tensor> in) {
+    return run_node(n, in, Mode::kEval);
+  };
+  EXPECT_LT(max_abs_diff(run(make(Op::kSigmoid), {x}), torch::sigmoid(x)), 1e-15);
+  EXPECT_LT(max_abs_diff(run(make(Op::kHardSigmoid), {x}), (x / 6 + 0.5).clamp(0, 1)), 1e-15);
+  Node hs = make(Op::kHardSigmoid);  // ONNX's defaults
+  hs.attrs.alpha = 0.2;
+  hs.attrs.beta = 0.5;
+  EXPECT_LT(max_abs_diff(run(hs, {x}), (x * 0.2 + 0.5).clamp(0, 1)), 1e-15);
+  EXPECT_LT(max_abs_diff(run(make(Op::kHardSwish), {x}), x * (x + 3).clamp(0, 6) / 6), 1e-14);
+  EXPECT_LT(max_abs_diff(run(make(Op::kSiLU), {x}), x * torch::sigmoid(x)), 1e-14);
+  auto gate = torch::rand({2, 3, 1, 1}, torch::kDouble), y = torch::randn_like(x);
+  EXPECT_TRUE(run(make(Op::kMul, {0, 1}), {x, gate}).equal(x * gate));
+  EXPECT_TRUE(run(make(Op::kMul, {0, 1}), {gate, x}).equal(x * gate));
+  EXPECT_TRUE(run(make(Op::kMul, {0, 1}), {x, y}).equal(x * y));
+  // Ceil-mode pooling, torch's own kernels (7x7: the last window is a partial one).
+  Node mp = make(Op::kMaxPool2d);
+  mp.attrs.kernel = {3, 3};
+  mp.attrs.stride = {2, 2};
+  mp.attrs.padding = {0, 0};
+  mp.attrs.ceil_mode = true;
+  auto m = run(mp, {x});
+  EXPECT_EQ(m.sizes(), (std::vector<int64_t>{2, 3, 3, 3}));
+  EXPECT_TRUE(m.equal(torch::max_pool2d(x, 3, 2, 0, 1, true)));
+  Node ap = mp;
+  ap.op = Op::kAvgPool2d;
+  ap.attrs.kernel = {2, 2};
+  ap.attrs.padding = {1, 1};
+  EXPECT_TRUE(run(ap, {x}).equal(torch::avg_pool2d(x, 2, 2, 1, true, true)));
+}
+
+TEST(Execute, InPlaceActivationsSpareSharedValues) {
+  // HardSwish and SiLU write into a fresh input nobody else reads, outside autograd only; the
+  // conv output here is also read by the Mul, so it must not change.
+  torch::manual_seed(10);
+  GraphBuilder b({2, 4, 4});
+  int c = b.conv(b.input(), 2, 1, 1, 0, "c");
+  int h = b.hardswish(b.conv(b.input(), 2, 1, 1, 0, "d"), "h");  // free: in place
+  int s = b.silu(c, "s");                                        // shared: not in place
+  Graph g = b.build(b.mul(b.mul(h, s, "m1"), c, "m2"));
+  g.to(torch::kDouble);
+  auto x = torch::randn({2, 2, 4, 4}, torch::kDouble);
+  auto cv = torch::conv2d(x, g.find("c")->params.at("weight"));
+  auto dv = torch::conv2d(x, g.find("d")->params.at("weight"));
+  auto want = torch::hardswish(dv) * torch::silu(cv) * cv;
+  EXPECT_LT(max_abs_diff(forward(g, x, Mode::kEval), want), 1e-12);
+  torch::NoGradGuard no_grad;
+  EXPECT_LT(max_abs_diff(forward(g, x, Mode::kEval), want), 1e-12);
 }
 
 TEST(Execute, LinearAndDropout) {

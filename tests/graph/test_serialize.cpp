@@ -208,6 +208,57 @@ TEST(Serialize, SparseModelFileShrinks) {
   }
 }
 
+// The squeeze-excitation ops and the newer attributes (ceil_mode, HardSigmoid's alpha/beta)
+// round-trip; a graph without such attributes keeps exactly the version-2 layout, so files of
+// earlier builds read as before and earlier builds read such files.
+TEST(Serialize, NewOpsAndAttributesRoundTrip) {
+  testing::TempDir dir;
+  Graph g = testing::fixture_se_ops(2);
+  forward(g, torch::randn({4, 3, 16, 16}), Mode::kTrain);  // non-trivial BN buffers
+  g.find("b1.se.gate")->attrs.alpha = 0.2;                 // ONNX's default slope
+  g.find("b1.se.gate")->attrs.beta = 0.25;
+  save_graph(g, dir.file("se.nnslim"));
+  Graph h = load_graph(dir.file("se.nnslim"));
+  ASSERT_EQ(g.nodes.size(), h.nodes.size());
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    EXPECT_EQ(g.nodes[i].op, h.nodes[i].op) << g.nodes[i].name;
+    EXPECT_EQ(g.nodes[i].inputs, h.nodes[i].inputs) << g.nodes[i].name;
+    EXPECT_EQ(g.nodes[i].attrs.ceil_mode, h.nodes[i].attrs.ceil_mode) << g.nodes[i].name;
+    EXPECT_EQ(g.nodes[i].attrs.alpha, h.nodes[i].attrs.alpha) << g.nodes[i].name;
+    EXPECT_EQ(g.nodes[i].attrs.beta, h.nodes[i].attrs.beta) << g.nodes[i].name;
+  }
+  EXPECT_TRUE(h.find("pool")->attrs.ceil_mode);
+  EXPECT_EQ(h.find("b1.se.gate")->attrs.alpha, 0.2);
+  auto x = torch::randn({2, 3, 16, 16});
+  EXPECT_TRUE(forward(g, x, Mode::kEval).equal(forward(h, x, Mode::kEval)));
+  save_graph(h, dir.file("se2.nnslim"));
+  EXPECT_EQ(slurp(dir.file("se.nnslim")), slurp(dir.file("se2.nnslim")));
+  // The attributes are a section after the version-2 nodes, absent when all are defaults.
+  Graph plain = g;
+  for (auto& n : plain.nodes) n.attrs.ceil_mode = false;
+  plain.find("b1.se.gate")->attrs = Attrs();
+  const std::string with = graph_to_bytes(g), without = graph_to_bytes(plain);
+  EXPECT_GT(with.size(), without.size());
+  EXPECT_EQ(with.substr(0, without.size()), without);
+  EXPECT_FALSE(graph_from_bytes(without, "plain").find("pool")->attrs.ceil_mode);
+  // An attribute this build does not know is refused, naming it.
+  std::string future = with;
+  auto at = future.find("ceil_mode");
+  ASSERT_NE(at, std::string::npos);
+  future[at + 8] = 'X';
+  EXPECT_NE(error_of([&] { graph_from_bytes(future, "future.nnslim"); }).find("ceil_modX"),
+            std::string::npos);
+  // Checkpoints embed the graph's bytes: the section travels with them.
+  Checkpoint ck;
+  ck.graph = g;
+  ck.epochs_done = 2;
+  save_checkpoint(ck, dir.file("ck"));
+  Checkpoint back = load_checkpoint(dir.file("ck"));
+  EXPECT_TRUE(back.graph.find("pool")->attrs.ceil_mode);
+  EXPECT_EQ(back.graph.find("b1.se.gate")->attrs.beta, 0.25);
+  EXPECT_TRUE(forward(back.graph, x, Mode::kEval).equal(forward(g, x, Mode::kEval)));
+}
+
 TEST(Serialize, ReadsVersion1Files) {
   testing::TempDir dir;
   Graph g = testing::fixture_all_ops(4);

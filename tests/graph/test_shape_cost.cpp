@@ -32,6 +32,65 @@ TEST(Shape, InferredShapesMatchExecution) {
   }
 }
 
+TEST(Shape, SqueezeExcitationFixtureShapesMatchExecution) {
+  Graph g = testing::fixture_se_ops();
+  auto shapes = infer_shapes(g);
+  std::map<int, torch::Tensor> vals{{kGraphInput, torch::randn({2, 3, 16, 16})}};
+  for (const auto& n : g.nodes) {
+    std::vector<torch::Tensor> ins;
+    for (int i : n.inputs) ins.push_back(vals.at(i));
+    vals[n.id] = run_node(n, ins, Mode::kEval);
+    auto real = vals[n.id].sizes().vec();
+    real.erase(real.begin());
+    EXPECT_EQ(real, shapes.at(n.id)) << n.name;
+  }
+  EXPECT_EQ(shapes.at(g.find("pool")->id), (Shape{8, 4, 4}));  // 3x3 in floor mode
+  EXPECT_EQ(shapes.at(g.find("avg")->id), (Shape{12, 3, 3}));  // 2x2 in floor mode
+}
+
+// torch's pooling_output_shape, including "the last window starts inside the input or its left
+// padding", on every small case against torch's own kernels.
+TEST(Shape, CeilModePoolSizesAreTorchs) {
+  for (int64_t in = 1; in <= 12; ++in)
+    for (int64_t k = 1; k <= 4; ++k)
+      for (int64_t s = 1; s <= 3; ++s)
+        for (int64_t p = 0; 2 * p <= k; ++p)
+          for (bool ceil : {false, true}) {
+            const int64_t want = pool_out(in, k, s, p, ceil);
+            if (in + 2 * p < k) {
+              EXPECT_EQ(want, 0) << in << " " << k << " " << s << " " << p;
+              continue;
+            }
+            auto x = torch::zeros({1, 1, in, in});
+            auto got = torch::max_pool2d(x, k, s, p, 1, ceil).size(2);
+            EXPECT_EQ(want, got) << "in " << in << " k " << k << " s " << s << " p " << p
+                                 << " ceil " << ceil;
+            EXPECT_EQ(torch::avg_pool2d(x, k, s, p, ceil).size(2), got);
+          }
+}
+
+TEST(Shape, MulTakesEqualShapesOrAChannelGate) {
+  GraphBuilder b({4, 6, 6});
+  int x = b.conv(b.input(), 4, 1, 1, 0, "x");
+  int gate = b.sigmoid(b.global_avgpool(x, "pool"), "gate");
+  EXPECT_EQ(b.shape(b.mul(x, gate, "xg")), (Shape{4, 6, 6}));
+  EXPECT_EQ(b.shape(b.mul(gate, x, "gx")), (Shape{4, 6, 6}));
+  EXPECT_EQ(b.shape(b.mul(x, x, "xx")), (Shape{4, 6, 6}));
+  EXPECT_EQ(b.shape(b.hardswish(b.flatten(x, "flat"), "hs")), (Shape{144}));
+  Graph g = b.build(x);
+  GraphBuilder bad({4, 6, 6});
+  int y = bad.conv(bad.input(), 4, 1, 1, 0, "y");
+  int other = bad.conv(bad.input(), 3, 1, 1, 0, "other");
+  expect_error_contains([&] { bad.mul(y, other, "bad"); },
+                        "node 'bad' (mul): inputs must have equal shapes or be CxHxW and Cx1x1");
+  g.nodes.push_back(g.nodes.back());
+  g.nodes.back().op = Op::kMul;
+  g.nodes.back().name = "one_input";
+  g.nodes.back().id = g.next_id++;
+  g.nodes.back().params.clear();
+  expect_error_contains([&] { validate(g); }, "node 'one_input' (mul): takes exactly two inputs");
+}
+
 TEST(Shape, ErrorsNameTheNode) {
   Graph g = testing::tiny_convnet();
   g.find("conv2")->params["weight"] = torch::randn({6, 5, 3, 3});
@@ -79,6 +138,22 @@ TEST(Cost, ConvAndLinearHandFormulas) {
   EXPECT_EQ(r.macs, c1 + dw + fc);
   int64_t params = (8 * 3 * 9 + 8) + (8 * 9) + (8 + 8) + (200 * 4 + 4);
   EXPECT_EQ(r.params, params);  // running statistics excluded
+}
+
+TEST(Cost, ElementwiseOpsCountNoMacsAndCeilPoolsSizeTheConvAfterThem) {
+  Graph g = testing::fixture_se_ops();
+  auto r = count_cost(g);
+  for (const auto& c : r.nodes) {
+    if (c.op != Op::kConv2d && c.op != Op::kLinear) {
+      EXPECT_EQ(c.macs, 0) << c.name;
+    }
+  }
+  // b2.expand runs on the 4x4 output of the ceil-mode pool: 12 x 8 weights at 16 positions.
+  for (const auto& c : r.nodes) {
+    if (c.name == "b2.expand") {
+      EXPECT_EQ(c.macs, 12 * 8 * 4 * 4);
+    }
+  }
 }
 
 TEST(Cost, NonzeroCountsAreSeparate) {

@@ -40,6 +40,32 @@ Graph fixture_all_ops(uint64_t seed) {
   return b.build(b.linear(x, 5, "fc"), {{"classes", "5"}, {"model", "fixture"}});
 }
 
+Graph fixture_se_ops(uint64_t seed) {
+  torch::manual_seed(seed);
+  GraphBuilder b({3, 16, 16});
+  int x = b.hardswish(b.bn(b.conv(b.input(), 8, 3, 2, 1, "stem"), "stem_bn"), "stem_act");
+  // MobileNetV3's inverted residual: expand, depthwise, SE gated by HardSigmoid, project.
+  int e = b.hardswish(b.bn(b.conv(x, 16, 1, 1, 0, "b1.expand"), "b1.expand_bn"), "b1.expand_act");
+  e = b.hardswish(b.bn(b.conv(e, 16, 3, 1, 1, "b1.dw", false, 16), "b1.dw_bn"), "b1.dw_act");
+  int s = b.global_avgpool(e, "b1.se.pool");
+  s = b.relu(b.conv(s, 4, 1, 1, 0, "b1.se.fc1", true), "b1.se.relu");
+  s = b.hardsigmoid(b.conv(s, 16, 1, 1, 0, "b1.se.fc2", true), "b1.se.gate");
+  e = b.mul(e, s, "b1.se.scale");
+  e = b.bn(b.conv(e, 8, 1, 1, 0, "b1.project"), "b1.project_bn");
+  x = b.add({x, e}, "b1.add");
+  x = b.maxpool(x, 3, 2, 0, "pool", /*ceil_mode=*/true);  // 8x8 -> 4x4 (3x3 in floor mode)
+  // EfficientNet's SiLU with a Sigmoid gate, the gate as the Mul's first input.
+  int f = b.silu(b.bn(b.conv(x, 12, 1, 1, 0, "b2.expand"), "b2.expand_bn"), "b2.expand_act");
+  int t = b.global_avgpool(f, "b2.se.pool");
+  t = b.silu(b.conv(t, 3, 1, 1, 0, "b2.se.fc1", true), "b2.se.act");
+  t = b.sigmoid(b.conv(t, 12, 1, 1, 0, "b2.se.fc2", true), "b2.se.gate");
+  f = b.mul(t, f, "b2.se.scale");
+  x = b.avgpool(f, 3, 2, 1, "avg", /*ceil_mode=*/true);  // 4x4 -> 3x3 (2x2 in floor mode)
+  x = b.flatten(b.global_avgpool(x, "gap"), "flatten");
+  x = b.hardswish(b.linear(x, 10, "fc1"), "fc1_act");
+  return b.build(b.linear(x, 5, "fc"), {{"classes", "5"}, {"model", "fixture_se"}});
+}
+
 TempDir::TempDir() {
   static std::atomic<int> counter{0};
   path = (std::filesystem::temp_directory_path() /

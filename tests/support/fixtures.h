@@ -20,6 +20,10 @@ namespace nnslim::testing {
 Graph tiny_convnet(uint64_t seed = 0);
 // A residual block (Add), a Concat of two branches, a depthwise conv and Flatten->Linear.
 Graph fixture_all_ops(uint64_t seed = 0);
+// MobileNetV3 / EfficientNet ops: HardSwish and SiLU, squeeze-excitation blocks gated by
+// HardSigmoid and by Sigmoid (Mul, the gate second and first), ceil-mode max and average pools,
+// a residual Add, Linear -> HardSwish -> Linear. Input 3x16x16, 5 classes.
+Graph fixture_se_ops(uint64_t seed = 0);
 // Unique empty temp directory, removed by the destructor.
 struct TempDir {
   TempDir();

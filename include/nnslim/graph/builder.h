@@ -24,8 +24,16 @@ class GraphBuilder {
   int bn(int x, const std::string& name);
   int relu(int x, const std::string& name);
   int relu6(int x, const std::string& name);
-  int maxpool(int x, int64_t kernel, int64_t stride, int64_t padding, const std::string& name);
-  int avgpool(int x, int64_t kernel, int64_t stride, int64_t padding, const std::string& name);
+  int maxpool(int x, int64_t kernel, int64_t stride, int64_t padding, const std::string& name,
+              bool ceil_mode = false);
+  int avgpool(int x, int64_t kernel, int64_t stride, int64_t padding, const std::string& name,
+              bool ceil_mode = false);
+  int sigmoid(int x, const std::string& name);
+  int hardsigmoid(int x, const std::string& name);  // torch's alpha = 1/6, beta = 0.5
+  int hardswish(int x, const std::string& name);
+  int silu(int x, const std::string& name);
+  // a * b: equal shapes, or a [C,H,W] value and a [C,1,1] gate (either order).
+  int mul(int a, int b, const std::string& name);
   int global_avgpool(int x, const std::string& name);
   int flatten(int x, const std::string& name);
   int linear(int x, int64_t out_features, const std::string& name, bool bias = true);

@@ -1,6 +1,7 @@
 // Parameter and MAC counting (DESIGN.md §1 convention, state it in every report):
 //   MACs   = multiply-accumulates of Conv2d and Linear nodes only;
-//            conv = out_elems * (in_ch / groups) * kh * kw, linear = in * out.
+//            conv = out_elems * (in_ch / groups) * kh * kw, linear = in * out. Elementwise ops
+//            (BN, activations, Add, Mul), pooling and reshaping count none.
 //   params = all trainable elements (BN gamma/beta included, running statistics excluded).
 // Unstructured zeros are counted separately (nonzero_*), never folded into the dense figures.
 #pragma once

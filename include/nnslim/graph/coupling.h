@@ -6,9 +6,14 @@
 //   - filter k of every depthwise conv on it (its input and output are the same group),
 //   - input slice k of every Conv2d/Linear that reads it (weight dim 1; through a Flatten, the
 //     k-th block of H*W columns; through a Concat, at the group's offset in the concatenation).
-// Add ties all its inputs into one group (a residual stage is one group). The graph input and
-// the graph output (classifier logits) are never prunable; nor are groups touching a grouped
-// (non-depthwise) conv, or any node the user excludes by name.
+// Add ties all its inputs into one group (a residual stage is one group); so does Mul (in a
+// squeeze-excitation block the gate conv's outputs are tied to the channels they scale, while
+// the squeeze conv's outputs are a group of their own). Elementwise activations and pools pass
+// channels through. The graph input and the graph output (classifier logits) are never
+// prunable; nor are groups touching a grouped (non-depthwise) conv, groups whose Sigmoid /
+// HardSigmoid output reaches a conv or linear layer without being multiplied by a value of the
+// same channels (a zeroed channel is 0.5 there, so cutting it would change the result), or any
+// node the user excludes by name.
 #pragma once
 
 #include "nnslim/graph/graph.h"

@@ -18,8 +18,9 @@ enum class Op {
   kBatchNorm2d,  // params: weight [C], bias [C]; buffers: running_mean [C], running_var [C]
   kReLU,
   kReLU6,
-  kMaxPool2d,      // attrs: kernel, stride, padding
-  kAvgPool2d,      // attrs: kernel, stride, padding (count_include_pad = true, as torch default)
+  kMaxPool2d,      // attrs: kernel, stride, padding, ceil_mode
+  kAvgPool2d,      // attrs: kernel, stride, padding, ceil_mode (count_include_pad = true, as
+                   // torch's default)
   kGlobalAvgPool,  // [N,C,H,W] -> [N,C,1,1]
   kFlatten,        // [N, ...] -> [N, prod(...)]
   kLinear,         // params: weight [out, in], bias? [out]
@@ -27,6 +28,15 @@ enum class Op {
   kConcat,         // along the channel dimension (dim 1)
   kDropout,        // attrs: p
   kIdentity,
+  // Elementwise activations (any input shape). ONNX has no SiLU and, before opset 14, no
+  // HardSwish: import fuses x * Sigmoid(x) and x * HardSigmoid(x) into them (io/onnx.h).
+  kSigmoid,
+  kHardSigmoid,  // attrs: alpha, beta: clamp(alpha * x + beta, 0, 1)
+  kHardSwish,    // x * relu6(x + 3) / 6, as torch.nn.Hardswish
+  kSiLU,         // x * sigmoid(x)
+  // Product of two inputs of equal shape, or [C,H,W] and [C,1,1] in either order (the gate of
+  // a squeeze-excitation block), broadcast to [C,H,W].
+  kMul,
 };
 
 // Stable lower-case name ("conv2d", "batchnorm2d", ...) used in files, tables and errors.
@@ -41,9 +51,12 @@ struct Attrs {
   std::vector<int64_t> padding{0, 0};
   std::vector<int64_t> dilation{1, 1};
   int64_t groups = 1;
-  double eps = 1e-5;      // BatchNorm
-  double momentum = 0.1;  // BatchNorm (torch convention)
-  double p = 0.5;         // Dropout
+  double eps = 1e-5;       // BatchNorm
+  double momentum = 0.1;   // BatchNorm (torch convention)
+  double p = 0.5;          // Dropout
+  bool ceil_mode = false;  // MaxPool2d/AvgPool2d: output size rounded up, as torch's ceil_mode
+  double alpha = 1.0 / 6;  // HardSigmoid (torch's fixed slope and offset by default)
+  double beta = 0.5;       // HardSigmoid
 };
 
 // Value ids: kGraphInput is the network input; every other value is the output of the node with

@@ -18,4 +18,9 @@ inline void validate(const Graph& graph) { (void)infer_shapes(graph); }
 
 std::string shape_str(const Shape& s);  // "16x32x32"
 
+// Output length of a pooling window along one dimension by torch's rule (pooling_output_shape):
+// floor((in + 2p - k) / s) + 1, rounded up instead in ceil mode, where the last window must
+// still start inside the input or its left padding. 0 when no window fits.
+int64_t pool_out(int64_t in, int64_t kernel, int64_t stride, int64_t padding, bool ceil_mode);
+
 }  // namespace nnslim

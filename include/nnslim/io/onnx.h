@@ -2,11 +2,17 @@
 //
 // Export writes the eval-mode function of any graph (dense, pruned, factorised, sparse stored
 // dense) with a symbolic batch dimension; BatchNorm is folded into the convolution before it by
-// default. Every exported model passes ONNX's own checker before it is written.
+// default. SiLU is written as x * Sigmoid(x), HardSwish below opset 14 as x * HardSigmoid(x), as
+// PyTorch writes them; ceil_mode pooling needs opset 10 or newer. Every exported model passes
+// ONNX's own checker before it is written.
 //
 // Import accepts the CNN subset that nnslim's IR expresses: Conv, BatchNormalization, Relu,
-// Clip(0, 6) as ReLU6, Add, Sum, Concat (channels), MaxPool, AveragePool, GlobalAveragePool,
-// Flatten, Gemm, Reshape in its flatten form, Identity, Dropout, Constant and initializers; and
+// Clip(0, 6) as ReLU6, Add, Sum, Concat (channels), MaxPool and AveragePool (ceil_mode too),
+// GlobalAveragePool, ReduceMean over H and W (GlobalAvgPool, plus Flatten without keepdims),
+// Sigmoid, HardSigmoid, HardSwish, Mul of two activations (equal shapes or an [N,C,1,1] gate),
+// Flatten, Gemm, Reshape in its flatten form, Identity, Dropout, Constant and initializers. The
+// pairs x * Sigmoid(x) and x * HardSigmoid(x) (torch's constants) that PyTorch exports for SiLU
+// and, before opset 14, HardSwish become one silu / hardswish node again. And
 // any node whose inputs are all constant (Identity, Cast, Shape of a static shape, Gather,
 // Unsqueeze, Squeeze, Concat, Reshape, Slice, Add, Sub, Mul, Div) is evaluated at import. The
 // result trains and compresses like a zoo model. Anything else is an error that lists every
@@ -41,11 +47,12 @@ struct OnnxImportOptions {
 };
 
 // What an import did, for the user: the ONNX ops evaluated at import because their inputs were
-// constant (Identity on shared initializers, Shape arithmetic), and the ops translated into
-// graph nodes; each with its count.
+// constant (Identity on shared initializers, Shape arithmetic), the ops translated into graph
+// nodes, and the node pairs fused into one (x * Sigmoid(x) -> silu); each with its count.
 struct OnnxImportReport {
   std::map<std::string, int64_t> folded;
   std::map<std::string, int64_t> mapped;
+  std::map<std::string, int64_t> fused;
 };
 
 // `what` names the source in errors (a path). `report`, when given, receives what was done.
