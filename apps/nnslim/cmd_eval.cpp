@@ -33,6 +33,7 @@ int cmd_eval(const std::vector<std::string>& args) {
   Graph g = load_model_file(model_path);
   auto it = g.meta.find("dataset");
   if (!p.given("dataset") && it != g.meta.end()) data.dataset = it->second;
+  follow_model(data, g);
   auto d = load_data(data);
   check_model_fits_data(g, d.test, model_path);
   torch::Device dev = parse_device(device);

@@ -67,6 +67,7 @@ int cmd_train(const std::vector<std::string>& args) {
     initial = load_model_file(init);  // before anything is written: a bad file fails early
     auto it = initial.meta.find("dataset");
     if (!p.given("dataset") && it != initial.meta.end()) settings.data.dataset = it->second;
+    follow_model(settings.data, initial);  // --dataset synthetic takes the model's shapes
     model = initial.meta.count("model") ? initial.meta.at("model") : init;
   }
   if (resuming) {

@@ -302,7 +302,37 @@ uint64_t mix_seed(uint64_t seed, uint64_t stream) {
 
 // Samples are a class prototype plus Gaussian pixel noise. Prototypes are smooth (a coarse random
 // grid, bilinearly upsampled) so that random crops and flips keep the classes apart.
-Dataset synthetic_split(const std::vector<float>& prototypes, int64_t n, int64_t classes,
+// The coarse random grids of the class prototypes: [classes * C][gh * gw] values in [16, 240).
+struct PrototypeGrids {
+  int64_t gh = 0, gw = 0;
+  std::vector<double> values;
+};
+
+// The prototype of `label` at full size (C x H x W floats, bilinear from its grids), into dst.
+// Computed per image rather than stored: 1000 classes of 3x224x224 would be 600 MB of floats.
+void upsample_prototype(const PrototypeGrids& g, int64_t label, const std::vector<int64_t>& shape,
+                        float* dst) {
+  const int64_t c = shape[0], h = shape[1], w = shape[2], gh = g.gh, gw = g.gw;
+  for (int64_t ch = 0; ch < c; ++ch) {
+    const double* grid = g.values.data() + (label * c + ch) * gh * gw;
+    float* plane = dst + ch * h * w;
+    for (int64_t y = 0; y < h; ++y) {
+      const double fy = std::clamp((y + 0.5) * gh / h - 0.5, 0.0, double(gh - 1));
+      const int64_t y0 = std::min<int64_t>(int64_t(fy), gh - 1), y1 = std::min(y0 + 1, gh - 1);
+      const double ay = fy - y0;
+      for (int64_t x = 0; x < w; ++x) {
+        const double fx = std::clamp((x + 0.5) * gw / w - 0.5, 0.0, double(gw - 1));
+        const int64_t x0 = std::min<int64_t>(int64_t(fx), gw - 1), x1 = std::min(x0 + 1, gw - 1);
+        const double ax = fx - x0;
+        const double top = grid[y0 * gw + x0] * (1 - ax) + grid[y0 * gw + x1] * ax;
+        const double bottom = grid[y1 * gw + x0] * (1 - ax) + grid[y1 * gw + x1] * ax;
+        plane[y * w + x] = static_cast<float>(top * (1 - ay) + bottom * ay);
+      }
+    }
+  }
+}
+
+Dataset synthetic_split(const PrototypeGrids& prototypes, int64_t n, int64_t classes,
                         int64_t pixels, const std::vector<int64_t>& shape, uint64_t seed) {
   SyntheticRng rng(seed);
   std::vector<int64_t> label_values(n);
@@ -318,9 +348,11 @@ Dataset synthetic_split(const std::vector<float>& prototypes, int64_t n, int64_t
   constexpr float kNoise = 48.f;
   const float scale = kNoise / std::sqrt(4.f * (256.f * 256.f - 1.f) / 12.f);
   auto clamp_round = [](float v) { return static_cast<uint8_t>(std::clamp(v + 0.5f, 0.f, 255.f)); };
+  std::vector<float> proto_buf(pixels);
   for (int64_t i = 0; i < n; ++i) {
     lab[i] = label_values[i];
-    const float* proto = prototypes.data() + label_values[i] * pixels;
+    upsample_prototype(prototypes, label_values[i], shape, proto_buf.data());
+    const float* proto = proto_buf.data();
     uint8_t* dst = img + i * pixels;
     for (int64_t k = 0; k < pixels; k += 2) {
       const uint64_t r = rng.next();
@@ -366,7 +398,7 @@ DataSplits load_dataset(const std::string& name, const std::string& dir) {
   }
   if (name == "cifar10") return load_cifar(name, d, false);
   if (name == "cifar100") return load_cifar(name, d, true);
-  if (name == "synthetic") return make_synthetic(1024, 256, {1, 32, 32}, 10, 0);
+  if (name == "synthetic") return synthetic_for({1, 32, 32}, 10);
   std::string known;
   for (const auto& n : dataset_names()) known += (known.empty() ? "" : ", ") + n;
   TORCH_CHECK(false, "unknown dataset '", name, "' (known: ", known, ")");
@@ -423,6 +455,15 @@ void load_cifar_file(const std::string& path, bool cifar100, std::vector<torch::
   labels.push_back(lab);
 }
 
+DataSplits synthetic_for(const std::vector<int64_t>& image_shape, int64_t classes) {
+  TORCH_CHECK(image_shape.size() == 3, "synthetic data: images must be [C, H, W], got ",
+              image_shape.size(), " dimensions");
+  const int64_t pixels = image_shape[0] * image_shape[1] * image_shape[2];
+  const int64_t kBudget = int64_t(64) << 20;  // bytes of training images
+  const int64_t train = std::clamp<int64_t>(kBudget / std::max<int64_t>(pixels, 1), 64, 1024);
+  return make_synthetic(train, train / 4, image_shape, classes, 0);
+}
+
 DataSplits make_synthetic(int64_t train_size, int64_t test_size, std::vector<int64_t> image_shape,
                           int64_t classes, uint64_t seed) {
   TORCH_CHECK(image_shape.size() == 3, "make_synthetic: image_shape must be [C, H, W], got ",
@@ -435,26 +476,11 @@ DataSplits make_synthetic(int64_t train_size, int64_t test_size, std::vector<int
   const int64_t pixels = c * h * w;
 
   SyntheticRng proto_rng(mix_seed(seed, 0));
-  const int64_t gh = std::min<int64_t>(4, h), gw = std::min<int64_t>(4, w);
-  std::vector<float> prototypes(classes * pixels);
-  std::vector<double> grid(gh * gw);
-  for (int64_t k = 0; k < classes * c; ++k) {
-    for (auto& g : grid) g = 16.0 + 224.0 * proto_rng.uniform();
-    float* dst = prototypes.data() + k * h * w;
-    for (int64_t y = 0; y < h; ++y) {
-      const double fy = std::clamp((y + 0.5) * gh / h - 0.5, 0.0, double(gh - 1));
-      const int64_t y0 = std::min<int64_t>(int64_t(fy), gh - 1), y1 = std::min(y0 + 1, gh - 1);
-      const double ay = fy - y0;
-      for (int64_t x = 0; x < w; ++x) {
-        const double fx = std::clamp((x + 0.5) * gw / w - 0.5, 0.0, double(gw - 1));
-        const int64_t x0 = std::min<int64_t>(int64_t(fx), gw - 1), x1 = std::min(x0 + 1, gw - 1);
-        const double ax = fx - x0;
-        const double top = grid[y0 * gw + x0] * (1 - ax) + grid[y0 * gw + x1] * ax;
-        const double bottom = grid[y1 * gw + x0] * (1 - ax) + grid[y1 * gw + x1] * ax;
-        dst[y * w + x] = static_cast<float>(top * (1 - ay) + bottom * ay);
-      }
-    }
-  }
+  PrototypeGrids prototypes;
+  prototypes.gh = std::min<int64_t>(4, h);
+  prototypes.gw = std::min<int64_t>(4, w);
+  prototypes.values.resize(classes * c * prototypes.gh * prototypes.gw);
+  for (auto& g : prototypes.values) g = 16.0 + 224.0 * proto_rng.uniform();
   DataSplits s;
   s.train =
       synthetic_split(prototypes, train_size, classes, pixels, image_shape, mix_seed(seed, 1));

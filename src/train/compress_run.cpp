@@ -120,6 +120,7 @@ void CompressRun::prepare() {
   if (!job_.given.count("dataset") && it != input_.meta.end())
     job_.settings.data.dataset = it->second;
   check_dataset_name(job_.settings.data.dataset);
+  follow_model(job_.settings.data, input_);  // --dataset synthetic takes the model's shapes
   prepared_ = true;
 }
 

@@ -116,9 +116,11 @@ std::string model_file_problem(const std::string& path) {
 void check_model_fits_data(const Graph& graph, const Dataset& data, const std::string& path) {
   auto shape = data.image_shape();
   if (graph.input_shape != shape)
-    throw RequestError(path + " takes " + shape_str(graph.input_shape) + " inputs but dataset '" +
-                       data.name + "' has " + shape_str(shape) +
-                       " images; pick the dataset it was trained on");
+    throw RequestError(
+        path + " takes " + shape_str(graph.input_shape) + " inputs but dataset '" + data.name +
+        "' has " + shape_str(shape) +
+        " images; pick the dataset it was trained on (--dataset), or --dataset synthetic to "
+        "run it on generated images of its shape");
   auto it = graph.meta.find("classes");
   if (it != graph.meta.end() && std::to_string(data.classes) != it->second)
     throw RequestError(path + " has " + it->second + " classes but dataset '" + data.name +

@@ -1,9 +1,11 @@
 #include "nnslim/train/settings.h"
 
 #include "nnslim/core/error.h"
+#include "nnslim/graph/shape.h"
 
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -145,8 +147,10 @@ std::vector<RunOption> make_table() {
           [](auto& s) -> auto& { return s.measure_latency; }),
       // data
       text(
-          "dataset", "NAME", "dataset", G::kData, true,
-          [](auto& s) -> auto& { return s.data.dataset; }),
+          "dataset", "NAME",
+          "dataset: fashion-mnist, mnist, cifar10, cifar100, or synthetic (generated images of "
+          "the model's input shape and classes: any model runs without data)",
+          G::kData, true, [](auto& s) -> auto& { return s.data.dataset; }),
       text(
           "data-dir", "DIR",
           "where the dataset files are (default: the dataset's standard place, e.g. "
@@ -262,10 +266,23 @@ void check_data_limits(const DataSelection& f) {
 }
 }  // namespace
 
+void follow_model(DataSelection& data, const Graph& model) {
+  data.synthetic_shape = model.input_shape;
+  const Shape out = infer_shapes(model).at(model.output);
+  data.synthetic_classes = out.size() == 1 ? out[0] : 0;
+  if (data.synthetic_classes == 0) {  // not a classifier's [F] output: the classes it records
+    auto it = model.meta.find("classes");
+    if (it != model.meta.end())
+      data.synthetic_classes = std::strtoll(it->second.c_str(), nullptr, 10);
+  }
+}
+
 LoadedData load_data(const DataSelection& f) {
   check_data_limits(f);
   check_dataset_name(f.dataset);
-  DataSplits s = load_dataset(f.dataset, f.data_dir);
+  DataSplits s = f.dataset == "synthetic" && !f.synthetic_shape.empty()
+                     ? synthetic_for(f.synthetic_shape, std::max<int64_t>(f.synthetic_classes, 1))
+                     : load_dataset(f.dataset, f.data_dir);
   LoadedData d;
   d.train = take_first(s.train, f.limit_train);
   d.test = take_first(s.test, f.limit_test);

@@ -65,6 +65,55 @@ TEST(CompressRun, WritesTheRunAndReturnsItsSummary) {
   EXPECT_EQ(line.get("phase").str(), "finetune");
 }
 
+// A model that no dataset fits -- as an imported one: 3x48x40 input, 7 classes -- runs on
+// --dataset synthetic, which then follows the model's input shape and class count.
+TEST(CompressRun, SyntheticDataFollowsTheModel) {
+  testing::TempDir dir;
+  torch::manual_seed(0);
+  save_graph(build_model("resnet20", {3, 48, 40}, 7), dir.file("in.nnslim"));
+  CompressJob job;
+  job.method = "magnitude";
+  job.method_options = {{"target-macs", "0.5"}};
+  job.input_model = dir.file("in.nnslim");
+  job.out_dir = dir.file("out");
+  job.settings.train.epochs = 0;
+  job.settings.measure_latency = false;
+  job.settings.train.device = "cpu";
+  // The default dataset does not fit: the error says what to do.
+  try {
+    CompressRun(job).run();
+    ADD_FAILURE() << "a 3x48x40 model ran on fashion-mnist";
+  } catch (const RequestError& e) {
+    EXPECT_NE(std::string(e.what()).find("--dataset synthetic"), std::string::npos) << e.what();
+  }
+  job.settings.data.dataset = "synthetic";
+  job.given = {"dataset"};
+  CompressRunOutcome r = CompressRun(job).run();
+  EXPECT_EQ(r.model.input_shape, (std::vector<int64_t>{3, 48, 40}));
+  const double fraction = double(r.result.after.macs) / double(r.result.before.macs);
+  EXPECT_LE(fraction, 0.5 + 0.01);
+  EXPECT_GE(fraction, 0.5 - 0.05);
+  // The synthetic data had the model's shape and classes (it was evaluated on them).
+  DataSelection d;
+  d.dataset = "synthetic";
+  follow_model(d, r.model);
+  EXPECT_EQ(d.synthetic_shape, (std::vector<int64_t>{3, 48, 40}));
+  EXPECT_EQ(d.synthetic_classes, 7);
+  auto data = load_data(d);
+  EXPECT_EQ(data.train.image_shape(), (std::vector<int64_t>{3, 48, 40}));
+  EXPECT_EQ(data.train.classes, 7);
+  EXPECT_EQ(data.train.size(), 1024);  // 5,760 pixels an image: within the 64 MiB budget
+}
+
+// Large images: fewer synthetic images (64 MiB of training pixels at most), never fewer than 64.
+TEST(CompressRun, SyntheticDataForLargeImagesStaysSmall) {
+  auto s = synthetic_for({3, 224, 224}, 1000);
+  EXPECT_EQ(s.train.size(), (int64_t(64) << 20) / (3 * 224 * 224));
+  EXPECT_EQ(s.test.size(), s.train.size() / 4);
+  EXPECT_EQ(s.train.classes, 1000);
+  EXPECT_EQ(synthetic_for({3, 2048, 2048}, 10).train.size(), 64);
+}
+
 TEST(CompressRun, ResumeKeepsAFinishedRunAndRefusesAnotherOne) {
   testing::TempDir dir;
   CompressJob job = small_job(dir);

@@ -54,6 +54,12 @@ void load_cifar_file(const std::string& path, bool cifar100, std::vector<torch::
 DataSplits make_synthetic(int64_t train_size, int64_t test_size, std::vector<int64_t> image_shape,
                           int64_t classes, uint64_t seed);
 
+// The "synthetic" dataset for images of this shape and this many classes: 1024 training and 256
+// test images, fewer for large images (64 MiB of training pixels at most; 445 and 111 at
+// 3x224x224, never fewer than 64 and 16). load_dataset("synthetic") is synthetic_for({1,32,32},
+// 10).
+DataSplits synthetic_for(const std::vector<int64_t>& image_shape, int64_t classes);
+
 // Zero-pads images [N,C,H,W] symmetrically to [N,C,size,size].
 torch::Tensor pad_to(const torch::Tensor& images, int64_t size);
 

@@ -24,6 +24,10 @@ struct DataSelection {
   int64_t limit_train = 0;                // the first N training images (0 = all)
   int64_t limit_test = 0;                 // the first N test images (0 = all)
   int64_t val_split = 0;                  // the last N training images held out (0 = none)
+  // What "synthetic" generates: images of this [C, H, W] shape in this many classes (empty and
+  // 0: 1x32x32 in 10 classes). follow_model sets them from the model the data is for.
+  std::vector<int64_t> synthetic_shape;
+  int64_t synthetic_classes = 0;
 };
 
 struct LoadedData {
@@ -32,7 +36,10 @@ struct LoadedData {
 // Throws RequestError for an unknown name or impossible limits; c10::Error for unreadable files.
 LoadedData load_data(const DataSelection& data);
 void check_dataset_name(const std::string& name);  // RequestError listing the known names
-std::string known_datasets();                      // "fashion-mnist, mnist, ..."
+// Makes "synthetic" data follow `model`: its input shape and its class count (the width of its
+// output), so any model -- an imported 3x224x224 one with 1000 classes -- runs without data.
+void follow_model(DataSelection& data, const Graph& model);
+std::string known_datasets();  // "fashion-mnist, mnist, ..."
 
 struct RunSettings {
   DataSelection data;
