@@ -1,12 +1,74 @@
 // nnslim info: per-layer shapes, params and MACs of a saved model or a zoo model.
 #include "common.h"
 
+#include "nnslim/graph/coupling.h"
 #include "nnslim/graph/serialize.h"
 #include "nnslim/models/zoo.h"
 
 #include <iostream>
+#include <map>
 
 namespace nnslim::cli {
+
+namespace {
+
+// The channel groups of the coupling analysis: which can be pruned, and why the others cannot.
+Json channel_groups_json(const Coupling& c) {
+  Json j = Json::object();
+  int64_t prunable = 0, channels = 0;
+  Json kept = Json::array();
+  for (const auto& g : c.groups) {
+    if (g.prunable) {
+      ++prunable;
+      channels += g.channels;
+      continue;
+    }
+    Json k = Json::object();
+    k.set("name", g.name);
+    k.set("channels", g.channels);
+    k.set("why", g.why_not);
+    kept.push(k);
+  }
+  j.set("total", static_cast<int64_t>(c.groups.size()));
+  j.set("prunable", prunable);
+  j.set("prunable_channels", channels);
+  j.set("kept_whole", kept);
+  return j;
+}
+
+// "channel groups: 12, 9 prunable (1232 channels); kept whole:" and one line per reason, the
+// node a reason names given as an example ("6 x a grouped convolution (e.g. 'layer4.0.conv2')").
+std::string channel_groups_text(const Coupling& c) {
+  int64_t prunable = 0, channels = 0;
+  std::map<std::string, std::pair<int, std::string>> why;  // reason -> count, first example
+  for (const auto& g : c.groups) {
+    if (g.prunable) {
+      ++prunable;
+      channels += g.channels;
+      continue;
+    }
+    std::string reason = g.why_not, example;
+    auto open = reason.find(" ('");
+    if (open != std::string::npos && reason.back() == ')') {
+      example = reason.substr(open + 2, reason.size() - open - 3);
+      reason = reason.substr(0, open);
+    }
+    auto& entry = why[reason];
+    if (entry.first++ == 0) entry.second = example;
+  }
+  std::string s = "channel groups: " + std::to_string(c.groups.size()) + ", " +
+                  std::to_string(prunable) + " prunable (" + std::to_string(channels) +
+                  " channels)";
+  if (!why.empty()) {
+    s += "; kept whole:";
+    for (const auto& [reason, entry] : why)
+      s += "\n  " + std::to_string(entry.first) + " x " + reason +
+           (entry.second.empty() ? "" : " (e.g. " + entry.second + ")");
+  }
+  return s + "\n";
+}
+
+}  // namespace
 
 int cmd_info(const std::vector<std::string>& args) {
   std::string path, model, input = "1x32x32";
@@ -16,7 +78,10 @@ int cmd_info(const std::vector<std::string>& args) {
               "Prints each layer's name, op, output shape, params, nonzero params, sparsity\n"
               "(exact zeros / params) and MACs, and the totals.\n"
               "MACs count the multiply-accumulates of Conv2d and Linear layers only; params count\n"
-              "all trainable elements (BatchNorm running statistics excluded).");
+              "all trainable elements (BatchNorm running statistics excluded).\n"
+              "Then the channel groups (channels tied by adds, concats, depthwise convs and\n"
+              "gates, pruned together): how many can be pruned, and why the others are kept\n"
+              "whole.");
   p.positional("MODEL", &path, "a *.nnslim model file", /*required=*/false);
   p.option("model", &model, "NAME", "a zoo model instead of a file (a file path works too)");
   p.option("input", &input, "CxHxW", "input shape for --model");
@@ -26,6 +91,7 @@ int cmd_info(const std::vector<std::string>& args) {
   if (!p.parse(args)) return 0;
   Graph g = file_or_zoo_model(path, model, input, classes);
   auto r = count_cost(g);
+  Coupling coupling = analyze_coupling(g);
   if (json) {
     Json j = Json::object();
     j.set("model", g.meta.count("model") ? g.meta.at("model") : path);
@@ -53,10 +119,11 @@ int cmd_info(const std::vector<std::string>& args) {
       layers.push(l);
     }
     j.set("layers", layers);
+    j.set("channel_groups", channel_groups_json(coupling));
     std::cout << j.dump(2) << "\n";
   } else {
     std::cout << (path.empty() ? model : path) << ": input " << shape_str(g.input_shape) << "\n"
-              << cost_table(r);
+              << cost_table(r) << channel_groups_text(coupling);
   }
   return 0;
 }

@@ -150,6 +150,17 @@ TEST(Cli, TrainEvalInfoBenchOnSyntheticData) {
   Json i = Json::parse(out);
   EXPECT_EQ(i.get("params").integer(), s.get("params").integer());
   EXPECT_EQ(i.get("macs").integer(), s.get("macs").integer());
+  // The channel groups: lenet5's hidden widths prune, its output layer's do not (and say why).
+  const Json& groups = i.get("channel_groups");
+  EXPECT_GT(groups.get("prunable").integer(), 0);
+  EXPECT_GT(groups.get("total").integer(), groups.get("prunable").integer());
+  bool output_named = false;
+  for (const auto& k : groups.get("kept_whole").items())
+    output_named |= k.get("why").str().find("output") != std::string::npos;
+  EXPECT_TRUE(output_named) << groups.dump();
+  ASSERT_EQ(run_cli("info " + run + "/model.nnslim", &out), 0) << out;
+  EXPECT_TRUE(contains(out, "prunable (")) << out;
+  EXPECT_TRUE(contains(out, "kept whole:")) << out;
   // The file given as --model (as compress takes it) is the same model.
   ASSERT_EQ(run_cli("info --model " + run + "/model.nnslim --json", &out), 0) << out;
   EXPECT_EQ(Json::parse(out).get("macs").integer(), s.get("macs").integer());
