@@ -64,6 +64,31 @@ Coupling analyze_coupling(const Graph& graph, const std::set<std::string>& exclu
     for (const auto& s : l) block.emplace(s.group, why);
   };
 
+  // A grouped conv (G groups, not depthwise) prunes by whole conv groups: unit k is the Cin/G
+  // input channels and the Cout/G output channels of its group k, so the conv keeps its widths
+  // per group and loses groups (ResNeXt, RegNet). Its input's channel group is re-expressed in
+  // units -- G channels of Cin/G positions each -- wherever it is held, which needs every
+  // layout holding it to hold it whole; otherwise the conv keeps its channels whole (false).
+  auto couple_conv_groups = [&](const Node& n, const Layout& in) {
+    const int64_t G = n.attrs.groups, cin = G * n.params.at("weight").size(1);
+    const int64_t cout = n.params.at("weight").size(0);
+    if (in.size() != 1 || in[0].mult != 1 || cout % G != 0) return false;
+    const int root = dsu.find(in[0].group);
+    if (in[0].offset != 0 || in[0].len != cin || size.at(root) != cin) return false;
+    for (const auto& [v, l] : layouts)
+      for (const auto& seg : l)
+        if (dsu.find(seg.group) == root && (seg.offset != 0 || seg.len != cin)) return false;
+    for (auto& [v, l] : layouts)
+      for (auto& seg : l)
+        if (dsu.find(seg.group) == root) {
+          seg.len = G;
+          seg.mult *= cin / G;
+        }
+    size[root] = G;
+    layouts[n.id] = Layout{Segment{in[0].group, 0, G, cout / G}};
+    return true;
+  };
+
   const Shape& in_shape = graph.input_shape;
   int gin = fresh(in_shape[0]);
   layouts[kGraphInput] = whole(gin, in_shape[0]);
@@ -117,7 +142,7 @@ Coupling analyze_coupling(const Graph& graph, const std::set<std::string>& exclu
           layouts[n.id] = whole(fresh(out), out);
         } else if (is_depthwise(n)) {
           layouts[n.id] = in;  // channel k in -> channel k out
-        } else {
+        } else if (!couple_conv_groups(n, in)) {
           int g = fresh(out);
           layouts[n.id] = whole(g, out);
           block[g] = "a grouped convolution ('" + n.name + "')";
@@ -207,7 +232,7 @@ Coupling analyze_coupling(const Graph& graph, const std::set<std::string>& exclu
   };
   for (const auto& n : graph.nodes) {
     bool has_bias = n.params.count("bias") > 0;
-    if (n.op == Op::kConv2d && (n.attrs.groups == 1 || is_depthwise(n))) {
+    if (n.op == Op::kConv2d) {  // grouped convs: the output side only (in/groups stays)
       attach(n.id, n.id, "weight", false, 0, true);
       if (has_bias) attach(n.id, n.id, "bias", false, 0, true);
       if (n.attrs.groups == 1) attach(n.id, n.inputs[0], "weight", false, 1, false);

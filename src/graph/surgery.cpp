@@ -52,10 +52,14 @@ Graph prune_groups(const Graph& graph, const Coupling& coupling,
       t = pd.buffer ? sliced.contiguous() : sliced.contiguous().requires_grad_(true);
     }
   }
-  // A depthwise conv has one group per channel.
-  for (auto& n : out.nodes)
-    if (n.op == Op::kConv2d && n.attrs.groups > 1 && n.params.at("weight").size(1) == 1)
-      n.attrs.groups = n.params.at("weight").size(0);
+  // A grouped conv (depthwise ones too) keeps its output channels per group and loses groups
+  // (graph/coupling.h prunes it by whole conv groups).
+  for (auto& n : out.nodes) {
+    if (n.op != Op::kConv2d || n.attrs.groups == 1) continue;
+    const Node& before = graph.node(n.id);
+    const int64_t per_group = before.params.at("weight").size(0) / before.attrs.groups;
+    n.attrs.groups = n.params.at("weight").size(0) / per_group;
+  }
   validate(out);
   return out;
 }

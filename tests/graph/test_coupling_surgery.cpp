@@ -124,6 +124,47 @@ TEST(Surgery, ZeroChannelRemovalIsExact_SqueezeExcitation) {
   check_zero_channel_removal(testing::fixture_se_ops(2), "fixture_se_ops", 5);
 }
 
+// A ResNeXt-style bottleneck: 1x1 -> grouped 3x3 (4 groups of 4) -> 1x1, a residual add, and a
+// grouped conv that doubles its width (8 groups, 2 -> 4 channels each).
+Graph grouped_fixture() {
+  GraphBuilder b({3, 12, 12});
+  int x = b.relu(b.bn(b.conv(b.input(), 16, 3, 1, 1, "stem"), "stem_bn"), "stem_relu");
+  int y = b.relu(b.bn(b.conv(x, 16, 1, 1, 0, "c1"), "bn1"), "r1");
+  y = b.relu(b.bn(b.conv(y, 16, 3, 1, 1, "c2", false, 4), "bn2"), "r2");
+  y = b.bn(b.conv(y, 16, 1, 1, 0, "c3"), "bn3");
+  x = b.relu(b.add({x, y}, "add"), "add_relu");
+  int z = b.relu(b.bn(b.conv(x, 16, 1, 1, 0, "d1"), "dbn1"), "dr1");
+  z = b.relu(b.bn(b.conv(z, 32, 3, 2, 1, "d2", true, 8), "dbn2"), "dr2");
+  z = b.flatten(b.global_avgpool(z, "gap"), "flat");
+  return b.build(b.linear(z, 5, "fc"));
+}
+
+// Grouped convs prune by whole conv groups: the 1x1 before one and the grouped conv share units
+// of Cin/G channels, and the surgery keeps the widths per group.
+TEST(Coupling, GroupedConvsPruneByWholeGroups) {
+  Graph g = grouped_fixture();
+  Coupling c = analyze_coupling(g);
+  const int unit = c.layouts.at(g.find("c2")->id)[0].group;
+  EXPECT_EQ(unit, c.layouts.at(g.find("c1")->id)[0].group);
+  EXPECT_TRUE(c.groups[unit].prunable) << c.groups[unit].why_not;
+  EXPECT_EQ(c.groups[unit].channels, 4);  // the conv's 4 groups
+  const int doubling = c.layouts.at(g.find("d2")->id)[0].group;
+  EXPECT_TRUE(c.groups[doubling].prunable) << c.groups[doubling].why_not;
+  EXPECT_EQ(c.groups[doubling].channels, 8);
+  Graph p = prune_groups(g, c, {{unit, {0, 2, 3}}, {doubling, {1, 2, 5}}});
+  EXPECT_EQ(p.find("c2")->attrs.groups, 3);
+  EXPECT_EQ(p.find("c2")->params.at("weight").sizes(), (std::vector<int64_t>{12, 4, 3, 3}));
+  EXPECT_EQ(p.find("c1")->params.at("weight").size(0), 12);
+  EXPECT_EQ(p.find("d2")->attrs.groups, 3);
+  EXPECT_EQ(p.find("d2")->params.at("weight").sizes(), (std::vector<int64_t>{12, 2, 3, 3}));
+  EXPECT_EQ(p.find("d1")->params.at("weight").size(0), 6);
+}
+
+TEST(Surgery, ZeroChannelRemovalIsExact_GroupedConvs) {
+  check_zero_channel_removal(grouped_fixture(), "grouped");
+  check_zero_channel_removal(grouped_fixture(), "grouped", 3);
+}
+
 TEST(Coupling, MulTiesTheGateToTheChannelsItScales) {
   Graph g = testing::fixture_se_ops();
   Coupling c = analyze_coupling(g);
