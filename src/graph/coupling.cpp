@@ -69,24 +69,43 @@ Coupling analyze_coupling(const Graph& graph, const std::set<std::string>& exclu
   // per group and loses groups (ResNeXt, RegNet). Its input's channel group is re-expressed in
   // units -- G channels of Cin/G positions each -- wherever it is held, which needs every
   // layout holding it to hold it whole; otherwise the conv keeps its channels whole (false).
+  // Re-expresses the channel group of `root` (C channels) as C/width units of `width`
+  // channels each, wherever a layout holds it -- which needs every layout to hold it whole.
+  auto to_units = [&](int root, int64_t width) {
+    const int64_t c = size.at(root);
+    if (width < 1 || c % width != 0) return false;
+    for (const auto& [v, l] : layouts)
+      for (const auto& seg : l)
+        if (dsu.find(seg.group) == root && (seg.offset != 0 || seg.len != c)) return false;
+    for (auto& [v, l] : layouts)
+      for (auto& seg : l)
+        if (dsu.find(seg.group) == root) {
+          seg.len = c / width;
+          seg.mult *= width;
+        }
+    size[root] = c / width;
+    return true;
+  };
   auto couple_conv_groups = [&](const Node& n, const Layout& in) {
     const int64_t G = n.attrs.groups, cin = G * n.params.at("weight").size(1);
     const int64_t cout = n.params.at("weight").size(0);
     if (in.size() != 1 || in[0].mult != 1 || cout % G != 0) return false;
     const int root = dsu.find(in[0].group);
     if (in[0].offset != 0 || in[0].len != cin || size.at(root) != cin) return false;
-    for (const auto& [v, l] : layouts)
-      for (const auto& seg : l)
-        if (dsu.find(seg.group) == root && (seg.offset != 0 || seg.len != cin)) return false;
-    for (auto& [v, l] : layouts)
-      for (auto& seg : l)
-        if (dsu.find(seg.group) == root) {
-          seg.len = G;
-          seg.mult *= cin / G;
-        }
-    size[root] = G;
+    if (!to_units(root, cin / G)) return false;
     layouts[n.id] = Layout{Segment{in[0].group, 0, G, cout / G}};
     return true;
+  };
+  // An Add or Mul of a value held in units (after a grouped conv) and one held channel by
+  // channel (a squeeze-excitation gate, a shortcut): the second is re-expressed in the same
+  // units when it can be, so that the two tie (false: they cannot).
+  auto match_units = [&](const Layout& a, const Layout& b) {
+    if (a.size() != 1 || b.size() != 1 || a[0].offset != 0 || b[0].offset != 0) return false;
+    const Layout& units = a[0].mult > b[0].mult ? a : b;
+    const Layout& plain = a[0].mult > b[0].mult ? b : a;
+    if (plain[0].mult != 1 || units[0].len * units[0].mult != plain[0].len) return false;
+    const int root = dsu.find(plain[0].group);
+    return size.at(root) == plain[0].len && to_units(root, units[0].mult);
   };
 
   const Shape& in_shape = graph.input_shape;
@@ -168,7 +187,7 @@ Coupling analyze_coupling(const Graph& graph, const std::set<std::string>& exclu
       case Op::kMul: {  // a Mul's gate [C,1,1] has the same channel layout as its [C,H,W] input
         for (size_t i = 1; i < n.inputs.size(); ++i) {
           const Layout& other = layouts.at(n.inputs[i]);
-          if (same_shape(in, other)) {
+          if (same_shape(in, other) || (match_units(in, other) && same_shape(in, other))) {
             for (size_t k = 0; k < in.size(); ++k) dsu.unite(other[k].group, in[k].group);
           } else {
             const std::string why = std::string("an ") + op_name(n.op) +

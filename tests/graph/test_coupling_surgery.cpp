@@ -124,13 +124,15 @@ TEST(Surgery, ZeroChannelRemovalIsExact_SqueezeExcitation) {
   check_zero_channel_removal(testing::fixture_se_ops(2), "fixture_se_ops", 5);
 }
 
-// A ResNeXt-style bottleneck: 1x1 -> grouped 3x3 (4 groups of 4) -> 1x1, a residual add, and a
-// grouped conv that doubles its width (8 groups, 2 -> 4 channels each).
+// A ResNeXt / RegNetY-style bottleneck: 1x1 -> grouped 3x3 (4 groups of 4) -> squeeze-excitation
+// -> 1x1, a residual add, and a grouped conv that doubles its width (8 groups, 2 -> 4 channels).
 Graph grouped_fixture() {
   GraphBuilder b({3, 12, 12});
   int x = b.relu(b.bn(b.conv(b.input(), 16, 3, 1, 1, "stem"), "stem_bn"), "stem_relu");
   int y = b.relu(b.bn(b.conv(x, 16, 1, 1, 0, "c1"), "bn1"), "r1");
   y = b.relu(b.bn(b.conv(y, 16, 3, 1, 1, "c2", false, 4), "bn2"), "r2");
+  int se = b.relu(b.conv(b.global_avgpool(y, "se_pool"), 4, 1, 1, 0, "se_sq", true), "se_relu");
+  y = b.mul(y, b.sigmoid(b.conv(se, 16, 1, 1, 0, "se_ex", true), "se_gate"), "se_mul");
   y = b.bn(b.conv(y, 16, 1, 1, 0, "c3"), "bn3");
   x = b.relu(b.add({x, y}, "add"), "add_relu");
   int z = b.relu(b.bn(b.conv(x, 16, 1, 1, 0, "d1"), "dbn1"), "dr1");
@@ -146,6 +148,7 @@ TEST(Coupling, GroupedConvsPruneByWholeGroups) {
   Coupling c = analyze_coupling(g);
   const int unit = c.layouts.at(g.find("c2")->id)[0].group;
   EXPECT_EQ(unit, c.layouts.at(g.find("c1")->id)[0].group);
+  EXPECT_EQ(unit, c.layouts.at(g.find("se_ex")->id)[0].group);  // the SE gate, in units too
   EXPECT_TRUE(c.groups[unit].prunable) << c.groups[unit].why_not;
   EXPECT_EQ(c.groups[unit].channels, 4);  // the conv's 4 groups
   const int doubling = c.layouts.at(g.find("d2")->id)[0].group;
@@ -155,6 +158,8 @@ TEST(Coupling, GroupedConvsPruneByWholeGroups) {
   EXPECT_EQ(p.find("c2")->attrs.groups, 3);
   EXPECT_EQ(p.find("c2")->params.at("weight").sizes(), (std::vector<int64_t>{12, 4, 3, 3}));
   EXPECT_EQ(p.find("c1")->params.at("weight").size(0), 12);
+  EXPECT_EQ(p.find("se_ex")->params.at("weight").size(0), 12);
+  EXPECT_EQ(p.find("se_sq")->params.at("weight").size(1), 12);
   EXPECT_EQ(p.find("d2")->attrs.groups, 3);
   EXPECT_EQ(p.find("d2")->params.at("weight").sizes(), (std::vector<int64_t>{12, 2, 3, 3}));
   EXPECT_EQ(p.find("d1")->params.at("weight").size(0), 6);
