@@ -39,6 +39,26 @@ bool same_shape(const Layout& a, const Layout& b) {
   return true;
 }
 
+// One segment of length 1 per position (mult kept), and back to maximal runs.
+Layout per_channel(const Layout& l) {
+  Layout out;
+  for (const auto& s : l)
+    for (int64_t i = 0; i < s.len; ++i) out.push_back(Segment{s.group, s.offset + i, 1, s.mult});
+  return out;
+}
+Layout merged(const Layout& l) {
+  Layout out;
+  for (const auto& s : l) {
+    if (!out.empty() && out.back().group == s.group && out.back().mult == s.mult &&
+        out.back().offset + out.back().len == s.offset) {
+      out.back().len += s.len;
+    } else {
+      out.push_back(s);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<int> Coupling::prunable() const {
@@ -155,6 +175,22 @@ Coupling analyze_coupling(const Graph& graph, const std::set<std::string>& exclu
         layouts[n.id] = in;
         break;
       }
+      case Op::kChannelShuffle: {  // output channel j is input channel perm[j]
+        const Layout ch = per_channel(in);
+        Layout l;
+        for (int64_t j : n.attrs.perm) l.push_back(ch.at(j));
+        layouts[n.id] = merged(l);
+        break;
+      }
+      case Op::kSliceChannels: {
+        const Layout ch = per_channel(in);
+        layouts[n.id] = merged(Layout(ch.begin() + n.attrs.start, ch.begin() + n.attrs.end));
+        break;
+      }
+      case Op::kLayerNorm2d:  // each output depends on every input channel of its pixel
+        block_layout(in, "layernorm over channels ('" + n.name + "')");
+        layouts[n.id] = in;
+        break;
       case Op::kConcat: {
         Layout l;
         for (int v : n.inputs) {

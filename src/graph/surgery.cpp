@@ -56,6 +56,25 @@ Graph prune_groups(const Graph& graph, const Coupling& coupling,
   for (auto& n : out.nodes)
     if (n.op == Op::kConv2d && n.attrs.groups > 1 && n.params.at("weight").size(1) == 1)
       n.attrs.groups = n.params.at("weight").size(0);
+  // Channel shuffles and slices index positions of their input: renumber them for the kept
+  // positions (a kept output position reads a kept input position; the layouts say which).
+  for (auto& n : out.nodes) {
+    if (n.op != Op::kChannelShuffle && n.op != Op::kSliceChannels) continue;
+    const auto kept_in = layout_positions(coupling.layouts.at(n.inputs[0]), keep);
+    auto rank = [&](int64_t pos) {  // new index of a kept input position
+      auto it = std::lower_bound(kept_in.begin(), kept_in.end(), pos);
+      return static_cast<int64_t>(it - kept_in.begin());
+    };
+    if (n.op == Op::kSliceChannels) {
+      n.attrs.start = rank(n.attrs.start);
+      n.attrs.end = rank(n.attrs.end);
+    } else {
+      std::vector<int64_t> perm;
+      for (int64_t j : layout_positions(coupling.layouts.at(n.id), keep))
+        perm.push_back(rank(n.attrs.perm.at(j)));
+      n.attrs.perm = std::move(perm);
+    }
+  }
   validate(out);
   return out;
 }
