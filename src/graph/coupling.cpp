@@ -326,10 +326,22 @@ torch::Tensor channel_rows(const Graph& graph, const Coupling& c, const ChannelG
           positions[s.offset + i].push_back(pos + i * s.mult + m);
     pos += s.len * s.mult;
   }
+  // A value may hold only some of a group's channels (ShuffleNet: a slice passes some on, its
+  // other half is read by a conv and ends there): rows are padded with zeros to the longest.
+  size_t longest = 0;
+  for (const auto& p : positions) longest = std::max(longest, p.size());
+  auto moved = t.detach().movedim(pd.dim, 0);
+  const int64_t zero_row = moved.size(0);
   std::vector<int64_t> flat;
-  for (const auto& p : positions) flat.insert(flat.end(), p.begin(), p.end());
+  bool padded = false;
+  for (const auto& p : positions) {
+    flat.insert(flat.end(), p.begin(), p.end());
+    flat.insert(flat.end(), longest - p.size(), zero_row);
+    padded = padded || p.size() < longest;
+  }
+  if (padded) moved = torch::cat({moved, torch::zeros_like(moved.narrow(0, 0, 1))});
   auto idx = torch::tensor(flat, torch::kLong).to(t.device());
-  return t.detach().movedim(pd.dim, 0).index_select(0, idx).reshape({g.channels, -1});
+  return moved.index_select(0, idx).reshape({g.channels, -1});
 }
 
 torch::Tensor zero_output_channels(const Graph& graph, const Coupling& c, const ChannelGroup& g) {

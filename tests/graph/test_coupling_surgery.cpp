@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 
 namespace nnslim {
@@ -157,6 +158,32 @@ TEST(Coupling, ChannelShuffleInterleavesAndLayerNormBlocks) {
        {"cn.pw1", "s1.b1.pw", "s1.b2.pw1", "s1.b2.pw2", "s2.b2.pw1", "s2.b2.pw2", "conv5"})
     EXPECT_TRUE(c.groups[group(name)].prunable) << name << ": " << c.groups[group(name)].why_not;
   EXPECT_EQ(count_prunable(c), 7);
+}
+
+// A slice passes only some channels of a group on: a depthwise conv after it holds those, and
+// its filters of the others are rows of zeros -- zero detection and importance still work.
+TEST(Coupling, ChannelRowsOfAPartlyHeldGroup) {
+  Graph g = testing::fixture_channel_ops(5);
+  Coupling c = analyze_coupling(g);
+  const int b1 = c.layouts.at(g.find("s1.b1.pw")->id)[0].group;
+  const auto& grp = c.groups[b1];
+  const int dw = g.find("s3.dw")->id;
+  auto it = std::find_if(grp.params.begin(), grp.params.end(),
+                         [&](const ParamDim& pd) { return pd.node == dw && pd.param == "weight"; });
+  ASSERT_NE(it, grp.params.end());
+  auto rows = channel_rows(g, c, grp, *it);
+  ASSERT_EQ(rows.sizes(), (std::vector<int64_t>{8, 9}));
+  // s2.x1 held channels 0-3 of s1.b1.pw; 4-7 went into s2's branch.
+  EXPECT_TRUE((rows.narrow(0, 4, 4) == 0).all().item<bool>());
+  EXPECT_FALSE((rows.narrow(0, 0, 4) == 0).all().item<bool>());
+  for (int id : c.prunable()) {
+    std::vector<int64_t> odd;
+    for (int64_t k = 1; k < c.groups[id].channels; k += 2) odd.push_back(k);
+    zero_channels(g, c, id, odd);
+    auto zero = zero_output_channels(g, c, c.groups[id]);
+    for (int64_t k = 0; k < c.groups[id].channels; ++k)
+      EXPECT_EQ(zero[k].item<bool>(), k % 2 == 1) << c.groups[id].name << " " << k;
+  }
 }
 
 TEST(Surgery, PruningRewritesShufflesAndSlices) {

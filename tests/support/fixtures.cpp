@@ -89,6 +89,8 @@ Graph fixture_channel_ops(uint64_t seed) {
   r = b.bn(b.conv(r, 8, 3, 1, 1, "s2.b2.dw", false, 8), "s2.b2.dw_bn");
   r = b.relu(b.bn(b.conv(r, 8, 1, 1, 0, "s2.b2.pw2"), "s2.b2.pw2_bn"), "s2.b2.act2");
   x = b.channel_shuffle(b.concat({x1, r}, "s2.cat"), 2, "s2.shuffle");
+  // A depthwise conv on it holds half of block 1's channels (the other half ended in s2.b2).
+  x = b.bn(b.conv(x, 16, 3, 1, 1, "s3.dw", false, 16), "s3.dw_bn");
   x = b.relu(b.bn(b.conv(x, 12, 1, 1, 0, "conv5"), "conv5_bn"), "conv5_act");
   x = b.flatten(b.global_avgpool(x, "gap"), "flatten");
   return b.build(b.linear(x, 5, "fc"), {{"classes", "5"}, {"model", "fixture_channel"}});

@@ -84,7 +84,9 @@ std::vector<int64_t> layout_positions(const Layout& layout,
 int layout_value(const Graph& graph, const ParamDim& pd);
 
 // Rows = the group's channels: [channels, entries] with every entry of `pd` that belongs to the
-// channel (e.g. a producer's filter, or a consumer's input slice).
+// channel (e.g. a producer's filter, or a consumer's input slice). Where the dimension holds only
+// some of the group's channels (after a ShuffleNet channel slice), the others' rows are zeros,
+// and every row is padded with zeros to the longest.
 torch::Tensor channel_rows(const Graph& graph, const Coupling& c, const ChannelGroup& g,
                            const ParamDim& pd);
 
