@@ -498,6 +498,25 @@ TEST(OnnxImport, ShuffleAndConvNextBlocksBecomeChannelOps) {
   }
 }
 
+// OpenCV 4.6 runs ShuffleNet's shuffle (Reshape/Transpose/Reshape) and its channel slices as
+// nnslim exports them; it cannot run ConvNeXt's LayerNorm in either ONNX form (a Div of two
+// activations, LayerNormalization) nor the Gather of a pruned shuffle, which onnxruntime takes.
+TEST(Onnx, ShuffleBlocksRunInOpenCv) {
+  REQUIRE_OPENCV();
+  torch::manual_seed(6);
+  GraphBuilder b({3, 16, 16});
+  int x = b.relu(b.bn(b.conv(b.input(), 8, 3, 2, 1, "stem"), "stem_bn"), "stem_act");
+  int l = b.relu(b.conv(b.conv(x, 8, 3, 2, 1, "b1.dw", false, 8), 8, 1, 1, 0, "b1.pw"), "b1.a");
+  int r = b.relu(b.bn(b.conv(x, 8, 3, 2, 1, "b2.conv"), "b2.bn"), "b2.a");
+  x = b.channel_shuffle(b.concat({l, r}, "cat1"), 2, "shuffle1");
+  int x2 = b.relu(b.conv(b.slice_channels(x, 8, 16, "x2"), 8, 1, 1, 0, "b3.pw"), "b3.a");
+  x = b.channel_shuffle(b.concat({b.slice_channels(x, 0, 8, "x1"), x2}, "cat2"), 4, "shuffle2");
+  Graph g = b.build(b.linear(b.flatten(b.global_avgpool(x, "gap"), "flat"), 5, "fc"));
+  randomize_bn(g, 6);
+  check_in_opencv(g, "shuffle blocks");
+  check_in_opencv(g, "shuffle blocks (BN kept)", false);
+}
+
 // The channel ops at every opset export writes: exact, node for node, and pruned (a shuffle
 // that is no longer regular leaves as a Gather and comes back as the same permutation).
 class OnnxChannelOps : public ::testing::TestWithParam<int64_t> {};
