@@ -68,6 +68,8 @@ Graph prune_groups(const Graph& graph, const Coupling& coupling,
     if (n.op == Op::kSliceChannels) {
       n.attrs.start = rank(n.attrs.start);
       n.attrs.end = rank(n.attrs.end);
+      TORCH_CHECK(n.attrs.start < n.attrs.end, "pruning would leave the channel slice '", n.name,
+                  "' empty (every channel it takes is cut); keep at least one of them");
     } else {
       std::vector<int64_t> perm;
       for (int64_t j : layout_positions(coupling.layouts.at(n.id), keep))

@@ -208,6 +208,16 @@ TEST(Surgery, PruningRewritesShufflesAndSlices) {
   auto x = torch::randn({2, 3, 16, 16});
   torch::NoGradGuard no_grad;
   EXPECT_LT(testing::max_abs_diff(forward(g, x, Mode::kEval), forward(p, x, Mode::kEval)), 1e-5);
+  // s2.x2 holds channels 4-7 of both branches of block 1: cutting all of them is refused.
+  try {
+    prune_groups(g, c, {{group("s1.b1.pw"), {0, 1, 2, 3}}, {group("s1.b2.pw2"), {0, 1, 2, 3}}});
+    FAIL() << "an empty slice was accepted";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what_without_backtrace())
+                  .find("pruning would leave the channel slice 's2.x2' empty"),
+              std::string::npos)
+        << e.what_without_backtrace();
+  }
 }
 
 TEST(Coupling, MulTiesTheGateToTheChannelsItScales) {

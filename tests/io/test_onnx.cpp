@@ -407,7 +407,9 @@ INSTANTIATE_TEST_SUITE_P(
                       TorchvisionBlock{"pytorch_shuffle_block_opset17_unfolded", 32, 5},
                       TorchvisionBlock{"pytorch_convnext_block", 32, 5},
                       TorchvisionBlock{"pytorch_convnext_block_opset17", 32, 5},
-                      TorchvisionBlock{"pytorch_convnext_block_opset11_unfolded", 32, 5}),
+                      TorchvisionBlock{"pytorch_convnext_block_opset11_unfolded", 32, 5},
+                      TorchvisionBlock{"pytorch_split_channels_opset11", 16, 5},
+                      TorchvisionBlock{"pytorch_split_channels", 16, 5}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(OnnxImport, GatedActivationsAreFusedAndReduceMeanIsPooling) {
@@ -461,6 +463,14 @@ TEST(OnnxImport, ShuffleAndConvNextBlocksBecomeChannelOps) {
     // Every branch conv's outputs can be pruned through the shuffles and the slices.
     Coupling c = analyze_coupling(g);
     EXPECT_EQ(c.prunable().size(), 9u) << name;  // stem, 7 branch convs, conv5
+  }
+  // torch.split: Split with its sizes as an attribute (opset 11) or an input (13); x[:, 4:].
+  for (const char* name : {"pytorch_split_channels_opset11", "pytorch_split_channels"}) {
+    Graph g = import_onnx(fixture(std::string(name) + ".onnx"));
+    std::vector<std::pair<int64_t, int64_t>> ranges;
+    for (const auto& n : g.nodes)
+      if (n.op == Op::kSliceChannels) ranges.emplace_back(n.attrs.start, n.attrs.end);
+    EXPECT_EQ(ranges, (std::vector<std::pair<int64_t, int64_t>>{{0, 3}, {3, 8}, {4, 8}})) << name;
   }
   for (const char* name : {"pytorch_convnext_block", "pytorch_convnext_block_opset17",
                            "pytorch_convnext_block_opset11_unfolded"}) {
