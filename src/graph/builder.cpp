@@ -122,6 +122,35 @@ int GraphBuilder::mul(int a, int b, const std::string& name) {
   return push(std::move(n));
 }
 
+int GraphBuilder::channel_shuffle(int x, int64_t groups, const std::string& name) {
+  const int64_t c = channels(x);
+  TORCH_CHECK(groups >= 1 && c % groups == 0, "builder: node '", name, "': ", groups,
+              " groups must divide ", c, " channels");
+  Node n = simple(Op::kChannelShuffle, x, name);
+  // [g, C/g] -> transpose -> [C/g, g]: output j = (k, i) with j = i * g + k reads k * C/g + i.
+  const int64_t per = c / groups;
+  for (int64_t j = 0; j < c; ++j) n.attrs.perm.push_back((j % groups) * per + j / groups);
+  return push(std::move(n));
+}
+
+int GraphBuilder::slice_channels(int x, int64_t start, int64_t end, const std::string& name) {
+  Node n = simple(Op::kSliceChannels, x, name);
+  n.attrs.start = start;
+  n.attrs.end = end;
+  return push(std::move(n));
+}
+
+int GraphBuilder::layernorm2d(int x, const std::string& name, double eps) {
+  const int64_t c = channels(x);
+  Node n = simple(Op::kLayerNorm2d, x, name);
+  n.attrs.eps = eps;
+  n.params["weight"] = torch::ones({c}).requires_grad_(true);
+  n.params["bias"] = torch::zeros({c}).requires_grad_(true);
+  return push(std::move(n));
+}
+
+int GraphBuilder::gelu(int x, const std::string& name) { return push(simple(Op::kGELU, x, name)); }
+
 int GraphBuilder::maxpool(int x, int64_t k, int64_t s, int64_t p, const std::string& name,
                           bool ceil_mode) {
   Node n = simple(Op::kMaxPool2d, x, name);
@@ -194,9 +223,10 @@ void reinitialize(Graph& graph) {
       set("weight", (torch::rand(w.sizes()) * 2 - 1) * bound);
       if (n.params.count("bias"))
         set("bias", (torch::rand(n.params.at("bias").sizes()) * 2 - 1) * bound);
-    } else if (n.op == Op::kBatchNorm2d) {
+    } else if (n.op == Op::kBatchNorm2d || n.op == Op::kLayerNorm2d) {
       n.params.at("weight").fill_(1.0);
       n.params.at("bias").zero_();
+      if (n.op == Op::kLayerNorm2d) continue;
       n.buffers.at("running_mean").zero_();
       n.buffers.at("running_var").fill_(1.0);
     }

@@ -39,6 +39,26 @@ bool same_shape(const Layout& a, const Layout& b) {
   return true;
 }
 
+// One segment of length 1 per position (mult kept), and back to maximal runs.
+Layout per_channel(const Layout& l) {
+  Layout out;
+  for (const auto& s : l)
+    for (int64_t i = 0; i < s.len; ++i) out.push_back(Segment{s.group, s.offset + i, 1, s.mult});
+  return out;
+}
+Layout merged(const Layout& l) {
+  Layout out;
+  for (const auto& s : l) {
+    if (!out.empty() && out.back().group == s.group && out.back().mult == s.mult &&
+        out.back().offset + out.back().len == s.offset) {
+      out.back().len += s.len;
+    } else {
+      out.push_back(s);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<int> Coupling::prunable() const {
@@ -199,6 +219,22 @@ Coupling analyze_coupling(const Graph& graph, const std::set<std::string>& exclu
         layouts[n.id] = in;
         break;
       }
+      case Op::kChannelShuffle: {  // output channel j is input channel perm[j]
+        const Layout ch = per_channel(in);
+        Layout l;
+        for (int64_t j : n.attrs.perm) l.push_back(ch.at(j));
+        layouts[n.id] = merged(l);
+        break;
+      }
+      case Op::kSliceChannels: {
+        const Layout ch = per_channel(in);
+        layouts[n.id] = merged(Layout(ch.begin() + n.attrs.start, ch.begin() + n.attrs.end));
+        break;
+      }
+      case Op::kLayerNorm2d:  // each output depends on every input channel of its pixel
+        block_layout(in, "layernorm over channels ('" + n.name + "')");
+        layouts[n.id] = in;
+        break;
       case Op::kConcat: {
         Layout l;
         for (int v : n.inputs) {
@@ -334,10 +370,22 @@ torch::Tensor channel_rows(const Graph& graph, const Coupling& c, const ChannelG
           positions[s.offset + i].push_back(pos + i * s.mult + m);
     pos += s.len * s.mult;
   }
+  // A value may hold only some of a group's channels (ShuffleNet: a slice passes some on, its
+  // other half is read by a conv and ends there): rows are padded with zeros to the longest.
+  size_t longest = 0;
+  for (const auto& p : positions) longest = std::max(longest, p.size());
+  auto moved = t.detach().movedim(pd.dim, 0);
+  const int64_t zero_row = moved.size(0);
   std::vector<int64_t> flat;
-  for (const auto& p : positions) flat.insert(flat.end(), p.begin(), p.end());
+  bool padded = false;
+  for (const auto& p : positions) {
+    flat.insert(flat.end(), p.begin(), p.end());
+    flat.insert(flat.end(), longest - p.size(), zero_row);
+    padded = padded || p.size() < longest;
+  }
+  if (padded) moved = torch::cat({moved, torch::zeros_like(moved.narrow(0, 0, 1))});
   auto idx = torch::tensor(flat, torch::kLong).to(t.device());
-  return t.detach().movedim(pd.dim, 0).index_select(0, idx).reshape({g.channels, -1});
+  return moved.index_select(0, idx).reshape({g.channels, -1});
 }
 
 torch::Tensor zero_output_channels(const Graph& graph, const Coupling& c, const ChannelGroup& g) {

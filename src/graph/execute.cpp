@@ -108,6 +108,17 @@ torch::Tensor run_node(const Node& n, const std::vector<torch::Tensor>& in, Mode
       return torch::silu(in[0]);
     case Op::kMul:
       return in[0] * in[1];
+    case Op::kChannelShuffle:
+      return in[0].index_select(1, torch::tensor(a.perm, torch::kLong).to(in[0].device()));
+    case Op::kSliceChannels:
+      return in[0].narrow(1, a.start, a.end - a.start);
+    case Op::kLayerNorm2d:  // as torchvision's LayerNorm2d: layer_norm over C of the NHWC view
+      return torch::layer_norm(in[0].permute({0, 2, 3, 1}), {in[0].size(1)}, n.params.at("weight"),
+                               n.params.at("bias"), a.eps)
+          .permute({0, 3, 1, 2})
+          .contiguous();
+    case Op::kGELU:
+      return torch::gelu(in[0]);
   }
   TORCH_INTERNAL_ASSERT(false, "unhandled op");
 }
@@ -126,12 +137,13 @@ torch::Tensor forward(const Graph& graph, const torch::Tensor& x, Mode mode) {
     for (int in : n.inputs) ++uses[in];
   ++uses[graph.output];
   // Only outputs of these ops are freshly allocated; others (identity, flatten, eval dropout,
-  // single-input concat) may alias their input and must never be modified in place.
+  // single-input concat, channel slices) may alias their input and must never be modified in place.
   std::vector<char> fresh(graph.next_id, 0);
   for (const auto& n : graph.nodes)
     fresh[n.id] = n.op == Op::kConv2d || n.op == Op::kBatchNorm2d || n.op == Op::kAdd ||
                   n.op == Op::kLinear || n.op == Op::kMul || n.op == Op::kSigmoid ||
-                  n.op == Op::kHardSigmoid || n.op == Op::kHardSwish || n.op == Op::kSiLU;
+                  n.op == Op::kHardSigmoid || n.op == Op::kHardSwish || n.op == Op::kSiLU ||
+                  n.op == Op::kChannelShuffle || n.op == Op::kLayerNorm2d || n.op == Op::kGELU;
   values[kGraphInput] = x;
   std::vector<torch::Tensor> ins;
   for (const auto& n : graph.nodes) {

@@ -31,6 +31,10 @@ constexpr OpInfo kOps[] = {
     {Op::kHardSwish, "hardswish"},
     {Op::kSiLU, "silu"},
     {Op::kMul, "mul"},
+    {Op::kChannelShuffle, "channel_shuffle"},
+    {Op::kSliceChannels, "slice_channels"},
+    {Op::kLayerNorm2d, "layernorm2d"},
+    {Op::kGELU, "gelu"},
 };
 }  // namespace
 

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 
 namespace nnslim {
 
@@ -47,8 +48,10 @@ std::map<std::string, torch::Tensor> read_tensors(Reader& r, const std::string& 
   }
   return m;
 }
-// Attributes added after format version 2 (pool ceil_mode, HardSigmoid alpha/beta) follow the
-// nodes as an optional section: u64 count, then (i64 node id, str key, f64 value) per entry. It is
+// Attributes added after format version 2 (pool ceil_mode, HardSigmoid alpha/beta, a channel
+// shuffle's perm -- one "perm" entry per channel, in order -- and a channel slice's start/end)
+// follow the nodes as an optional section: u64 count, then (i64 node id, str key, f64 value)
+// per entry (integers up to 2^53 are exact in an f64). It is
 // written only when some node has a non-default value, so a graph without one has exactly the
 // bytes earlier builds wrote (and read), and every earlier file reads as before.
 const Attrs kDefaultAttrs;
@@ -58,6 +61,10 @@ std::vector<std::pair<std::string, double>> extra_attrs(const Node& n) {
   if (n.attrs.ceil_mode != kDefaultAttrs.ceil_mode) out.emplace_back("ceil_mode", 1.0);
   if (n.attrs.alpha != kDefaultAttrs.alpha) out.emplace_back("alpha", n.attrs.alpha);
   if (n.attrs.beta != kDefaultAttrs.beta) out.emplace_back("beta", n.attrs.beta);
+  for (int64_t j : n.attrs.perm) out.emplace_back("perm", static_cast<double>(j));
+  if (n.attrs.start != kDefaultAttrs.start)
+    out.emplace_back("start", static_cast<double>(n.attrs.start));
+  if (n.attrs.end != kDefaultAttrs.end) out.emplace_back("end", static_cast<double>(n.attrs.end));
   return out;
 }
 
@@ -77,8 +84,17 @@ void write_extra_attrs(Writer& w, const Graph& g) {
 void read_extra_attrs(Reader& r, Graph& g, const std::string& what) {
   if (r.done()) return;
   uint64_t count = r.u64();
-  TORCH_CHECK(count <= 3 * g.nodes.size(), what, ": implausible attribute count ", count,
-              " (corrupt file?)");
+  // Three scalar attributes a node at most, plus a channel shuffle's perm (one per channel).
+  uint64_t limit = 3 * g.nodes.size();
+  for (const auto& n : g.nodes)
+    if (n.op == Op::kChannelShuffle) limit += uint64_t{1} << 20;
+  TORCH_CHECK(count <= limit, what, ": implausible attribute count ", count, " (corrupt file?)");
+  auto integer = [&](const Node& n, const std::string& key, double value) {
+    TORCH_CHECK(value >= 0 && value < 9.0e15 && value == std::floor(value), what, ": node '",
+                n.name, "': attribute '", key, "' must be a non-negative integer, got ", value,
+                " (corrupt file?)");
+    return static_cast<int64_t>(value);
+  };
   for (uint64_t i = 0; i < count; ++i) {
     const int id = static_cast<int>(r.i64());
     const std::string key = r.str();
@@ -93,6 +109,12 @@ void read_extra_attrs(Reader& r, Graph& g, const std::string& what) {
       it->attrs.alpha = value;
     else if (key == "beta")
       it->attrs.beta = value;
+    else if (key == "perm")
+      it->attrs.perm.push_back(integer(*it, key, value));
+    else if (key == "start")
+      it->attrs.start = integer(*it, key, value);
+    else if (key == "end")
+      it->attrs.end = integer(*it, key, value);
     else
       TORCH_CHECK(false, what, ": node '", it->name, "' has attribute '", key,
                   "', which this build does not know (a file from a newer nnslim?)");

@@ -114,6 +114,31 @@ Shape infer_node(const Node& n, const std::vector<Shape>& ins) {
     case Op::kSigmoid:
     case Op::kHardSwish:
     case Op::kSiLU:
+    case Op::kGELU:
+      return in;
+    case Op::kChannelShuffle: {
+      c.check(in.size() == 3, "expects a CxHxW input, got ", shape_str(in));
+      const auto& perm = n.attrs.perm;
+      c.check(static_cast<int64_t>(perm.size()) == in[0], "perm has ", perm.size(), " entries for ",
+              in[0], " channels");
+      std::vector<char> seen(perm.size(), 0);
+      for (int64_t j : perm) {
+        c.check(j >= 0 && j < in[0] && !seen[j], "perm must be a permutation of 0..", in[0] - 1);
+        seen[j] = 1;
+      }
+      return in;
+    }
+    case Op::kSliceChannels:
+      c.check(in.size() == 3, "expects a CxHxW input, got ", shape_str(in));
+      c.check(n.attrs.start >= 0 && n.attrs.start < n.attrs.end && n.attrs.end <= in[0],
+              "channels [", n.attrs.start, ", ", n.attrs.end, ") are not a non-empty range of ",
+              in[0]);
+      return {n.attrs.end - n.attrs.start, in[1], in[2]};
+    case Op::kLayerNorm2d:
+      c.check(in.size() == 3, "expects a CxHxW input, got ", shape_str(in));
+      c.check_vec(c.param("weight"), in[0], "weight");
+      c.check_vec(c.param("bias"), in[0], "bias");
+      c.check(n.attrs.eps > 0, "eps must be > 0");
       return in;
     case Op::kHardSigmoid:
       c.check(std::isfinite(n.attrs.alpha) && std::isfinite(n.attrs.beta),

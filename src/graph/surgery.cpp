@@ -60,6 +60,27 @@ Graph prune_groups(const Graph& graph, const Coupling& coupling,
     const int64_t per_group = before.params.at("weight").size(0) / before.attrs.groups;
     n.attrs.groups = n.params.at("weight").size(0) / per_group;
   }
+  // Channel shuffles and slices index positions of their input: renumber them for the kept
+  // positions (a kept output position reads a kept input position; the layouts say which).
+  for (auto& n : out.nodes) {
+    if (n.op != Op::kChannelShuffle && n.op != Op::kSliceChannels) continue;
+    const auto kept_in = layout_positions(coupling.layouts.at(n.inputs[0]), keep);
+    auto rank = [&](int64_t pos) {  // new index of a kept input position
+      auto it = std::lower_bound(kept_in.begin(), kept_in.end(), pos);
+      return static_cast<int64_t>(it - kept_in.begin());
+    };
+    if (n.op == Op::kSliceChannels) {
+      n.attrs.start = rank(n.attrs.start);
+      n.attrs.end = rank(n.attrs.end);
+      TORCH_CHECK(n.attrs.start < n.attrs.end, "pruning would leave the channel slice '", n.name,
+                  "' empty (every channel it takes is cut); keep at least one of them");
+    } else {
+      std::vector<int64_t> perm;
+      for (int64_t j : layout_positions(coupling.layouts.at(n.id), keep))
+        perm.push_back(rank(n.attrs.perm.at(j)));
+      n.attrs.perm = std::move(perm);
+    }
+  }
   validate(out);
   return out;
 }

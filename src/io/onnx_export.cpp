@@ -7,6 +7,8 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
+
 #ifdef NNSLIM_HAVE_ONNX
 #include <onnx/checker.h>
 #endif
@@ -150,6 +152,35 @@ class Exporter {
       case Op::kMul:  // ONNX broadcasts [N,C,1,1] against [N,C,H,W] as the IR does
         emit("Mul", n, {in(n, 0), in(n, 1)});
         return;
+      case Op::kChannelShuffle:
+        channel_shuffle(n);
+        return;
+      case Op::kSliceChannels: {
+        if (opset_ >= 10) {
+          emit("Slice", n,
+               {in(n, 0), ints_init(n.name + ".starts", {n.attrs.start}),
+                ints_init(n.name + ".ends", {n.attrs.end}), ints_init(n.name + ".axes", {1})});
+        } else {
+          auto* p = emit("Slice", n, {in(n, 0)});
+          ints(p, "starts", {n.attrs.start});
+          ints(p, "ends", {n.attrs.end});
+          ints(p, "axes", {1});
+        }
+        return;
+      }
+      case Op::kLayerNorm2d:
+        layernorm2d(n);
+        return;
+      case Op::kGELU: {  // x * 0.5 * (1 + erf(x / sqrt(2))), as PyTorch writes it
+        const std::string x = in(n, 0), b = n.name + ".";
+        raw_node("Div", b + "div", {x, constant(b + "sqrt2", static_cast<float>(std::sqrt(2.0)))},
+                 b + "div");
+        raw_node("Erf", b + "erf", {b + "div"}, b + "erf");
+        raw_node("Add", b + "add", {b + "erf", constant(b + "one", 1.f)}, b + "add");
+        raw_node("Mul", b + "mul", {x, b + "add"}, b + "mul");
+        emit("Mul", n, {b + "mul", constant(b + "half", 0.5f)});
+        return;
+      }
       case Op::kDropout:  // inference: the identity
       case Op::kIdentity:
         if (n.id == g_.output) {
@@ -164,6 +195,62 @@ class Exporter {
   const std::string& name_of(int value) const { return names_.at(value); }
 
  private:
+  // torchvision's shuffle as PyTorch exports it (Reshape [N, g, C/g, H, W], Transpose(0, 2, 1,
+  // 3, 4), Reshape [N, C, H, W]); any other permutation (a pruned shuffle) as a Gather.
+  void channel_shuffle(const Node& n) {
+    const Shape& s = shapes_.at(n.inputs[0]);
+    const auto& perm = n.attrs.perm;
+    const int64_t c = s[0];
+    int64_t groups = 0;
+    for (int64_t g = 1; g <= c && !groups; ++g) {
+      if (c % g) continue;
+      bool ok = true;
+      for (int64_t j = 0; j < c && ok; ++j) ok = perm[j] == (j % g) * (c / g) + j / g;
+      if (ok) groups = g;
+    }
+    const std::string b = n.name + ".";
+    if (groups > 1) {
+      raw_node("Reshape", b + "split",
+               {in(n, 0), ints_init(b + "shape5", {0, groups, c / groups, s[1], s[2]})},
+               b + "split");
+      ints(raw_node("Transpose", b + "transpose", {b + "split"}, b + "transpose"), "perm",
+           {0, 2, 1, 3, 4});
+      emit("Reshape", n, {b + "transpose", ints_init(b + "shape4", {0, c, s[1], s[2]})});
+    } else {
+      integer(emit("Gather", n, {in(n, 0), ints_init(b + "perm", perm)}), "axis", 1);
+    }
+  }
+  // LayerNorm over the channels of each pixel, as PyTorch exports torchvision's LayerNorm2d:
+  // Transpose to NHWC, LayerNormalization over the last axis (opset 17) or its pieces, back.
+  void layernorm2d(const Node& n) {
+    // The normalising node carries the node's name (import names the layernorm2d after it),
+    // the Transpose back writes the node's value.
+    const std::string b = n.name + ".";
+    ints(raw_node("Transpose", b + "nhwc", {in(n, 0)}, b + "nhwc"), "perm", {0, 2, 3, 1});
+    const std::string w = param(n, "weight"), bias = param(n, "bias");
+    if (opset_ >= 17) {
+      auto* p = raw_node("LayerNormalization", n.name, {b + "nhwc", w, bias}, b + "ln");
+      integer(p, "axis", -1);
+      real(p, "epsilon", n.attrs.eps);
+    } else {
+      ints(raw_node("ReduceMean", b + "mean", {b + "nhwc"}, b + "mean"), "axes", {-1});
+      raw_node("Sub", b + "sub", {b + "nhwc", b + "mean"}, b + "sub");
+      raw_node("Pow", b + "pow", {b + "sub", constant(b + "two", 2.f)}, b + "pow");
+      ints(raw_node("ReduceMean", b + "var", {b + "pow"}, b + "var"), "axes", {-1});
+      raw_node("Add", b + "add_eps",
+               {b + "var", constant(b + "eps", static_cast<float>(n.attrs.eps))}, b + "add_eps");
+      raw_node("Sqrt", b + "sqrt", {b + "add_eps"}, b + "sqrt");
+      raw_node("Div", b + "div", {b + "sub", b + "sqrt"}, b + "div");
+      raw_node("Mul", b + "mul", {b + "div", w}, b + "mul");
+      raw_node("Add", n.name, {b + "mul", bias}, b + "ln");
+    }
+    ints(raw_node("Transpose", b + "nchw", {b + "ln"}, n.name), "perm", {0, 3, 1, 2});
+    names_[n.id] = n.name;
+  }
+  std::string ints_init(const std::string& name, const std::vector<int64_t>& v) {
+    return initializer(name, torch::tensor(v, torch::kLong));
+  }
+
   onnx::NodeProto* raw_node(const std::string& type, const std::string& name,
                             const std::vector<std::string>& inputs, const std::string& output) {
     auto* p = out_->add_node();

@@ -35,7 +35,8 @@ class Importer {
     opset_ = default_opset();
     for (const auto& t : m_.graph().initializer()) consts_[t.name()] = from_proto(t);
     declare_input();
-    for (int i = 0; i < m_.graph().node_size(); ++i) translate(m_.graph().node(i), i);
+    fuse_patterns();
+    for (size_t i = 0; i < nodes_.size(); ++i) translate(nodes_[i], static_cast<int>(i));
     if (!unsupported_.empty()) {
       std::ostringstream os;
       os << what_ << ": " << unsupported_.size() << " ONNX node(s) cannot be expressed in nnslim:";
@@ -44,6 +45,7 @@ class Importer {
     }
     declare_output();
     fuse_gated_activations();
+    fold_layer_scales();
     restore_meta();
     try {
       validate(g_);
@@ -135,19 +137,161 @@ class Importer {
     }
   }
 
+  // ---- patterns ------------------------------------------------------------------------------
+  // PyTorch writes LayerNorm before opset 17 and GELU (every opset nnslim reads) as pieces.
+  // Before translation, each complete piece pattern becomes the one ONNX node it computes
+  // (LayerNormalization, Gelu), provided no piece is read outside the pattern. The constants
+  // they need are initializers or Constant nodes (with or without constant folding).
+  void fuse_patterns() {
+    const auto& g = m_.graph();
+    nodes_.assign(g.node().begin(), g.node().end());
+    std::map<std::string, torch::Tensor> scalars;
+    for (const auto& [name, t] : consts_) scalars[name] = t;
+    for (const auto& n : nodes_)
+      if (n.op_type() == "Constant" && n.output_size() == 1)
+        if (const auto* a = find_attr(n, "value"); a && a->has_t())
+          scalars[n.output(0)] = from_proto(a->t());
+    std::map<std::string, std::vector<size_t>> readers;
+    std::map<std::string, size_t> writer;
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      for (const auto& in : nodes_[i].input()) readers[in].push_back(i);
+      for (const auto& out : nodes_[i].output()) writer[out] = i;
+    }
+    for (const auto& o : g.output()) readers[o.name()].push_back(nodes_.size());  // never fused
+    std::vector<char> removed(nodes_.size(), 0);
+    // The only reader of `value`, when it is one node of type `type`.
+    auto sole = [&](const std::string& value, const char* type) -> std::optional<size_t> {
+      auto it = readers.find(value);
+      if (it == readers.end() || it->second.size() != 1) return std::nullopt;
+      const size_t r = it->second[0];
+      if (r >= nodes_.size() || nodes_[r].op_type() != type || removed[r]) return std::nullopt;
+      return r;
+    };
+    auto scalar = [&](const std::string& name) -> std::optional<double> {
+      auto it = scalars.find(name);
+      if (it == scalars.end() || it->second.numel() != 1 || !it->second.is_floating_point())
+        return std::nullopt;
+      return it->second.item<double>();
+    };
+    auto near = [](std::optional<double> v, double want) {
+      return v && std::abs(*v - want) <= 1e-6 * std::max(1.0, std::abs(want));
+    };
+    // The other input of a two-input node, given one of them.
+    auto other = [](const onnx::NodeProto& n, const std::string& one) -> std::string {
+      if (n.input_size() != 2) return "";
+      return n.input(0) == one ? n.input(1) : n.input(1) == one ? n.input(0) : "";
+    };
+    auto last_axis = [&](const onnx::NodeProto& r) {
+      std::vector<int64_t> axes = attr_ints(r, "axes", {});
+      if (r.input_size() > 1 && scalars.count(r.input(1))) {
+        auto a = scalars.at(r.input(1)).to(torch::kLong).reshape({-1});
+        axes.assign(a.data_ptr<int64_t>(), a.data_ptr<int64_t>() + a.numel());
+      }
+      return axes.size() == 1 && (axes[0] == -1 || axes[0] == 3) && attr_int(r, "keepdims", 1);
+    };
+    // The fused node's name: PyTorch's scope of the pattern ("/a/b/Add_1" -> "/a/b/" + op, as
+    // PyTorch names LayerNormalization at opset 17), else the last node's own name (nnslim's
+    // export names it after the graph node).
+    auto fused_name = [](const std::string& last, const char* op) {
+      auto slash = last.rfind('/');
+      return slash == std::string::npos ? last : last.substr(0, slash + 1) + op;
+    };
+    std::vector<std::pair<size_t, onnx::NodeProto>> replacements;  // at the pattern's last node
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      const auto& r1 = nodes_[i];
+      if (removed[i]) continue;
+      if (r1.op_type() == "ReduceMean" && last_axis(r1)) {
+        // mean(x) -> x - mean -> (.)^2 -> mean -> + eps -> sqrt -> (x - mean) / sqrt -> * w -> + b
+        const std::string& x = r1.input(0);
+        auto s = sole(r1.output(0), "Sub");
+        if (!s || nodes_[*s].input(0) != x || nodes_[*s].input(1) != r1.output(0)) continue;
+        const std::string& d = nodes_[*s].output(0);
+        auto rd = readers[d];
+        if (rd.size() != 2) continue;
+        std::optional<size_t> pw, dv;
+        for (size_t r : rd) {
+          if (r >= nodes_.size()) continue;
+          if (nodes_[r].op_type() == "Pow" && nodes_[r].input(0) == d) pw = r;
+          if (nodes_[r].op_type() == "Div" && nodes_[r].input(0) == d) dv = r;
+        }
+        if (!pw || !dv || !near(scalar(nodes_[*pw].input(1)), 2.0)) continue;
+        auto r2 = sole(nodes_[*pw].output(0), "ReduceMean");
+        if (!r2 || !last_axis(nodes_[*r2])) continue;
+        auto ae = sole(nodes_[*r2].output(0), "Add");
+        if (!ae) continue;
+        auto eps = scalar(other(nodes_[*ae], nodes_[*r2].output(0)));
+        auto sq = sole(nodes_[*ae].output(0), "Sqrt");
+        if (!eps || !sq || nodes_[*dv].input(1) != nodes_[*sq].output(0)) continue;
+        auto mw = sole(nodes_[*dv].output(0), "Mul");
+        if (!mw) continue;
+        const std::string w = other(nodes_[*mw], nodes_[*dv].output(0));
+        auto ab = sole(nodes_[*mw].output(0), "Add");
+        if (!ab) continue;
+        const std::string b = other(nodes_[*ab], nodes_[*mw].output(0));
+        if (!consts_.count(w) || !consts_.count(b)) continue;
+        onnx::NodeProto ln;
+        ln.set_op_type("LayerNormalization");
+        ln.set_name(fused_name(nodes_[*ab].name(), "LayerNormalization"));
+        for (const auto& in : {x, w, b}) ln.add_input(in);
+        ln.add_output(nodes_[*ab].output(0));
+        auto* a = ln.add_attribute();
+        a->set_name("epsilon");
+        a->set_type(onnx::AttributeProto::FLOAT);
+        a->set_f(static_cast<float>(*eps));
+        for (size_t k : {i, *s, *pw, *r2, *ae, *sq, *dv, *mw, *ab}) removed[k] = 1;
+        replacements.emplace_back(*ab, std::move(ln));
+        ++fused_["ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/Add -> layernorm2d"];
+      } else if (r1.op_type() == "Erf" && writer.count(r1.input(0))) {
+        // x / sqrt(2) -> erf -> + 1 -> x * (.) -> * 0.5
+        const size_t di = writer.at(r1.input(0));
+        const auto& dn = nodes_[di];
+        const bool div = dn.op_type() == "Div" && dn.input_size() == 2 &&
+                         near(scalar(dn.input(1)), std::sqrt(2.0));
+        const bool mul = dn.op_type() == "Mul" && dn.input_size() == 2 &&
+                         near(scalar(dn.input(1)), std::sqrt(0.5));
+        if ((!div && !mul) || removed[di] || readers[dn.output(0)].size() != 1) continue;
+        const std::string& x = dn.input(0);
+        auto a1 = sole(r1.output(0), "Add");
+        if (!a1 || !near(scalar(other(nodes_[*a1], r1.output(0))), 1.0)) continue;
+        auto m1 = sole(nodes_[*a1].output(0), "Mul");
+        if (!m1 || other(nodes_[*m1], nodes_[*a1].output(0)) != x) continue;
+        auto m2 = sole(nodes_[*m1].output(0), "Mul");
+        if (!m2 || !near(scalar(other(nodes_[*m2], nodes_[*m1].output(0))), 0.5)) continue;
+        onnx::NodeProto ge;
+        ge.set_op_type("Gelu");
+        ge.set_name(fused_name(nodes_[*m2].name(), "Gelu"));
+        ge.add_input(x);
+        ge.add_output(nodes_[*m2].output(0));
+        for (size_t k : {di, i, *a1, *m1, *m2}) removed[k] = 1;
+        replacements.emplace_back(*m2, std::move(ge));
+        ++fused_["Div/Erf/Add/Mul/Mul -> gelu"];
+      }
+    }
+    for (auto& [at, node] : replacements) {
+      nodes_[at] = std::move(node);
+      removed[at] = 0;
+    }
+    std::vector<onnx::NodeProto> kept;
+    for (size_t i = 0; i < nodes_.size(); ++i)
+      if (!removed[i]) kept.push_back(std::move(nodes_[i]));
+    nodes_ = std::move(kept);
+  }
+
   // ---- per node ------------------------------------------------------------
   void translate(const onnx::NodeProto& p, int index) {
     std::string name = unique_name(p, index);
     // ONNX graphs are single-assignment: a value written twice makes every later reader ambiguous.
     for (const auto& o : p.output())
-      TORCH_CHECK(o.empty() || (!ids_.count(o) && !consts_.count(o) && !padded_.count(o)), what_,
-                  ": node '", name, "' writes value '", o,
+      TORCH_CHECK(o.empty() || (!ids_.count(o) && !consts_.count(o) && !padded_.count(o) &&
+                                !nhwc_.count(o) && !shuffle_.count(o)),
+                  what_, ": node '", name, "' writes value '", o,
                   "', which an earlier node, initializer or the input already defines");
     try {
       if (p.op_type() == "Constant") return constant(p);
       if (fold_constant(p)) return;
       if (p.op_type() == "Pad") return pad(p);
       if (p.op_type() == "ReduceMean") return reduce_mean(p, name);
+      if (translate_view(p, name)) return;
       Node n = to_node(p, name);
       ++mapped_[p.op_type()];
       n.name = name;
@@ -183,7 +327,7 @@ class Importer {
   bool fold_constant(const onnx::NodeProto& p) {
     static const std::set<std::string> kFoldable = {
         "Identity", "Cast",  "Unsqueeze", "Squeeze", "Concat", "Gather", "Reshape",
-        "Shape",    "Slice", "Add",       "Sub",     "Mul",    "Div"};
+        "Shape",    "Slice", "Add",       "Sub",     "Mul",    "Div",    "Transpose"};
     const std::string& t = p.op_type();
     if (!kFoldable.count(t) || p.output_size() != 1 || p.input_size() == 0) return false;
     std::vector<torch::Tensor> in;
@@ -277,6 +421,12 @@ class Importer {
       return x.reshape(shape).clone();
     }
     if (t == "Slice") return slice_constant(p, in);
+    if (t == "Transpose") {
+      std::vector<int64_t> perm = attr_ints(p, "perm", {});
+      if (perm.empty())
+        for (int64_t d = x.dim() - 1; d >= 0; --d) perm.push_back(d);
+      return x.permute(perm).contiguous();
+    }
     const torch::Tensor& y = in.at(1);
     if (t == "Add") return x + y;
     if (t == "Sub") return x - y;
@@ -441,6 +591,296 @@ class Importer {
     Node flat = make(Op::kFlatten, {pooled});
     flat.name = name;
     ids_[p.output(0)] = g_.add(std::move(flat));
+  }
+
+  // ---- ShuffleNet and ConvNeXt: views and channel ops -----------------------------------------
+  // Shape [C, H, W] (or [F]) of a graph value so far.
+  Shape shape_of(int id) {
+    if (id == kGraphInput) return g_.input_shape;
+    if (!unsupported_.empty()) throw Unsupported{"cannot follow shapes after an unsupported node"};
+    Graph partial = g_;
+    partial.output = id;
+    return infer_shapes(partial).at(id);
+  }
+  std::vector<int64_t> ints_of(const torch::Tensor& t) {
+    auto v = t.to(torch::kLong).contiguous().reshape({-1});
+    return std::vector<int64_t>(v.data_ptr<int64_t>(), v.data_ptr<int64_t>() + v.numel());
+  }
+  // A Reshape target resolved against the input's dims ([batch, ...]): 0 copies the input's
+  // dimension (allowzero=0), one -1 takes the rest. A symbolic batch counts as 1 on both sides.
+  std::vector<int64_t> reshaped(const onnx::NodeProto& p, std::vector<int64_t> in_dims) {
+    std::vector<int64_t> t = ints_of(const_input(p, 1, "the target shape"));
+    int64_t total = 1, known = 1, unknown = -1;
+    for (int64_t d : in_dims) total *= d;
+    for (size_t i = 0; i < t.size(); ++i) {
+      if (t[i] == 0 && attr_int(p, "allowzero", 0) == 0 && i < in_dims.size()) t[i] = in_dims[i];
+      if (t[i] == -1) {
+        if (unknown >= 0) throw Unsupported{"two -1 entries in the target shape"};
+        unknown = static_cast<int64_t>(i);
+      } else {
+        known *= t[i];
+      }
+    }
+    if (unknown >= 0 && known > 0) t[unknown] = total / known;
+    return t;
+  }
+  int64_t batch() const { return input_batch_ > 0 ? input_batch_ : 1; }
+
+  // The ops that ShuffleNet and ConvNeXt need beyond to_node's; true when `p` was one of them.
+  bool translate_view(const onnx::NodeProto& p, const std::string& name) {
+    const std::string& t = p.op_type();
+    auto is_act = [&](int i) { return i < p.input_size() && ids_.count(p.input(i)) > 0; };
+    auto is_nhwc = [&](int i) { return i < p.input_size() && nhwc_.count(p.input(i)) > 0; };
+    auto is_const = [&](int i) { return i < p.input_size() && consts_.count(p.input(i)) > 0; };
+    auto add_node = [&](Node n, const std::string& node_name) {
+      n.name = node_name;
+      names_.insert(node_name);
+      return g_.add(std::move(n));
+    };
+    if (t == "Transpose") {
+      const auto perm = attr_ints(p, "perm", {});
+      if (is_act(0) && perm == std::vector<int64_t>{0, 2, 3, 1}) {
+        nhwc_[p.output(0)] = ids_.at(p.input(0));
+      } else if (is_nhwc(0) && perm == std::vector<int64_t>{0, 3, 1, 2}) {
+        ids_[p.output(0)] = nhwc_.at(p.input(0));
+      } else if (shuffle_.count(p.input(0)) && !shuffle_.at(p.input(0)).transposed &&
+                 perm == std::vector<int64_t>{0, 2, 1, 3, 4}) {
+        shuffle_[p.output(0)] = {shuffle_.at(p.input(0)).value, shuffle_.at(p.input(0)).groups,
+                                 true};
+      } else {
+        throw Unsupported{
+            "only NCHW <-> NHWC transposes (around LayerNorm, MatMul, GELU) and the channel "
+            "shuffle's Transpose(0, 2, 1, 3, 4)"};
+      }
+      ++mapped_[t];
+      return true;
+    }
+    if (t == "Reshape" && is_act(0) && is_const(1)) {
+      if (!unsupported_.empty()) return false;
+      const int x = ids_.at(p.input(0));
+      const Shape s = shape_of(x);
+      if (s.size() != 3) return false;
+      const auto out = reshaped(p, {batch(), s[0], s[1], s[2]});
+      if (out.size() != 5) return false;  // the flatten form, in to_node
+      if (out[0] != batch() || out[1] < 1 || out[1] * out[2] != s[0] || out[3] != s[1] ||
+          out[4] != s[2])
+        throw Unsupported{"only the channel shuffle's [N, groups, C/groups, H, W] 5-D reshape"};
+      shuffle_[p.output(0)] = {x, out[1], false};
+      ++mapped_[t];
+      return true;
+    }
+    if (t == "Reshape" && shuffle_.count(p.input(0))) {
+      const auto sh = shuffle_.at(p.input(0));
+      const Shape s = shape_of(sh.value);
+      const auto out = reshaped(p, {batch(), s[0] / sh.groups, sh.groups, s[1], s[2]});
+      if (!sh.transposed || out != std::vector<int64_t>{batch(), s[0], s[1], s[2]})
+        throw Unsupported{"a 5-D reshape that is not a channel shuffle"};
+      Node n = make(Op::kChannelShuffle, {sh.value});
+      const int64_t per = s[0] / sh.groups;
+      for (int64_t j = 0; j < s[0]; ++j)
+        n.attrs.perm.push_back((j % sh.groups) * per + j / sh.groups);
+      ids_[p.output(0)] = add_node(std::move(n), name);
+      ++mapped_[t];
+      ++fused_["Reshape/Transpose/Reshape -> channel_shuffle"];
+      return true;
+    }
+    if (t == "Gather" && is_act(0) && is_const(1)) {  // a channel permutation (a pruned shuffle)
+      const int x = ids_.at(p.input(0));
+      const Shape s = shape_of(x);
+      auto idx = ints_of(consts_.at(p.input(1)));
+      auto sorted = idx;
+      std::sort(sorted.begin(), sorted.end());
+      bool perm = s.size() == 3 && consts_.at(p.input(1)).dim() == 1 &&
+                  static_cast<int64_t>(idx.size()) == s[0];
+      for (size_t i = 0; perm && i < sorted.size(); ++i)
+        perm = sorted[i] == static_cast<int64_t>(i);
+      const int64_t axis = attr_int(p, "axis", 0);
+      if (!perm || (axis != 1 && axis != -3))
+        throw Unsupported{"only a Gather of a permutation of the channels (axis 1)"};
+      Node n = make(Op::kChannelShuffle, {x});
+      n.attrs.perm = idx;
+      ids_[p.output(0)] = add_node(std::move(n), name);
+      ++mapped_[t];
+      return true;
+    }
+    if (t == "Slice" && is_act(0)) {
+      const int x = ids_.at(p.input(0));
+      const Shape s = shape_of(x);
+      auto ints = [&](int i, const char* attr) {
+        if (opset_ < 10) return attr_ints(p, attr, {});
+        if (i >= p.input_size() || p.input(i).empty()) return std::vector<int64_t>{};
+        return ints_of(const_input(p, i, attr));
+      };
+      auto starts = ints(1, "starts"), ends = ints(2, "ends"), axes = ints(3, "axes"),
+           steps = ints(4, "steps");
+      if (axes.empty())
+        for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
+      if (starts.size() != 1 || ends.size() != 1 || axes.size() != 1 || s.size() != 3 ||
+          axis_of(axes[0], 4) != 1 || (!steps.empty() && steps != std::vector<int64_t>{1}))
+        throw Unsupported{"only a slice of the channels (axis 1, step 1) of an activation"};
+      auto clamp = [&](int64_t v) {
+        return std::min(std::max(v < 0 ? v + s[0] : v, int64_t{0}), s[0]);
+      };
+      Node n = make(Op::kSliceChannels, {x});
+      n.attrs.start = clamp(starts[0]);
+      n.attrs.end = clamp(ends[0]);
+      if (n.attrs.start >= n.attrs.end) throw Unsupported{"an empty slice of the channels"};
+      ids_[p.output(0)] = add_node(std::move(n), name);
+      ++mapped_[t];
+      return true;
+    }
+    if (t == "Split" && is_act(0)) {
+      const int x = ids_.at(p.input(0));
+      const Shape s = shape_of(x);
+      const int64_t axis = attr_int(p, "axis", 0);
+      if (s.size() != 3 || axis_of(axis, 4) != 1)
+        throw Unsupported{"only a split of the channels (axis 1) of an activation"};
+      std::vector<int64_t> sizes = attr_ints(p, "split", {});
+      if (p.input_size() > 1 && !p.input(1).empty()) sizes = ints_of(const_input(p, 1, "split"));
+      const int64_t k = p.output_size();
+      if (sizes.empty()) {  // equal parts, the last one smaller (as ONNX and torch.chunk)
+        const int64_t part = (s[0] + k - 1) / k;
+        for (int64_t i = 0; i < k; ++i) sizes.push_back(std::min(part, s[0] - i * part));
+      }
+      int64_t total = 0;
+      for (int64_t v : sizes) total += v;
+      if (static_cast<int64_t>(sizes.size()) != k || total != s[0])
+        throw Unsupported{"the split sizes do not add up to the channels"};
+      int64_t start = 0;
+      for (int64_t i = 0; i < k; ++i) {
+        if (sizes[i] <= 0) throw Unsupported{"an empty part"};
+        Node n = make(Op::kSliceChannels, {x});
+        n.attrs.start = start;
+        n.attrs.end = start + sizes[i];
+        start = n.attrs.end;
+        std::string part = name + "." + std::to_string(i);
+        for (int c = 1; names_.count(part); ++c)
+          part = name + "." + std::to_string(i) + "_" + std::to_string(c);
+        if (!p.output(static_cast<int>(i)).empty())
+          ids_[p.output(static_cast<int>(i))] = add_node(std::move(n), part);
+      }
+      ++mapped_[t];
+      return true;
+    }
+    if (t == "LayerNormalization") {
+      if (!is_nhwc(0) || (attr_int(p, "axis", -1) != -1 && attr_int(p, "axis", -1) != 3))
+        throw Unsupported{
+            "only LayerNorm over the channels of an NHWC tensor (a Transpose(0, 2, 3, 1) of an "
+            "activation, as torchvision's LayerNorm2d and ConvNeXt blocks)"};
+      for (int o = 1; o < p.output_size(); ++o)
+        if (!p.output(o).empty()) throw Unsupported{"the Mean / InvStdDev outputs"};
+      const int x = nhwc_.at(p.input(0));
+      const int64_t c = shape_of(x)[0];
+      Node n = make(Op::kLayerNorm2d, {x});
+      auto scale = const_input(p, 1, "scale").reshape({-1});
+      auto bias = p.input_size() > 2 && !p.input(2).empty() ? const_input(p, 2, "B").reshape({-1})
+                                                            : torch::zeros({c});
+      if (scale.numel() != c || bias.numel() != c)
+        throw Unsupported{"scale and B must have one value per channel"};
+      n.params["weight"] = param(scale);
+      n.params["bias"] = param(bias);
+      n.attrs.eps = attr_float(p, "epsilon", 1e-5f);
+      nhwc_[p.output(0)] = add_node(std::move(n), name);
+      ++mapped_[t];
+      return true;
+    }
+    if (t == "MatMul" && is_nhwc(0)) {  // Linear over C of NHWC = a 1x1 conv of NCHW
+      const int x = nhwc_.at(p.input(0));
+      const int64_t c = shape_of(x)[0];
+      auto w = const_input(p, 1, "the weight");
+      if (w.dim() != 2 || w.size(0) != c)
+        throw Unsupported{"the weight must be a [C, out] matrix for C input channels"};
+      Node n = make(Op::kConv2d, {x});
+      n.params["weight"] = param(w.t().reshape({w.size(1), c, 1, 1}));
+      n.attrs.kernel = {1, 1};
+      const int id = add_node(std::move(n), name);
+      nhwc_[p.output(0)] = id;
+      biasless_.insert(id);
+      ++mapped_[t];
+      return true;
+    }
+    if (t == "Add" && p.input_size() == 2 && (is_nhwc(0) || is_nhwc(1)) &&
+        (is_const(0) || is_const(1))) {  // the Linear's bias
+      const int side = is_nhwc(0) ? 0 : 1;
+      const int conv = nhwc_.at(p.input(side));
+      auto b = consts_.at(p.input(1 - side)).reshape({-1});
+      auto uses = std::count_if(nodes_.begin(), nodes_.end(), [&](const onnx::NodeProto& q) {
+        return std::count(q.input().begin(), q.input().end(), p.input(side)) > 0;
+      });
+      if (!biasless_.count(conv) || uses != 1 ||
+          b.numel() != g_.node(conv).params.at("weight").size(0))
+        throw Unsupported{"only the bias [out] of a MatMul that nothing else reads"};
+      g_.node(conv).params["bias"] = param(b);
+      biasless_.erase(conv);
+      nhwc_[p.output(0)] = conv;
+      ++fused_["MatMul + Add -> conv2d (1x1)"];
+      return true;
+    }
+    if (t == "Gelu" && (is_act(0) || is_nhwc(0))) {
+      if (attr_string(p, "approximate", "none") != "none")
+        throw Unsupported{"only the exact (erf) GELU"};
+      const bool nhwc = is_nhwc(0);
+      Node n = make(Op::kGELU, {nhwc ? nhwc_.at(p.input(0)) : ids_.at(p.input(0))});
+      const int id = add_node(std::move(n), name);
+      (nhwc ? nhwc_ : ids_)[p.output(0)] = id;
+      ++mapped_[t];
+      return true;
+    }
+    if (t == "Mul" && p.input_size() == 2 && (is_act(0) || is_act(1)) &&
+        (is_const(0) || is_const(1))) {  // a per-channel scale (ConvNeXt's layer scale)
+      const int side = is_act(0) ? 0 : 1;
+      const int x = ids_.at(p.input(side));
+      const Shape s = shape_of(x);
+      auto k = consts_.at(p.input(1 - side));
+      const bool per_channel =
+          s.size() == 3 && k.numel() == s[0] && k.dim() >= 3 && k.size(-1) == 1 && k.size(-2) == 1;
+      if (!per_channel)
+        throw Unsupported{"multiplying by a constant tensor ('" + p.input(1 - side) +
+                          "') other than a per-channel [C, 1, 1] scale is not supported"};
+      // Held by an identity node until fold_layer_scales() folds it into the conv before it.
+      Node n = make(Op::kIdentity, {x});
+      n.buffers["layer_scale"] = k.to(torch::kFloat).reshape({-1}).clone();
+      ids_[p.output(0)] = add_node(std::move(n), name);
+      ++mapped_[t];
+      return true;
+    }
+    return false;
+  }
+
+  // A per-channel constant scale y = x * s[c] (ConvNeXt's layer scale, Mul by a [C,1,1]
+  // parameter) is folded exactly into the conv that computes x: its weight and bias are scaled.
+  void fold_layer_scales() {
+    for (size_t i = 0; i < g_.nodes.size(); ++i) {
+      Node& m = g_.nodes[i];
+      if (m.op != Op::kIdentity || !m.buffers.count("layer_scale")) continue;
+      const int x = m.inputs[0];
+      const Node* conv = x == kGraphInput ? nullptr : &g_.node(x);
+      const bool foldable =
+          conv && conv->op == Op::kConv2d && x != g_.output && g_.consumers(x).size() == 1 &&
+          (conv->attrs.groups == 1 || conv->params.at("weight").size(0) == conv->attrs.groups);
+      TORCH_CHECK(foldable, what_, ": node '", m.name,
+                  "' multiplies by a constant per-channel scale, which nnslim folds only into a "
+                  "convolution (or MatMul) whose output nothing else reads");
+      const torch::Tensor scale = m.buffers.at("layer_scale");
+      const int id = m.id;
+      {
+        torch::NoGradGuard no_grad;
+        Node& c = g_.node(x);
+        auto& w = c.params.at("weight");
+        w = (w * scale.view({-1, 1, 1, 1})).contiguous().requires_grad_(true);
+        if (c.params.count("bias")) {
+          auto& b = c.params.at("bias");
+          b = (b * scale).contiguous().requires_grad_(true);
+        }
+      }
+      for (auto& n : g_.nodes)
+        for (int& in : n.inputs)
+          if (in == id) in = x;
+      if (g_.output == id) g_.output = x;
+      g_.nodes.erase(g_.nodes.begin() + static_cast<std::ptrdiff_t>(g_.index_of(id)));
+      ++fused_["Mul(conv, [C,1,1] constant) -> conv (layer scale folded)"];
+      --i;
+    }
   }
 
   // SiLU and (before opset 14) HardSwish reach ONNX as x * Sigmoid(x) and x * HardSigmoid(x)
@@ -665,6 +1105,13 @@ class Importer {
     if (consts_.count(p.input(i)))
       throw Unsupported{"input " + std::to_string(i) +
                         " is a constant tensor, expected an activation"};
+    if (nhwc_.count(p.input(i)))
+      throw Unsupported{"reads '" + p.input(i) +
+                        "', an NHWC transpose of an activation, which nnslim follows only "
+                        "through LayerNormalization, MatMul (+ its bias Add) and GELU back to a "
+                        "Transpose(0, 3, 1, 2)"};
+    if (shuffle_.count(p.input(i)))
+      throw Unsupported{"reads '" + p.input(i) + "', part of an incomplete channel shuffle"};
     return value(p.input(i), "node '" + p.name() + "' (" + p.op_type() + ")");
   }
   torch::Tensor const_input(const onnx::NodeProto& p, int i, const std::string& what) {
@@ -689,6 +1136,15 @@ class Importer {
     int64_t h, w;
   };
   std::map<std::string, Padded> padded_;  // Pad outputs waiting for their reader
+  std::vector<onnx::NodeProto> nodes_;    // the model's nodes after fuse_patterns()
+  std::map<std::string, int> nhwc_;       // ONNX values that are NHWC transposes of graph values
+  struct Shuffle {
+    int value;        // the NCHW value being shuffled
+    int64_t groups;   // after the Reshape to [N, groups, C/groups, H, W]
+    bool transposed;  // after the Transpose(0, 2, 1, 3, 4)
+  };
+  std::map<std::string, Shuffle> shuffle_;  // a channel shuffle in progress
+  std::set<int> biasless_;                  // 1x1 convs from a MatMul, their bias Add to come
   std::set<std::string> names_;
   std::vector<std::string> unsupported_;
 

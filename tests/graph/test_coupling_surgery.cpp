@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 
 namespace nnslim {
@@ -168,6 +169,101 @@ TEST(Coupling, GroupedConvsPruneByWholeGroups) {
 TEST(Surgery, ZeroChannelRemovalIsExact_GroupedConvs) {
   check_zero_channel_removal(grouped_fixture(), "grouped");
   check_zero_channel_removal(grouped_fixture(), "grouped", 3);
+}
+
+TEST(Surgery, ZeroChannelRemovalIsExact_ShuffleAndConvNext) {
+  // Through channel shuffles (the kept channels' permutation is rewritten) and channel slices
+  // (their range is), and the 4C hidden width of a ConvNeXt block (GELU is elementwise).
+  for (uint64_t seed : {1, 2, 3})
+    check_zero_channel_removal(testing::fixture_channel_ops(seed), "fixture_channel_ops", seed);
+}
+
+TEST(Coupling, ChannelShuffleInterleavesAndLayerNormBlocks) {
+  Graph g = testing::fixture_channel_ops();
+  Coupling c = analyze_coupling(g);
+  auto group = [&](const char* name) { return c.layouts.at(g.find(name)->id)[0].group; };
+  // The shuffle interleaves the two branches channel by channel; the slice takes the first
+  // half of that: channels 0-3 of each branch.
+  const Layout& shuffled = c.layouts.at(g.find("s1.shuffle")->id);
+  ASSERT_EQ(shuffled.size(), 16u);
+  for (int64_t j = 0; j < 16; ++j) {
+    EXPECT_EQ(shuffled[j].group, group(j % 2 ? "s1.b2.pw2" : "s1.b1.pw")) << j;
+    EXPECT_EQ(shuffled[j].offset, j / 2) << j;
+    EXPECT_EQ(shuffled[j].len, 1) << j;
+  }
+  const Layout& x1 = c.layouts.at(g.find("s2.x1")->id);
+  ASSERT_EQ(x1.size(), 8u);
+  EXPECT_EQ(x1[7].group, group("s1.b2.pw2"));
+  EXPECT_EQ(x1[7].offset, 3);
+  // LayerNorm normalises over the channels: the stream it reads cannot lose one.
+  const auto& stream = c.groups[group("stem")];
+  EXPECT_FALSE(stream.prunable);
+  EXPECT_EQ(stream.why_not, "layernorm over channels ('cn.norm')");
+  EXPECT_EQ(group("cn.pw2"), group("stem"));  // the residual Add
+  for (const char* name :
+       {"cn.pw1", "s1.b1.pw", "s1.b2.pw1", "s1.b2.pw2", "s2.b2.pw1", "s2.b2.pw2", "conv5"})
+    EXPECT_TRUE(c.groups[group(name)].prunable) << name << ": " << c.groups[group(name)].why_not;
+  EXPECT_EQ(count_prunable(c), 7);
+}
+
+// A slice passes only some channels of a group on: a depthwise conv after it holds those, and
+// its filters of the others are rows of zeros -- zero detection and importance still work.
+TEST(Coupling, ChannelRowsOfAPartlyHeldGroup) {
+  Graph g = testing::fixture_channel_ops(5);
+  Coupling c = analyze_coupling(g);
+  const int b1 = c.layouts.at(g.find("s1.b1.pw")->id)[0].group;
+  const auto& grp = c.groups[b1];
+  const int dw = g.find("s3.dw")->id;
+  auto it = std::find_if(grp.params.begin(), grp.params.end(),
+                         [&](const ParamDim& pd) { return pd.node == dw && pd.param == "weight"; });
+  ASSERT_NE(it, grp.params.end());
+  auto rows = channel_rows(g, c, grp, *it);
+  ASSERT_EQ(rows.sizes(), (std::vector<int64_t>{8, 9}));
+  // s2.x1 held channels 0-3 of s1.b1.pw; 4-7 went into s2's branch.
+  EXPECT_TRUE((rows.narrow(0, 4, 4) == 0).all().item<bool>());
+  EXPECT_FALSE((rows.narrow(0, 0, 4) == 0).all().item<bool>());
+  for (int id : c.prunable()) {
+    std::vector<int64_t> odd;
+    for (int64_t k = 1; k < c.groups[id].channels; k += 2) odd.push_back(k);
+    zero_channels(g, c, id, odd);
+    auto zero = zero_output_channels(g, c, c.groups[id]);
+    for (int64_t k = 0; k < c.groups[id].channels; ++k)
+      EXPECT_EQ(zero[k].item<bool>(), k % 2 == 1) << c.groups[id].name << " " << k;
+  }
+}
+
+TEST(Surgery, PruningRewritesShufflesAndSlices) {
+  Graph g = testing::fixture_channel_ops(4);
+  Coupling c = analyze_coupling(g);
+  auto group = [&](const char* name) { return c.layouts.at(g.find(name)->id)[0].group; };
+  // Keep channels 1 and 3 of the second branch of block 1 (0-based): the shuffle keeps 8 + 2
+  // channels, the slices of block 2 split them where the kept ones fall.
+  std::vector<int64_t> kept{1, 3};
+  std::vector<int64_t> drop;
+  for (int64_t k = 0; k < 8; ++k)
+    if (k != 1 && k != 3) drop.push_back(k);
+  zero_channels(g, c, group("s1.b2.pw2"), drop);
+  Graph p = prune_channels(g, c, group("s1.b2.pw2"), kept);
+  // Shuffled order was b1[0], b2[0], b1[1], b2[1], ...: now b1[0], b1[1], b2[1], b1[2], b1[3],
+  // b2[3], b1[4..7]; b1 is 0-7 and b2's kept channels 8, 9 of the concatenation.
+  EXPECT_EQ(p.find("s1.shuffle")->attrs.perm, (std::vector<int64_t>{0, 1, 8, 2, 3, 9, 4, 5, 6, 7}));
+  EXPECT_EQ(p.find("s2.x1")->attrs.start, 0);
+  EXPECT_EQ(p.find("s2.x1")->attrs.end, 6);  // the first 8 positions held 6 kept channels
+  EXPECT_EQ(p.find("s2.x2")->attrs.start, 6);
+  EXPECT_EQ(p.find("s2.x2")->attrs.end, 10);
+  auto x = torch::randn({2, 3, 16, 16});
+  torch::NoGradGuard no_grad;
+  EXPECT_LT(testing::max_abs_diff(forward(g, x, Mode::kEval), forward(p, x, Mode::kEval)), 1e-5);
+  // s2.x2 holds channels 4-7 of both branches of block 1: cutting all of them is refused.
+  try {
+    prune_groups(g, c, {{group("s1.b1.pw"), {0, 1, 2, 3}}, {group("s1.b2.pw2"), {0, 1, 2, 3}}});
+    FAIL() << "an empty slice was accepted";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what_without_backtrace())
+                  .find("pruning would leave the channel slice 's2.x2' empty"),
+              std::string::npos)
+        << e.what_without_backtrace();
+  }
 }
 
 TEST(Coupling, MulTiesTheGateToTheChannelsItScales) {

@@ -112,6 +112,36 @@ TEST(Execute, SqueezeExcitationOpsMatchTorch) {
   EXPECT_TRUE(run(ap, {x}).equal(torch::avg_pool2d(x, 2, 2, 1, true, true)));
 }
 
+TEST(Execute, ShuffleNetAndConvNextOpsMatchTorch) {
+  torch::manual_seed(5);
+  auto x = torch::randn({2, 6, 3, 4}, torch::kDouble) * 3;
+  auto run = [&](const Node& n, std::vector<torch::Tensor> in) {
+    return run_node(n, in, Mode::kEval);
+  };
+  // torchvision's channel_shuffle: view [N, g, C/g, H, W], transpose(1, 2), flatten.
+  GraphBuilder b({6, 3, 4});
+  Graph g = b.build(b.channel_shuffle(b.input(), 3, "shuffle"));
+  const Node& shuffle = g.nodes.back();
+  EXPECT_EQ(shuffle.attrs.perm, (std::vector<int64_t>{0, 2, 4, 1, 3, 5}));
+  auto want = x.view({2, 3, 2, 3, 4}).transpose(1, 2).contiguous().view({2, 6, 3, 4});
+  EXPECT_TRUE(run(shuffle, {x}).equal(want));
+  Node slice = make(Op::kSliceChannels);
+  slice.attrs.start = 2;
+  slice.attrs.end = 5;
+  EXPECT_TRUE(run(slice, {x}).equal(x.narrow(1, 2, 3)));
+  // LayerNorm over the channels of every pixel (biased variance, eps inside the root).
+  Node ln = make(Op::kLayerNorm2d);
+  ln.attrs.eps = 1e-6;
+  ln.params["weight"] = torch::rand({6}, torch::kDouble) + 0.5;
+  ln.params["bias"] = torch::randn({6}, torch::kDouble);
+  auto mean = x.mean(1, true), var = (x - mean).pow(2).mean(1, true);
+  auto norm = (x - mean) / (var + 1e-6).sqrt() * ln.params["weight"].view({1, 6, 1, 1}) +
+              ln.params["bias"].view({1, 6, 1, 1});
+  EXPECT_LT(max_abs_diff(run(ln, {x}), norm), 1e-12);
+  EXPECT_LT(max_abs_diff(run(make(Op::kGELU), {x}), 0.5 * x * (1 + torch::erf(x / std::sqrt(2.0)))),
+            1e-14);
+}
+
 TEST(Execute, InPlaceActivationsSpareSharedValues) {
   // HardSwish and SiLU write into a fresh input nobody else reads, outside autograd only; the
   // conv output here is also read by the Mul, so it must not change.

@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -257,6 +258,40 @@ TEST(Serialize, NewOpsAndAttributesRoundTrip) {
   EXPECT_TRUE(back.graph.find("pool")->attrs.ceil_mode);
   EXPECT_EQ(back.graph.find("b1.se.gate")->attrs.beta, 0.25);
   EXPECT_TRUE(forward(back.graph, x, Mode::kEval).equal(forward(g, x, Mode::kEval)));
+}
+
+// A channel shuffle's permutation and a channel slice's range are attributes of the optional
+// section; LayerNorm2d's eps is the node's eps.
+TEST(Serialize, ChannelOpsRoundTrip) {
+  testing::TempDir dir;
+  Graph g = testing::fixture_channel_ops(2);
+  g.find("cn.norm")->attrs.eps = 1e-6;
+  save_graph(g, dir.file("c.nnslim"));
+  Graph h = load_graph(dir.file("c.nnslim"));
+  ASSERT_EQ(g.nodes.size(), h.nodes.size());
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    EXPECT_EQ(g.nodes[i].op, h.nodes[i].op) << g.nodes[i].name;
+    EXPECT_EQ(g.nodes[i].attrs.perm, h.nodes[i].attrs.perm) << g.nodes[i].name;
+    EXPECT_EQ(g.nodes[i].attrs.start, h.nodes[i].attrs.start) << g.nodes[i].name;
+    EXPECT_EQ(g.nodes[i].attrs.end, h.nodes[i].attrs.end) << g.nodes[i].name;
+    EXPECT_EQ(g.nodes[i].attrs.eps, h.nodes[i].attrs.eps) << g.nodes[i].name;
+  }
+  EXPECT_EQ(h.find("s2.x2")->attrs.start, 8);
+  EXPECT_EQ(h.find("s2.x2")->attrs.end, 16);
+  auto x = torch::randn({2, 3, 16, 16});
+  EXPECT_TRUE(forward(g, x, Mode::kEval).equal(forward(h, x, Mode::kEval)));
+  save_graph(h, dir.file("c2.nnslim"));
+  EXPECT_EQ(slurp(dir.file("c.nnslim")), slurp(dir.file("c2.nnslim")));
+  // A permutation entry that is not an index is refused.
+  std::string bytes = graph_to_bytes(g);
+  auto at = bytes.rfind("perm");
+  ASSERT_NE(at, std::string::npos);
+  const double bad = 0.5;
+  std::memcpy(&bytes[at + 4], &bad, sizeof bad);
+  EXPECT_NE(error_of([&] {
+              graph_from_bytes(bytes, "bad.nnslim");
+            }).find("attribute 'perm' must be a non-negative integer"),
+            std::string::npos);
 }
 
 TEST(Serialize, ReadsVersion1Files) {

@@ -48,6 +48,59 @@ TEST(Shape, SqueezeExcitationFixtureShapesMatchExecution) {
   EXPECT_EQ(shapes.at(g.find("avg")->id), (Shape{12, 3, 3}));  // 2x2 in floor mode
 }
 
+TEST(Shape, ChannelOpsFixtureShapesMatchExecution) {
+  Graph g = testing::fixture_channel_ops();
+  auto shapes = infer_shapes(g);
+  std::map<int, torch::Tensor> vals{{kGraphInput, torch::randn({2, 3, 16, 16})}};
+  for (const auto& n : g.nodes) {
+    std::vector<torch::Tensor> ins;
+    for (int i : n.inputs) ins.push_back(vals.at(i));
+    vals[n.id] = run_node(n, ins, Mode::kEval);
+    auto real = vals[n.id].sizes().vec();
+    real.erase(real.begin());
+    EXPECT_EQ(real, shapes.at(n.id)) << n.name;
+  }
+  EXPECT_EQ(shapes.at(g.find("s2.x2")->id), (Shape{8, 4, 4}));
+  EXPECT_EQ(shapes.at(g.find("s2.shuffle")->id), (Shape{16, 4, 4}));
+}
+
+TEST(Shape, ChannelOpsCheckTheirAttributes) {
+  auto broken = [](const std::function<void(Node&)>& edit) {
+    Graph g = testing::fixture_channel_ops();
+    for (auto& n : g.nodes)
+      if (n.name == "s1.shuffle" || n.name == "s2.x2" || n.name == "cn.norm") edit(n);
+    return g;
+  };
+  expect_error_contains(
+      [&] {
+        validate(broken([](Node& n) {
+          if (n.op == Op::kChannelShuffle) n.attrs.perm[0] = n.attrs.perm[1];
+        }));
+      },
+      "node 's1.shuffle' (channel_shuffle): perm must be a permutation");
+  expect_error_contains(
+      [&] {
+        validate(broken([](Node& n) {
+          if (n.op == Op::kChannelShuffle) n.attrs.perm.pop_back();
+        }));
+      },
+      "perm has 15 entries for 16 channels");
+  expect_error_contains(
+      [&] {
+        validate(broken([](Node& n) {
+          if (n.op == Op::kSliceChannels) n.attrs.end = 17;
+        }));
+      },
+      "node 's2.x2' (slice_channels): channels [8, 17) are not a non-empty range of 16");
+  expect_error_contains(
+      [&] {
+        validate(broken([](Node& n) {
+          if (n.op == Op::kLayerNorm2d) n.params["bias"] = torch::zeros({3});
+        }));
+      },
+      "node 'cn.norm' (layernorm2d): bias must have shape [8]");
+}
+
 // torch's pooling_output_shape, including "the last window starts inside the input or its left
 // padding", on every small case against torch's own kernels.
 TEST(Shape, CeilModePoolSizesAreTorchs) {
@@ -152,6 +205,24 @@ TEST(Cost, ElementwiseOpsCountNoMacsAndCeilPoolsSizeTheConvAfterThem) {
   for (const auto& c : r.nodes) {
     if (c.name == "b2.expand") {
       EXPECT_EQ(c.macs, 12 * 8 * 4 * 4);
+    }
+  }
+}
+
+TEST(Cost, ChannelOpsCountNoMacsAndLayerNormCountsItsAffineTerms) {
+  Graph g = testing::fixture_channel_ops();
+  auto r = count_cost(g);
+  for (const auto& c : r.nodes) {
+    if (c.op == Op::kChannelShuffle || c.op == Op::kSliceChannels || c.op == Op::kGELU) {
+      EXPECT_EQ(c.macs, 0) << c.name;
+      EXPECT_EQ(c.params, 0) << c.name;
+    }
+    if (c.op == Op::kLayerNorm2d) {
+      EXPECT_EQ(c.macs, 0);
+      EXPECT_EQ(c.params, 16);  // weight and bias over 8 channels
+    }
+    if (c.name == "cn.pw1") {
+      EXPECT_EQ(c.macs, 32 * 8 * 8 * 8);
     }
   }
 }

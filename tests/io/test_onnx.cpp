@@ -401,7 +401,15 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(TorchvisionBlock{"pytorch_mobilev3_block", 32, 5},
                       TorchvisionBlock{"pytorch_mobilev3_block_opset14", 32, 5},
                       TorchvisionBlock{"pytorch_efficient_block_opset11_unfolded", 24, 8},
-                      TorchvisionBlock{"pytorch_fire_ceil_pool", 33, 5}),
+                      TorchvisionBlock{"pytorch_fire_ceil_pool", 33, 5},
+                      TorchvisionBlock{"pytorch_shuffle_block", 32, 5},
+                      TorchvisionBlock{"pytorch_shuffle_block_opset11", 32, 5},
+                      TorchvisionBlock{"pytorch_shuffle_block_opset17_unfolded", 32, 5},
+                      TorchvisionBlock{"pytorch_convnext_block", 32, 5},
+                      TorchvisionBlock{"pytorch_convnext_block_opset17", 32, 5},
+                      TorchvisionBlock{"pytorch_convnext_block_opset11_unfolded", 32, 5},
+                      TorchvisionBlock{"pytorch_split_channels_opset11", 16, 5},
+                      TorchvisionBlock{"pytorch_split_channels", 16, 5}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(OnnxImport, GatedActivationsAreFusedAndReduceMeanIsPooling) {
@@ -433,6 +441,138 @@ TEST(OnnxImport, GatedActivationsAreFusedAndReduceMeanIsPooling) {
   EXPECT_EQ(fire[Op::kMaxPool2d], 2);
   EXPECT_TRUE(report.fused.empty());
 }
+
+// ShuffleNet v2's blocks become channel_shuffle and slice_channels nodes; ConvNeXt's become
+// layernorm2d, 1x1 convs (its Linear layers on NHWC, with their layer scale folded in) and gelu.
+TEST(OnnxImport, ShuffleAndConvNextBlocksBecomeChannelOps) {
+  REQUIRE_ONNX();
+  auto ops = [](const Graph& g) {
+    std::map<Op, int> count;
+    for (const auto& n : g.nodes) ++count[n.op];
+    return count;
+  };
+  for (const char* name : {"pytorch_shuffle_block", "pytorch_shuffle_block_opset11",
+                           "pytorch_shuffle_block_opset17_unfolded"}) {
+    OnnxImportReport report;
+    Graph g = import_onnx(fixture(std::string(name) + ".onnx"), {}, &report);
+    auto n = ops(g);
+    EXPECT_EQ(n[Op::kChannelShuffle], 3) << name;
+    EXPECT_EQ(n[Op::kSliceChannels], 4) << name;  // x.chunk(2, dim=1) in two stride-1 blocks
+    EXPECT_EQ(n[Op::kConcat], 3) << name;
+    EXPECT_EQ(report.fused.at("Reshape/Transpose/Reshape -> channel_shuffle"), 3) << name;
+    // Every branch conv's outputs can be pruned through the shuffles and the slices.
+    Coupling c = analyze_coupling(g);
+    EXPECT_EQ(c.prunable().size(), 9u) << name;  // stem, 7 branch convs, conv5
+  }
+  // torch.split: Split with its sizes as an attribute (opset 11) or an input (13); x[:, 4:].
+  for (const char* name : {"pytorch_split_channels_opset11", "pytorch_split_channels"}) {
+    Graph g = import_onnx(fixture(std::string(name) + ".onnx"));
+    std::vector<std::pair<int64_t, int64_t>> ranges;
+    for (const auto& n : g.nodes)
+      if (n.op == Op::kSliceChannels) ranges.emplace_back(n.attrs.start, n.attrs.end);
+    EXPECT_EQ(ranges, (std::vector<std::pair<int64_t, int64_t>>{{0, 3}, {3, 8}, {4, 8}})) << name;
+  }
+  for (const char* name : {"pytorch_convnext_block", "pytorch_convnext_block_opset17",
+                           "pytorch_convnext_block_opset11_unfolded"}) {
+    OnnxImportReport report;
+    Graph g = import_onnx(fixture(std::string(name) + ".onnx"), {}, &report);
+    auto n = ops(g);
+    // The stem's, each block's, the downsampling's and the classifier's LayerNorm2d.
+    EXPECT_EQ(n[Op::kLayerNorm2d], 5) << name;
+    EXPECT_EQ(n[Op::kGELU], 2) << name;
+    EXPECT_EQ(n[Op::kConv2d], 8) << name;  // stem, downsampling, 3 per block
+    EXPECT_EQ(n[Op::kLinear], 1) << name;
+    EXPECT_EQ(n[Op::kIdentity] + n[Op::kMul], 0) << name;  // the layer scales are folded
+    EXPECT_EQ(report.fused.at("MatMul + Add -> conv2d (1x1)"), 4) << name;
+    EXPECT_EQ(report.fused.at("Mul(conv, [C,1,1] constant) -> conv (layer scale folded)"), 2)
+        << name;
+    EXPECT_EQ(report.fused.at("Div/Erf/Add/Mul/Mul -> gelu"), 2) << name;
+    if (std::string(name).find("opset17") == std::string::npos)
+      EXPECT_EQ(
+          report.fused.at("ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/Add -> layernorm2d"), 5)
+          << name;
+    else
+      EXPECT_EQ(report.mapped.at("LayerNormalization"), 5) << name;
+    // Only the blocks' hidden width (4C, between the 1x1 convs) is prunable; every channel the
+    // LayerNorms read is not, and says why.
+    Coupling c = analyze_coupling(g);
+    EXPECT_EQ(c.prunable().size(), 2u) << name;
+    for (const auto& group : c.groups)
+      if (group.prunable) {
+        EXPECT_EQ(group.channels % 32, 0) << name;
+      }
+    int layernorm = 0;
+    for (const auto& group : c.groups)
+      layernorm += group.why_not.find("layernorm over channels") != std::string::npos;
+    EXPECT_EQ(layernorm, 2) << name;  // the 8- and 16-channel streams
+  }
+}
+
+// OpenCV 4.6 runs ShuffleNet's shuffle (Reshape/Transpose/Reshape) and its channel slices as
+// nnslim exports them; it cannot run ConvNeXt's LayerNorm in either ONNX form (a Div of two
+// activations, LayerNormalization) nor the Gather of a pruned shuffle, which onnxruntime takes.
+TEST(Onnx, ShuffleBlocksRunInOpenCv) {
+  REQUIRE_OPENCV();
+  torch::manual_seed(6);
+  GraphBuilder b({3, 16, 16});
+  int x = b.relu(b.bn(b.conv(b.input(), 8, 3, 2, 1, "stem"), "stem_bn"), "stem_act");
+  int l = b.relu(b.conv(b.conv(x, 8, 3, 2, 1, "b1.dw", false, 8), 8, 1, 1, 0, "b1.pw"), "b1.a");
+  int r = b.relu(b.bn(b.conv(x, 8, 3, 2, 1, "b2.conv"), "b2.bn"), "b2.a");
+  x = b.channel_shuffle(b.concat({l, r}, "cat1"), 2, "shuffle1");
+  int x2 = b.relu(b.conv(b.slice_channels(x, 8, 16, "x2"), 8, 1, 1, 0, "b3.pw"), "b3.a");
+  x = b.channel_shuffle(b.concat({b.slice_channels(x, 0, 8, "x1"), x2}, "cat2"), 4, "shuffle2");
+  Graph g = b.build(b.linear(b.flatten(b.global_avgpool(x, "gap"), "flat"), 5, "fc"));
+  randomize_bn(g, 6);
+  check_in_opencv(g, "shuffle blocks");
+  check_in_opencv(g, "shuffle blocks (BN kept)", false);
+}
+
+// The channel ops at every opset export writes: exact, node for node, and pruned (a shuffle
+// that is no longer regular leaves as a Gather and comes back as the same permutation).
+class OnnxChannelOps : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(OnnxChannelOps, RoundTripThroughOnnxIsTheIdentity) {
+  REQUIRE_ONNX();
+  Graph g = testing::fixture_channel_ops(3);
+  randomize_bn(g, 3);
+  g.find("cn.norm")->attrs.eps = 1e-6;
+  OnnxExportOptions opt;
+  opt.opset = GetParam();
+  opt.fold_batchnorm = false;
+  OnnxImportReport report;
+  Graph back = import_onnx_bytes(export_onnx_bytes(g, opt), "round trip", {}, &report);
+  auto x = input_for(g);
+  EXPECT_EQ(max_abs_diff(eval(g, x), eval(back, x)), 0.0);
+  ASSERT_EQ(back.nodes.size(), g.nodes.size());
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node &a = g.nodes[i], &b = back.nodes[i];
+    EXPECT_EQ(a.name, b.name);
+    EXPECT_EQ(a.op, b.op) << a.name;
+    EXPECT_EQ(a.attrs.perm, b.attrs.perm) << a.name;
+    EXPECT_EQ(a.attrs.start, b.attrs.start) << a.name;
+    EXPECT_EQ(a.attrs.end, b.attrs.end) << a.name;
+    if (a.op == Op::kLayerNorm2d) {
+      EXPECT_NEAR(a.attrs.eps, b.attrs.eps, 1e-12) << a.name;
+    }
+    for (const auto& [k, t] : a.params) EXPECT_TRUE(torch::equal(t, b.params.at(k))) << a.name;
+  }
+  // Pruned: keep every other channel of each prunable group.
+  Coupling c = analyze_coupling(g);
+  std::map<int, std::vector<int64_t>> keep;
+  for (int id : c.prunable()) {
+    std::vector<int64_t> drop;
+    for (int64_t k = 0; k < c.groups[id].channels; ++k) (k % 2 ? drop : keep[id]).push_back(k);
+    zero_channels(g, c, id, drop);
+  }
+  Graph pruned = prune_groups(g, c, keep);
+  expect_close(eval(g, x), eval(pruned, x), "pruned");
+  Graph pruned_back = import_onnx_bytes(export_onnx_bytes(pruned, opt), "pruned");
+  EXPECT_EQ(max_abs_diff(eval(pruned, x), eval(pruned_back, x)), 0.0);
+  EXPECT_EQ(pruned_back.find("s1.shuffle")->attrs.perm, pruned.find("s1.shuffle")->attrs.perm);
+}
+
+INSTANTIATE_TEST_SUITE_P(Opsets, OnnxChannelOps, ::testing::Values(9, 11, 13, 17),
+                         [](const auto& info) { return "opset" + std::to_string(info.param); });
 
 TEST(OnnxCli, ImportReportsFusedActivations) {
   REQUIRE_ONNX();

@@ -66,6 +66,36 @@ Graph fixture_se_ops(uint64_t seed) {
   return b.build(b.linear(x, 5, "fc"), {{"classes", "5"}, {"model", "fixture_se"}});
 }
 
+Graph fixture_channel_ops(uint64_t seed) {
+  torch::manual_seed(seed);
+  GraphBuilder b({3, 16, 16});
+  int x = b.relu(b.bn(b.conv(b.input(), 8, 3, 2, 1, "stem"), "stem_bn"), "stem_act");
+  // ConvNeXt's CNBlock (its Linear layers on NHWC are 1x1 convs on NCHW).
+  int c = b.layernorm2d(b.conv(x, 8, 7, 1, 3, "cn.dw", true, 8), "cn.norm");
+  c = b.gelu(b.conv(c, 32, 1, 1, 0, "cn.pw1", true), "cn.gelu");
+  x = b.add({x, b.conv(c, 8, 1, 1, 0, "cn.pw2", true)}, "cn.add");
+  // ShuffleNet v2, stride 2: both branches read the whole input.
+  int l = b.bn(b.conv(x, 8, 3, 2, 1, "s1.b1.dw", false, 8), "s1.b1.dw_bn");
+  l = b.relu(b.bn(b.conv(l, 8, 1, 1, 0, "s1.b1.pw"), "s1.b1.pw_bn"), "s1.b1.act");
+  int r = b.relu(b.bn(b.conv(x, 8, 1, 1, 0, "s1.b2.pw1"), "s1.b2.pw1_bn"), "s1.b2.act1");
+  r = b.bn(b.conv(r, 8, 3, 2, 1, "s1.b2.dw", false, 8), "s1.b2.dw_bn");
+  r = b.relu(b.bn(b.conv(r, 8, 1, 1, 0, "s1.b2.pw2"), "s1.b2.pw2_bn"), "s1.b2.act2");
+  x = b.channel_shuffle(b.concat({l, r}, "s1.cat"), 2, "s1.shuffle");
+  // Stride 1: x.chunk(2, dim=1), the second half through the branch.
+  int x1 = b.slice_channels(x, 0, 8, "s2.x1");
+  r = b.relu(
+      b.bn(b.conv(b.slice_channels(x, 8, 16, "s2.x2"), 8, 1, 1, 0, "s2.b2.pw1"), "s2.b2.pw1_bn"),
+      "s2.b2.act1");
+  r = b.bn(b.conv(r, 8, 3, 1, 1, "s2.b2.dw", false, 8), "s2.b2.dw_bn");
+  r = b.relu(b.bn(b.conv(r, 8, 1, 1, 0, "s2.b2.pw2"), "s2.b2.pw2_bn"), "s2.b2.act2");
+  x = b.channel_shuffle(b.concat({x1, r}, "s2.cat"), 2, "s2.shuffle");
+  // A depthwise conv on it holds half of block 1's channels (the other half ended in s2.b2).
+  x = b.bn(b.conv(x, 16, 3, 1, 1, "s3.dw", false, 16), "s3.dw_bn");
+  x = b.relu(b.bn(b.conv(x, 12, 1, 1, 0, "conv5"), "conv5_bn"), "conv5_act");
+  x = b.flatten(b.global_avgpool(x, "gap"), "flatten");
+  return b.build(b.linear(x, 5, "fc"), {{"classes", "5"}, {"model", "fixture_channel"}});
+}
+
 TempDir::TempDir() {
   static std::atomic<int> counter{0};
   path = (std::filesystem::temp_directory_path() /

@@ -24,6 +24,12 @@ Graph fixture_all_ops(uint64_t seed = 0);
 // HardSigmoid and by Sigmoid (Mul, the gate second and first), ceil-mode max and average pools,
 // a residual Add, Linear -> HardSwish -> Linear. Input 3x16x16, 5 classes.
 Graph fixture_se_ops(uint64_t seed = 0);
+// ConvNeXt and ShuffleNet v2 ops: a ConvNeXt block (depthwise 7x7, layernorm2d, 1x1 -> GELU ->
+// 1x1, residual Add) on the stem, then ShuffleNet's stride-2 block (two branches, concat,
+// channel_shuffle) and stride-1 block (slice_channels halves, one through the branch), a
+// depthwise conv (it holds only some channels of block 1's groups), a 1x1 conv, pooling and a
+// Linear. Input 3x16x16, 5 classes.
+Graph fixture_channel_ops(uint64_t seed = 0);
 // Unique empty temp directory, removed by the destructor.
 struct TempDir {
   TempDir();

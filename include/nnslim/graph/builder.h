@@ -34,6 +34,13 @@ class GraphBuilder {
   int silu(int x, const std::string& name);
   // a * b: equal shapes, or a [C,H,W] value and a [C,1,1] gate (either order).
   int mul(int a, int b, const std::string& name);
+  // ShuffleNet's channel shuffle of `groups` groups (torchvision's channel_shuffle) and a slice
+  // of channels [start, end) (x.chunk(2, dim=1) is two of them).
+  int channel_shuffle(int x, int64_t groups, const std::string& name);
+  int slice_channels(int x, int64_t start, int64_t end, const std::string& name);
+  // LayerNorm over the channels of each pixel (torchvision's LayerNorm2d; weight 1, bias 0).
+  int layernorm2d(int x, const std::string& name, double eps = 1e-6);
+  int gelu(int x, const std::string& name);
   int global_avgpool(int x, const std::string& name);
   int flatten(int x, const std::string& name);
   int linear(int x, int64_t out_features, const std::string& name, bool bias = true);

@@ -9,8 +9,12 @@
 // Add ties all its inputs into one group (a residual stage is one group); so does Mul (in a
 // squeeze-excitation block the gate conv's outputs are tied to the channels they scale, while
 // the squeeze conv's outputs are a group of their own). Elementwise activations and pools pass
-// channels through. The graph input and the graph output (classifier logits) are never
-// prunable; nor are groups touching a grouped (non-depthwise) conv, groups whose Sigmoid /
+// channels through; a channel shuffle permutes a layout's channels and a channel slice takes a
+// range of them (ShuffleNet), so a group may be spread over many positions of a value, and
+// surgery rewrites the shuffle's permutation and the slice's range for the kept channels. The
+// graph input and the graph output (classifier logits) are never prunable; nor are groups
+// touching a grouped (non-depthwise) conv, groups a LayerNorm2d normalises (every channel's
+// value depends on all the others: "layernorm over channels"), groups whose Sigmoid /
 // HardSigmoid output reaches a conv or linear layer without being multiplied by a value of the
 // same channels (a zeroed channel is 0.5 there, so cutting it would change the result), or any
 // node the user excludes by name.
@@ -80,7 +84,9 @@ std::vector<int64_t> layout_positions(const Layout& layout,
 int layout_value(const Graph& graph, const ParamDim& pd);
 
 // Rows = the group's channels: [channels, entries] with every entry of `pd` that belongs to the
-// channel (e.g. a producer's filter, or a consumer's input slice).
+// channel (e.g. a producer's filter, or a consumer's input slice). Where the dimension holds only
+// some of the group's channels (after a ShuffleNet channel slice), the others' rows are zeros,
+// and every row is padded with zeros to the longest.
 torch::Tensor channel_rows(const Graph& graph, const Coupling& c, const ChannelGroup& g,
                            const ParamDim& pd);
 

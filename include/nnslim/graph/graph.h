@@ -37,6 +37,16 @@ enum class Op {
   // Product of two inputs of equal shape, or [C,H,W] and [C,1,1] in either order (the gate of
   // a squeeze-excitation block), broadcast to [C,H,W].
   kMul,
+  // Channel ops of ShuffleNet v2 (imported from its Reshape-Transpose-Reshape shuffle and its
+  // Split/Slice of the channels): output channel j of kChannelShuffle is input channel
+  // attrs.perm[j] (a permutation; a pruned shuffle is still one, of the kept channels);
+  // kSliceChannels is channels [attrs.start, attrs.end) of its input (an alias of it).
+  kChannelShuffle,
+  kSliceChannels,
+  // ConvNeXt: kLayerNorm2d normalises each pixel over the channels (torchvision's LayerNorm2d,
+  // LayerNorm on NHWC): params weight [C], bias [C]; attrs: eps. kGELU is the exact (erf) GELU.
+  kLayerNorm2d,
+  kGELU,
 };
 
 // Stable lower-case name ("conv2d", "batchnorm2d", ...) used in files, tables and errors.
@@ -51,12 +61,15 @@ struct Attrs {
   std::vector<int64_t> padding{0, 0};
   std::vector<int64_t> dilation{1, 1};
   int64_t groups = 1;
-  double eps = 1e-5;       // BatchNorm
-  double momentum = 0.1;   // BatchNorm (torch convention)
-  double p = 0.5;          // Dropout
-  bool ceil_mode = false;  // MaxPool2d/AvgPool2d: output size rounded up, as torch's ceil_mode
-  double alpha = 1.0 / 6;  // HardSigmoid (torch's fixed slope and offset by default)
-  double beta = 0.5;       // HardSigmoid
+  double eps = 1e-5;          // BatchNorm, LayerNorm2d
+  double momentum = 0.1;      // BatchNorm (torch convention)
+  double p = 0.5;             // Dropout
+  bool ceil_mode = false;     // MaxPool2d/AvgPool2d: output size rounded up, as torch's ceil_mode
+  double alpha = 1.0 / 6;     // HardSigmoid (torch's fixed slope and offset by default)
+  double beta = 0.5;          // HardSigmoid
+  std::vector<int64_t> perm;  // ChannelShuffle: output channel j = input channel perm[j]
+  int64_t start = 0;          // SliceChannels: channels [start, end)
+  int64_t end = 0;
 };
 
 // Value ids: kGraphInput is the network input; every other value is the output of the node with

@@ -8,9 +8,10 @@
 //
 // Versions: 1 = tensors stored dense. 2 = each tensor carries an encoding byte and floating
 // tensors with many zeros are stored sparse (graph/tensor_data.h). Version-1 files still load.
-// Attributes newer than version 2 (pool ceil_mode, HardSigmoid alpha/beta) are an optional
-// section after the nodes, present only when a node has a non-default value: graphs without
-// one are byte for byte what earlier builds wrote; earlier builds refuse graphs with one.
+// Attributes newer than version 2 (pool ceil_mode, HardSigmoid alpha/beta, a channel shuffle's
+// permutation, a channel slice's range) are an optional section after the nodes, present only
+// when a node has a non-default value: graphs without one are byte for byte what earlier builds
+// wrote; earlier builds refuse graphs with one.
 //
 // A node's kernel choice (Node::kernel, an inference plan's) is never written: a loaded graph
 // runs dense. A graph with a fused factor pair cannot be saved (its first weight exists only in

@@ -7,8 +7,9 @@
 namespace nnslim {
 
 // Keeps channels `keep` (sorted, unique, non-empty) of group `group_id` of `coupling` (which
-// must have been computed on `graph`), slicing every parameter and buffer the group indexes and
-// adjusting depthwise groups. Returns the new graph; the input graph is not modified.
+// must have been computed on `graph`), slicing every parameter and buffer the group indexes,
+// adjusting depthwise groups, and rewriting channel shuffles' permutations and channel slices'
+// ranges for the kept channels. Returns the new graph; the input graph is not modified.
 Graph prune_channels(const Graph& graph, const Coupling& coupling, int group_id,
                      const std::vector<int64_t>& keep);
 

@@ -2,9 +2,11 @@
 //
 // Export writes the eval-mode function of any graph (dense, pruned, factorised, sparse stored
 // dense) with a symbolic batch dimension; BatchNorm is folded into the convolution before it by
-// default. SiLU is written as x * Sigmoid(x), HardSwish below opset 14 as x * HardSigmoid(x), as
-// PyTorch writes them; ceil_mode pooling needs opset 10 or newer. Every exported model passes
-// ONNX's own checker before it is written.
+// default. SiLU is written as x * Sigmoid(x), HardSwish below opset 14 as x * HardSigmoid(x),
+// GELU as Div/Erf/Add/Mul/Mul, layernorm2d as Transpose, LayerNormalization (opset 17) or its
+// pieces, Transpose; a channel shuffle as Reshape/Transpose/Reshape (a pruned one as a Gather), a
+// channel slice as Slice, as PyTorch writes them; ceil_mode pooling needs opset 10 or newer.
+// Every exported model passes ONNX's own checker before it is written.
 //
 // Import accepts the CNN subset that nnslim's IR expresses: Conv, BatchNormalization, Relu,
 // Clip(0, 6) as ReLU6, Add, Sum, Concat (channels), MaxPool and AveragePool (ceil_mode too),
@@ -12,11 +14,18 @@
 // Sigmoid, HardSigmoid, HardSwish, Mul of two activations (equal shapes or an [N,C,1,1] gate),
 // Flatten, Gemm, Reshape in its flatten form, Identity, Dropout, Constant and initializers. The
 // pairs x * Sigmoid(x) and x * HardSigmoid(x) (torch's constants) that PyTorch exports for SiLU
-// and, before opset 14, HardSwish become one silu / hardswish node again. And
+// and, before opset 14, HardSwish become one silu / hardswish node again. ShuffleNet v2: the
+// channel shuffle Reshape [N,g,C/g,H,W] -> Transpose(0,2,1,3,4) -> Reshape [N,C,H,W] (or a
+// Gather of a permutation along channels) becomes channel_shuffle, Split and Slice along the
+// channels become slice_channels nodes. ConvNeXt: a Transpose to NHWC is followed through
+// LayerNormalization over the last axis (or its ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/
+// Add pieces) -> layernorm2d, MatMul by a constant [C, O] (+ Add of a constant [O]) -> a 1x1
+// conv, and Div/Erf/Add/Mul/Mul (GELU) -> gelu, until a Transpose back to NCHW; a Mul by a
+// constant [C,1,1] (ConvNeXt's layer scale) is folded into the conv before it. And
 // any node whose inputs are all constant (Identity, Cast, Shape of a static shape, Gather,
-// Unsqueeze, Squeeze, Concat, Reshape, Slice, Add, Sub, Mul, Div) is evaluated at import. The
-// result trains and compresses like a zoo model. Anything else is an error that lists every
-// unsupported node with its op and the reason -- never a silently different model.
+// Unsqueeze, Squeeze, Concat, Reshape, Slice, Add, Sub, Mul, Div, Transpose) is evaluated at
+// import. The result trains and compresses like a zoo model. Anything else is an error that
+// lists every unsupported node with its op and the reason -- never a silently different model.
 //
 // Both need ONNX (Debian's libonnx-dev) at build time; without it they throw, saying so.
 #pragma once
