@@ -151,6 +151,11 @@ class Importer {
       if (n.op_type() == "Constant" && n.output_size() == 1)
         if (const auto* a = find_attr(n, "value"); a && a->has_t())
           scalars[n.output(0)] = from_proto(a->t());
+    // PyTorch hands initializers with equal values (a fresh model's LayerNorm weights) to their
+    // readers through Identity nodes: those outputs are the same constants.
+    for (const auto& n : nodes_)
+      if (n.op_type() == "Identity" && n.input_size() == 1 && scalars.count(n.input(0)))
+        scalars[n.output(0)] = scalars.at(n.input(0));
     std::map<std::string, std::vector<size_t>> readers;
     std::map<std::string, size_t> writer;
     for (size_t i = 0; i < nodes_.size(); ++i) {
@@ -228,7 +233,7 @@ class Importer {
         auto ab = sole(nodes_[*mw].output(0), "Add");
         if (!ab) continue;
         const std::string b = other(nodes_[*ab], nodes_[*mw].output(0));
-        if (!consts_.count(w) || !consts_.count(b)) continue;
+        if (!scalars.count(w) || !scalars.count(b)) continue;
         onnx::NodeProto ln;
         ln.set_op_type("LayerNormalization");
         ln.set_name(fused_name(nodes_[*ab].name(), "LayerNormalization"));

@@ -408,6 +408,7 @@ INSTANTIATE_TEST_SUITE_P(
                       TorchvisionBlock{"pytorch_convnext_block", 32, 5},
                       TorchvisionBlock{"pytorch_convnext_block_opset17", 32, 5},
                       TorchvisionBlock{"pytorch_convnext_block_opset11_unfolded", 32, 5},
+                      TorchvisionBlock{"pytorch_convnext_block_fresh", 32, 5},
                       TorchvisionBlock{"pytorch_split_channels_opset11", 16, 5},
                       TorchvisionBlock{"pytorch_split_channels", 16, 5}),
     [](const auto& info) { return std::string(info.param.name); });
@@ -472,8 +473,9 @@ TEST(OnnxImport, ShuffleAndConvNextBlocksBecomeChannelOps) {
       if (n.op == Op::kSliceChannels) ranges.emplace_back(n.attrs.start, n.attrs.end);
     EXPECT_EQ(ranges, (std::vector<std::pair<int64_t, int64_t>>{{0, 3}, {3, 8}, {4, 8}})) << name;
   }
-  for (const char* name : {"pytorch_convnext_block", "pytorch_convnext_block_opset17",
-                           "pytorch_convnext_block_opset11_unfolded"}) {
+  for (const char* name :
+       {"pytorch_convnext_block", "pytorch_convnext_block_opset17",
+        "pytorch_convnext_block_opset11_unfolded", "pytorch_convnext_block_fresh"}) {
     OnnxImportReport report;
     Graph g = import_onnx(fixture(std::string(name) + ".onnx"), {}, &report);
     auto n = ops(g);
