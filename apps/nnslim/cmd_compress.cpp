@@ -49,8 +49,8 @@ void print_result_table(const CompressResult& r, const std::string& out) {
     return v > 0 ? std::string(b) : std::string("-");
   };
   auto row = [&](const char* name, const ModelStats& st, bool lat) {
-    std::printf("%-14s %10s %12s %7.2f%% %12s %14s\n", name, human(st.params).c_str(),
-                human(st.macs).c_str(), st.top1, (lat ? ms(st.latency_ms) : "-").c_str(),
+    std::printf("%-14s %10s %12s %7.2f%% %12s %14s\n", name, human_count(st.params).c_str(),
+                human_count(st.macs).c_str(), st.top1, (lat ? ms(st.latency_ms) : "-").c_str(),
                 (lat ? ms(st.latency_ms_batch64) : "-").c_str());
   };
   row("before", r.before, true);

@@ -36,7 +36,7 @@ int cmd_export(const std::vector<std::string>& args) {
   opt.opset = opset;
   opt.fold_batchnorm = !no_fold;
   export_onnx(g, onnx_path, opt);
-  std::cout << "wrote " << onnx_path << " (" << human(std::filesystem::file_size(onnx_path))
+  std::cout << "wrote " << onnx_path << " (" << human_count(std::filesystem::file_size(onnx_path))
             << "B, opset " << opset << (opt.fold_batchnorm ? ", BatchNorm folded" : "") << ")\n";
   return 0;
 }

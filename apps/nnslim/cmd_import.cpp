@@ -47,8 +47,8 @@ int cmd_import(const std::vector<std::string>& args) {
   auto cost = count_cost(g);
   std::cout << "wrote " << out << ": " << g.nodes.size() << " nodes, input " << g.input_shape[0]
             << "x" << g.input_shape[1] << "x" << g.input_shape[2] << ", "
-            << human(static_cast<double>(cost.params)) << " params, "
-            << human(static_cast<double>(cost.macs)) << " MACs\n";
+            << human_count(static_cast<double>(cost.params)) << " params, "
+            << human_count(static_cast<double>(cost.macs)) << " MACs\n";
   auto counts = [](const std::map<std::string, int64_t>& m) {
     std::string s;
     for (const auto& [op, n] : m) s += (s.empty() ? "" : ", ") + op + " x" + std::to_string(n);

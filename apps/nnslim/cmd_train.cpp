@@ -111,8 +111,8 @@ int cmd_train(const std::vector<std::string>& args) {
     std::cout << "nnslim train: " << model << " on " << data.dataset << " (" << d.train.size()
               << " train / " << monitor.size() << (data.val_split > 0 ? " val" : " test")
               << " images, " << shape_str(d.train.image_shape()) << ", " << d.train.classes
-              << " classes), " << human(cost.params) << " params, " << human(cost.macs) << " MACs, "
-              << torch::get_num_threads()
+              << " classes), " << human_count(cost.params) << " params, " << human_count(cost.macs)
+              << " MACs, " << torch::get_num_threads()
               << (torch::get_num_threads() == 1 ? " thread" : " threads") << ", device "
               << parse_device(opt.device) << "\n";
     if (resuming) std::cout << "resuming " << resume_position(ckpt) << "\n";
@@ -158,8 +158,8 @@ int cmd_train(const std::vector<std::string>& args) {
     std::printf(
         "done: test top-1 %.2f%%, top-5 %.2f%% on %lld images; %s params, %s MACs; "
         "%.0fs; wrote %s/model.nnslim\n",
-        test.top1, test.top5, (long long)test.examples, human(cost.params).c_str(),
-        human(cost.macs).c_str(), r.wall_seconds, out.c_str());
+        test.top1, test.top5, (long long)test.examples, human_count(cost.params).c_str(),
+        human_count(cost.macs).c_str(), r.wall_seconds, out.c_str());
   return 0;
 }
 

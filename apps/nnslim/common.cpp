@@ -137,19 +137,6 @@ Graph file_or_zoo_model(std::string& path, std::string& model, const std::string
 
 void write_text(const std::string& path, const std::string& text) { write_file_atomic(path, text); }
 
-std::string human(double v) {
-  char buf[32];
-  if (v >= 1e9)
-    std::snprintf(buf, sizeof buf, "%.2fG", v / 1e9);
-  else if (v >= 1e6)
-    std::snprintf(buf, sizeof buf, "%.2fM", v / 1e6);
-  else if (v >= 1e3)
-    std::snprintf(buf, sizeof buf, "%.1fK", v / 1e3);
-  else
-    std::snprintf(buf, sizeof buf, "%.0f", v);
-  return buf;
-}
-
 std::string cost_table(const CostReport& r) {
   // "sparsity" = exact zeros / elements of the layer's trainable parameters ("-" without any).
   auto sparsity = [](int64_t params, int64_t nonzero) -> std::string {
@@ -180,8 +167,8 @@ std::string cost_table(const CostReport& r) {
   std::snprintf(buf, sizeof buf,
                 "params %s (nonzero %s), MACs %s (nonzero %s); MACs count Conv2d and Linear "
                 "multiply-accumulates only\n",
-                human(r.params).c_str(), human(r.nonzero_params).c_str(), human(r.macs).c_str(),
-                human(r.nonzero_macs).c_str());
+                human_count(r.params).c_str(), human_count(r.nonzero_params).c_str(),
+                human_count(r.macs).c_str(), human_count(r.nonzero_macs).c_str());
   os << buf;
   return os.str();
 }

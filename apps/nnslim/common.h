@@ -6,6 +6,7 @@
 #include "nnslim/core/json.h"
 #include "nnslim/data/dataset.h"
 #include "nnslim/graph/cost.h"
+#include "nnslim/report/comparison.h"  // human_count
 #include "nnslim/train/run_dir.h"
 #include "nnslim/train/settings.h"
 #include "nnslim/train/trainer.h"
@@ -54,9 +55,6 @@ Graph file_or_zoo_model(std::string& path, std::string& model, const std::string
 
 // Writes text atomically.
 void write_text(const std::string& path, const std::string& text);
-
-// "1.23M", "40.8M" style numbers for tables.
-std::string human(double v);
 
 // Per-layer table of a cost report.
 std::string cost_table(const CostReport& r);

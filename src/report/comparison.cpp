@@ -84,20 +84,6 @@ std::vector<LayerStat> layer_stats(const Graph& g) {
   return out;
 }
 
-std::string human_count(double v) {
-  char buf[32];
-  if (!std::isfinite(v)) return "-";
-  if (v >= 1e9)
-    std::snprintf(buf, sizeof buf, "%.2fG", v / 1e9);
-  else if (v >= 1e6)
-    std::snprintf(buf, sizeof buf, "%.2fM", v / 1e6);
-  else if (v >= 1e3)
-    std::snprintf(buf, sizeof buf, "%.1fK", v / 1e3);
-  else
-    std::snprintf(buf, sizeof buf, "%.0f", v);
-  return buf;
-}
-
 std::string fixed(double v, const char* f) {
   if (!std::isfinite(v)) return "-";
   char buf[32];
@@ -164,6 +150,20 @@ std::string layer_plots(const ReportEntry& e, const ReportEntry& ref) {
 }
 
 }  // namespace
+
+std::string human_count(double v) {
+  char buf[32];
+  if (!std::isfinite(v)) return "-";
+  if (v >= 1e9)
+    std::snprintf(buf, sizeof buf, "%.2fG", v / 1e9);
+  else if (v >= 1e6)
+    std::snprintf(buf, sizeof buf, "%.2fM", v / 1e6);
+  else if (v >= 1e3)
+    std::snprintf(buf, sizeof buf, "%.1fK", v / 1e3);
+  else
+    std::snprintf(buf, sizeof buf, "%.0f", v);
+  return buf;
+}
 
 ReportEntry load_report_entry(const std::string& dir) {
   ReportEntry e;

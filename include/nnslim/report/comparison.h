@@ -39,4 +39,7 @@ std::string comparison_table(const std::vector<ReportEntry>& entries);
 // entry, is the reference for per-layer plots.
 std::string comparison_html(const std::vector<ReportEntry>& entries, const std::string& title);
 
+// A count as people read it: 1.23G, 4.56M, 7.8K, 12 ("-" when not finite).
+std::string human_count(double v);
+
 }  // namespace nnslim
