@@ -3,7 +3,7 @@
 
 Run with Debian's python3-torch, python3-torchvision, python3-onnx and python3-opencv:
     /usr/bin/python3 scripts/torchvision_coverage.py [--nnslim build/nnslim] [--work DIR]
-        [--models resnet18,mobilenet_v3_small,...] [--json results/coverage.json]
+        [--models resnet18,mobilenet_v3_small,...] [--json results/coverage.json] [--keep]
 
 For each model (random weights, as `torchvision.models.NAME(weights=None)`):
   1. export with the plain call users make:
@@ -21,6 +21,7 @@ Prints a markdown table (docs/RESULTS.md) and writes the rows as JSON.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -188,6 +189,8 @@ def main():
     ap.add_argument("--work", default="/tmp/nnslim-coverage")
     ap.add_argument("--models", default=",".join(DEFAULT_MODELS))
     ap.add_argument("--json", default="")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep each model's files in --work (default: removed after its row)")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -201,6 +204,8 @@ def main():
                 row = {"model": name, "imports": False, "import_error": f"({type(e).__name__}: "
                        f"{str(e).splitlines()[0][:150]})", "torch_params": 0, "torch_macs": 0}
             row["seconds"] = round(time.time() - t, 1)
+            if not args.keep:  # the large models' files take gigabytes each
+                shutil.rmtree(os.path.join(args.work, name), ignore_errors=True)
             rows.append(row)
             print(json.dumps(row), flush=True)
             if args.json:

@@ -12,6 +12,7 @@
 #include "nnslim/io/onnx.h"
 #include "nnslim/models/zoo.h"
 #include "support/fixtures.h"
+#include "support/onnx_checks.h"
 
 #include <gtest/gtest.h>
 
@@ -21,18 +22,19 @@
 #include <onnx/onnx_pb.h>
 #endif
 
-#ifdef NNSLIM_HAVE_OPENCV
-#include <opencv2/core.hpp>
-#include <opencv2/dnn.hpp>
-#endif
-
 #include <filesystem>
 #include <fstream>
 
 namespace nnslim {
 namespace {
 
+using testing::eval;
+using testing::expect_close;
 using testing::max_abs_diff;
+using testing::read_floats;
+#ifdef NNSLIM_HAVE_OPENCV
+using testing::run_opencv;
+#endif
 
 #define REQUIRE_ONNX() \
   if (!onnx_available()) GTEST_SKIP() << "built without ONNX (libonnx-dev)"
@@ -56,32 +58,7 @@ torch::Tensor input_for(const Graph& g, int64_t batch = 2, uint64_t seed = 7) {
   return torch::randn({batch, g.input_shape[0], g.input_shape[1], g.input_shape[2]});
 }
 
-torch::Tensor eval(const Graph& g, const torch::Tensor& x) {
-  torch::NoGradGuard no_grad;
-  return forward(g, x, Mode::kEval);
-}
-
-// Tolerance 1e-4, relative to the output's scale when that exceeds 1.
-void expect_close(const torch::Tensor& ref, const torch::Tensor& got, const std::string& label) {
-  ASSERT_EQ(ref.sizes(), got.sizes()) << label;
-  double scale = std::max(1.0, ref.abs().max().item<double>());
-  EXPECT_LE(max_abs_diff(ref, got), 1e-4 * scale) << label;
-}
-
 #ifdef NNSLIM_HAVE_OPENCV
-torch::Tensor run_opencv(const std::string& path, const torch::Tensor& x) {
-  cv::setNumThreads(1);
-  cv::dnn::Net net = cv::dnn::readNetFromONNX(path);
-  auto xc = x.contiguous();
-  int sizes[4] = {static_cast<int>(x.size(0)), static_cast<int>(x.size(1)),
-                  static_cast<int>(x.size(2)), static_cast<int>(x.size(3))};
-  cv::Mat blob(4, sizes, CV_32F, xc.data_ptr<float>());
-  net.setInput(blob);
-  cv::Mat out = net.forward();
-  std::vector<int64_t> shape(out.size.p, out.size.p + out.dims);
-  return torch::from_blob(out.ptr<float>(), shape, torch::kFloat).clone();
-}
-
 // Exports `g`, runs the file in OpenCV and compares with nnslim's eval output. Debian's OpenCV
 // 4.6 reads Clip only in its pre-opset-11 form (bounds as attributes), so graphs with ReLU6 are
 // checked at opset 10; the opset-13 form of the same graphs is covered by the round trip.
@@ -162,10 +139,10 @@ TEST(Onnx, FixtureWithEveryOpRunsInOpenCv) {
   check_in_opencv(g, "fixture_all_ops (BN kept)", false);
 }
 
-// Debian's OpenCV 4.6 cannot run a Mul that broadcasts one activation against another (the
-// [N,C,1,1] gate of squeeze-excitation: an assertion in its shape code), which onnxruntime and
-// PyTorch's own exports take; every other new op runs there, on this graph. The gated form is
-// covered by the round trips and the PyTorch fixtures below.
+// Debian's OpenCV 4.6 cannot run, at a batch above 1, a Mul that broadcasts one activation against
+// another (the [N,C,1,1] gate of squeeze-excitation: an assertion in its shape code), which
+// onnxruntime and PyTorch's own exports take; every other new op runs there, on this graph. The
+// gated form is covered by the round trips and the PyTorch fixtures below.
 TEST(Onnx, SqueezeExcitationActivationsRunInOpenCv) {
   REQUIRE_OPENCV();
   torch::manual_seed(4);
@@ -296,14 +273,6 @@ TEST(Onnx, FoldBatchnormKeepsTheFunctionAndDropsTheBnNodes) {
 
 std::string fixture(const std::string& name) {
   return std::string(NNSLIM_SOURCE_DIR) + "/tests/fixtures/onnx/" + name;
-}
-
-torch::Tensor read_floats(const std::string& path, std::vector<int64_t> shape) {
-  std::ifstream f(path, std::ios::binary);
-  std::vector<char> bytes((std::istreambuf_iterator<char>(f)), {});
-  auto t = torch::from_blob(bytes.data(), {static_cast<int64_t>(bytes.size() / 4)}, torch::kFloat)
-               .clone();
-  return t.reshape(shape);
 }
 
 TEST(OnnxImport, PytorchExportComputesWhatPytorchComputed) {
