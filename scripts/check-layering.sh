@@ -15,9 +15,10 @@ declare -A allowed=(
   [io]="core graph"
   [eval]="core graph data"
   [optim]="core"
+  [dist]="core"
   [report]="core graph"
   [methods]="core graph data models eval optim report"
-  [train]="core graph data models eval optim report methods io"
+  [train]="core graph data models eval optim report methods io dist"
 )
 
 check() {

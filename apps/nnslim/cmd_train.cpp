@@ -49,6 +49,8 @@ int cmd_train(const std::vector<std::string>& args) {
                    OptionGroup::kRuntime});
   if (!p.parse(args)) return 0;
 
+  auto group = join_launched_group(settings);  // under torchrun: this process's rank
+  const bool rank0 = writes_files(group);
   Checkpoint ckpt;
   bool resuming = !resume.empty();
   if (!init.empty() && p.given("model"))
@@ -88,11 +90,12 @@ int cmd_train(const std::vector<std::string>& args) {
       return 0;
     }
     out = resume;
-  } else {
+  } else if (rank0) {
     check_out_dir(out, force);
   }
   set_threads(settings.threads);
   TrainOptions opt = training_options(settings, out);
+  opt.group = group;
   opt.progress = settings.quiet ? nullptr : &std::cout;
   opt.progress_bar = !settings.quiet && ::isatty(STDOUT_FILENO);
   print_notes(ineffective_options(settings, p.given_names(), "the model does not train"));
@@ -105,7 +108,7 @@ int cmd_train(const std::vector<std::string>& args) {
                             : build_model(model, d.train.image_shape(), d.train.classes);
   if (!init.empty()) check_model_fits_data(g, d.train, init);
   if (reinit && !resuming) reinitialize(g);  // after the seed: the same --seed, the same weights
-  if (!resuming) create_out_dir(out);
+  if (!resuming && rank0) create_out_dir(out);
   if (!settings.quiet) {
     auto cost = count_cost(g);
     std::cout << "nnslim train: " << model << " on " << data.dataset << " (" << d.train.size()
@@ -123,6 +126,7 @@ int cmd_train(const std::vector<std::string>& args) {
   trainer.checkpoint_options.erase("resume");
   trainer.checkpoint_options.erase("force");
   TrainResult r = trainer.fit(d.train, &monitor, resuming ? &ckpt : nullptr);
+  if (!rank0) return 0;  // the ranks hold the same weights: rank 0 writes them
 
   g.to(torch::kCPU);
   save_graph(g, out + "/model.nnslim");
@@ -143,6 +147,8 @@ int cmd_train(const std::vector<std::string>& args) {
   s.set("wall_seconds", r.wall_seconds);
   s.set("train_images_per_second", r.train_images_per_second);
   s.set("seed", static_cast<int64_t>(train.seed));
+  s.set("world_size", group ? group->world_size() : int64_t{1});
+  if (group) s.set("dist_backend", group->backend());
   if (!no_latency) {  // so that reports compare trained and compressed models alike
     LatencyOptions lo;
     lo.min_seconds = 0.5;

@@ -70,6 +70,26 @@ void set_threads(int64_t threads) {
   set_compute_threads(static_cast<int>(threads));
 }
 
+std::shared_ptr<dist::ProcessGroup> join_launched_group(RunSettings& settings) {
+  const dist::LaunchEnv env = dist::launch_env_from_environment();
+  if (!env.distributed()) return nullptr;
+  const bool cuda = parse_device(settings.train.device).is_cuda();
+  const std::string backend = dist::resolve_backend(settings.dist_backend, cuda);
+  if (cuda) settings.train.device = "cuda:" + std::to_string(env.local_rank);
+  if (settings.threads == 0) {  // W processes on one machine: each its share of the cores
+    const int64_t cores = std::max(1u, std::thread::hardware_concurrency());
+    settings.threads = std::max<int64_t>(1, cores / env.local_world_size);
+  }
+  auto group = dist::ProcessGroup::join(env, backend, std::chrono::seconds(600));
+  if (group->rank() != 0) settings.quiet = true;
+  if (!settings.quiet)
+    std::cout << "data-parallel: " << group->world_size() << " processes (" << backend
+              << ", launched by " << env.source << ", rendezvous " << env.master_addr << ":"
+              << env.master_port << "); --batch-size " << settings.train.batch_size
+              << " is the global batch\n";
+  return group;
+}
+
 namespace {
 std::string file_head(const std::string& path, size_t n) {
   std::ifstream f(path, std::ios::binary);

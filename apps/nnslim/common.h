@@ -32,6 +32,16 @@ void print_notes(const std::vector<std::string>& notes);
 // Sets LibTorch's intra-op threads (0 = all cores); Debian's LibTorch starts with one.
 void set_threads(int64_t threads);
 
+// A process started by torchrun, srun or PyTorchJob (their RANK/WORLD_SIZE variables) joins its
+// data-parallel group here; alone, it gets null and runs as always. Ranks other than 0 become
+// quiet; --threads 0 shares the cores among the machine's processes; --device cuda becomes this
+// process's GPU (LOCAL_RANK). Rank 0 prints one line naming the group.
+std::shared_ptr<dist::ProcessGroup> join_launched_group(RunSettings& settings);
+// True on rank 0 (or alone): the process that writes files.
+inline bool writes_files(const std::shared_ptr<dist::ProcessGroup>& g) {
+  return !g || g->rank() == 0;
+}
+
 // Output files never replace a model, checkpoint or input: refuses `out` (the value of `flag`)
 // when it is one of `inputs` or an existing nnslim file (models and checkpoints start "NNSLIM").
 // Another existing file is replaced only when it is of the `kind` the verb writes (its own

@@ -43,11 +43,21 @@ BatchMaker::BatchMaker(const Dataset& data, LoaderOptions options)
     : data_(data), opt_(std::move(options)) {
   TORCH_CHECK(opt_.batch_size > 0, "batch size must be positive, got ", opt_.batch_size);
   TORCH_CHECK(opt_.crop_padding >= 0, "crop padding must be >= 0, got ", opt_.crop_padding);
+  TORCH_CHECK(opt_.world_size >= 1 && opt_.rank >= 0 && opt_.rank < opt_.world_size, "rank ",
+              opt_.rank, " of ", opt_.world_size, " is not a valid rank");
+  TORCH_CHECK(opt_.batch_size >= opt_.world_size, "the batch size (", opt_.batch_size,
+              ") is the global batch of all ", opt_.world_size,
+              " processes: it must be at least the number of processes");
 }
 
 int64_t BatchMaker::batches_per_epoch() const {
   const int64_t n = data_.size(), b = opt_.batch_size;
-  return opt_.drop_last ? n / b : (n + b - 1) / b;
+  const bool keep_last = !opt_.drop_last && n % b >= opt_.world_size;
+  return n / b + (keep_last ? 1 : 0);
+}
+
+int64_t BatchMaker::global_batch_size(int64_t index) const {
+  return std::min(opt_.batch_size, data_.size() - index * opt_.batch_size);
 }
 
 std::vector<int64_t> BatchMaker::order(int64_t epoch) const {
@@ -95,10 +105,12 @@ Batch BatchMaker::make(const std::vector<int64_t>& order, int64_t index, int64_t
   }
 
   const int64_t begin = index * opt_.batch_size;
-  const int64_t count = std::min(opt_.batch_size, n - begin);
+  const int64_t count = global_batch_size(index);
+  const int64_t world = opt_.world_size, rank = opt_.rank;
+  const int64_t mine = (count - rank + world - 1) / world;  // positions rank, rank + W, ...
   Batch batch;
-  batch.x = torch::empty({count, c, h, w}, torch::kFloat32);
-  batch.y = torch::empty({count}, torch::kInt64);
+  batch.x = torch::empty({mine, c, h, w}, torch::kFloat32);
+  batch.y = torch::empty({mine}, torch::kInt64);
   float* out = batch.x.data_ptr<float>();
   int64_t* y = batch.y.data_ptr<int64_t>();
   const uint8_t* src_all = images.data_ptr<uint8_t>();
@@ -107,16 +119,20 @@ Batch BatchMaker::make(const std::vector<int64_t>& order, int64_t index, int64_t
   const int64_t pad = opt_.augment ? opt_.crop_padding : 0;
   const bool flip_allowed = opt_.augment && opt_.hflip;
   auto rng = stream_rng(opt_.seed, Stream::kAugment, epoch, index);
-  for (int64_t b = 0; b < count; ++b) {
-    const int64_t example = order[begin + b];
-    TORCH_CHECK(example >= 0 && example < n, "batch order entry ", example, " out of range [0, ", n,
-                ")");
-    y[b] = lab[example];
+  for (int64_t g = 0; g < count; ++g) {
     // Offset of the crop window inside the image zero-padded by `pad` on every side; pixels that
     // fall into the padding take the normalised value of raw 0, as padding before Normalize does.
+    // Drawn for every position of the global batch, so each rank's examples are augmented as
+    // in one process.
     const int64_t dy = pad > 0 ? static_cast<int64_t>(below(rng, 2 * pad + 1)) - pad : 0;
     const int64_t dx = pad > 0 ? static_cast<int64_t>(below(rng, 2 * pad + 1)) - pad : 0;
     const bool flip = flip_allowed && (rng() >> 63) != 0;
+    if (g % world != rank) continue;
+    const int64_t b = g / world;
+    const int64_t example = order[begin + g];
+    TORCH_CHECK(example >= 0 && example < n, "batch order entry ", example, " out of range [0, ", n,
+                ")");
+    y[b] = lab[example];
     const uint8_t* src = src_all + example * c * hw;
     float* dst = out + b * c * hw;
     for (int64_t ch = 0; ch < c; ++ch) {

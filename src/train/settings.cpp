@@ -229,6 +229,11 @@ std::vector<RunOption> make_table() {
       flag(
           "quiet", "print nothing while training", G::kRuntime, false, false,
           [](auto& s) -> auto& { return s.quiet; }),
+      text(
+          "dist-backend", "NAME",
+          "under torchrun (or srun, PyTorchJob): c10d backend gloo, nccl or auto (nccl on "
+          "CUDA where LibTorch has it, else gloo); one process ignores it",
+          G::kRuntime, false, [](auto& s) -> auto& { return s.dist_backend; }),
   };
   return t;
 }

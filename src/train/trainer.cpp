@@ -2,6 +2,7 @@
 
 #include "nnslim/core/json.h"
 #include "nnslim/data/loader.h"
+#include "nnslim/dist/process_group.h"
 #include "nnslim/graph/execute.h"
 
 #include <torch/torch.h>
@@ -145,15 +146,66 @@ std::string checkpoint_label(int64_t epochs_done, const EpochProgress& p) {
   return "epoch " + std::to_string(epochs_done + 1) + ", batch " + std::to_string(p.batches_done);
 }
 
+// Every buffer (BatchNorm's running statistics), in node order.
+std::vector<torch::Tensor> graph_buffers(const Graph& graph) {
+  std::vector<torch::Tensor> out;
+  for (const auto& n : graph.nodes)
+    for (const auto& kv : n.buffers) out.push_back(kv.second);
+  return out;
+}
+
+// Evaluation of this rank's share (examples rank, rank + W, ...), reduced over the ranks: the
+// result of evaluating the whole set in one process, up to float summation order.
+EvalResult evaluate_sharded(const Graph& graph, const Dataset& data, int64_t batch_size,
+                            torch::Device device, dist::ProcessGroup& group) {
+  Dataset share = data;
+  const int64_t n = data.size(), r = group.rank(), w = group.world_size();
+  share.images = data.images.slice(0, std::min(r, n), n, w).contiguous();
+  share.labels = data.labels.slice(0, std::min(r, n), n, w).contiguous();
+  EvalResult e = share.size() > 0 ? evaluate(graph, share, batch_size, device) : EvalResult{};
+  auto sums = torch::tensor({e.loss * e.examples, e.top1 * e.examples, e.top5 * e.examples,
+                             static_cast<double>(e.examples)},
+                            torch::kDouble);
+  group.allreduce_sum({sums});
+  EvalResult total;
+  total.examples = static_cast<int64_t>(sums[3].item<double>() + 0.5);
+  if (total.examples > 0) {
+    total.loss = sums[0].item<double>() / total.examples;
+    total.top1 = sums[1].item<double>() / total.examples;
+    total.top5 = sums[2].item<double>() / total.examples;
+  }
+  return total;
+}
+
+// A fingerprint of every parameter and buffer; equal on all ranks while they stay in step.
+double weights_fingerprint(const Graph& graph) {
+  torch::NoGradGuard no_grad;
+  double f = 0;
+  int64_t k = 0;
+  for (const auto& t : graph.parameters()) {
+    auto d = t.detach().to(torch::kCPU, torch::kDouble);
+    f += (++k) * d.sum().item<double>() + d.square().sum().item<double>();
+  }
+  for (const auto& t : graph_buffers(graph)) {
+    auto d = t.detach().to(torch::kCPU, torch::kDouble);
+    f += (++k) * d.sum().item<double>();
+  }
+  return f;
+}
+
 }  // namespace
 
 torch::Device parse_device(const std::string& name) {
   if (name == "auto") return torch::cuda::is_available() ? torch::kCUDA : torch::kCPU;
   if (name == "cpu") return torch::kCPU;
-  if (name == "cuda") {
+  if (name == "cuda" || name.rfind("cuda:", 0) == 0) {
     TORCH_CHECK(torch::cuda::is_available(),
                 "--device cuda: no CUDA device is available to this LibTorch (use --device cpu)");
-    return torch::kCUDA;
+    if (name == "cuda") return torch::kCUDA;
+    torch::Device d(name);  // "cuda:N": a data-parallel process's own GPU (LOCAL_RANK)
+    TORCH_CHECK(d.index() < static_cast<int>(torch::cuda::device_count()), "--device ", name,
+                ": this machine has ", torch::cuda::device_count(), " CUDA devices");
+    return d;
   }
   TORCH_CHECK(false, "unknown device '", name, "' (use cpu, cuda or auto)");
 }
@@ -210,6 +262,15 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
     saved_at = checkpoint_label(start_epoch, resumed_in_epoch);
   }
   graph_.to(device);
+  dist::ProcessGroup* group = opt_.group.get();
+  const bool rank0 = !group || group->rank() == 0;
+  const std::string out_dir = rank0 ? opt_.out_dir : "";  // only rank 0 writes
+  std::ostream* progress = rank0 ? opt_.progress : nullptr;
+  if (group) {  // every rank starts from rank 0's weights, as DDP's constructor does
+    auto tensors = graph_.parameters();
+    for (const auto& b : graph_buffers(graph_)) tensors.push_back(b);
+    group->broadcast(tensors);
+  }
 
   // Batches are normalised as the model was first trained (its metadata), so fine-tuning on a
   // subset of the data does not shift the input statistics.
@@ -225,7 +286,12 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
   lo.crop_padding = opt_.crop_padding;
   lo.hflip = opt_.hflip;
   lo.seed = opt_.seed;
-  const int64_t steps = BatchMaker(train, lo).batches_per_epoch();
+  if (group) {
+    lo.rank = group->rank();
+    lo.world_size = group->world_size();
+  }
+  const BatchMaker batches(train, lo);
+  const int64_t steps = batches.batches_per_epoch();
 
   // The steps are known before a method makes its optimizer (HSPG's switch step depends on them).
   OptimizerSettings settings;
@@ -271,6 +337,8 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
   int64_t images_total = 0;
   double train_seconds_total = 0;
   auto save = [&](int64_t epochs_done, const EpochProgress& in_epoch) {
+    saved_at = checkpoint_label(epochs_done, in_epoch);
+    if (out_dir.empty()) return;  // a rank other than 0
     Checkpoint ck;
     ck.graph = graph_;
     ck.epochs_done = epochs_done;
@@ -284,8 +352,7 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
     ck.metrics_lines = metrics_lines;
     ck.options = checkpoint_options;
     ck.options[kLibTorchKey] = this_libtorch();
-    save_checkpoint(ck, checkpoint_path(opt_.out_dir));
-    saved_at = checkpoint_label(epochs_done, in_epoch);
+    save_checkpoint(ck, checkpoint_path(out_dir));
   };
 
   // Stops the run, naming where and what, with the last good checkpoint left in place.
@@ -313,10 +380,11 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
     rec.epoch = epoch + 1;
     rec.lr = opt_.schedule.at(epoch, 0, opt_.epochs);
     rec.extra = p.extra;
+    if (group) rec.extra["world_size"] = static_cast<double>(group->world_size());
     ctx.log = &rec.extra;
     ctx.epoch = epoch;
-    ProgressBar bar(opt_.progress, opt_.progress_bar, opt_.progress_log_seconds, epoch + 1,
-                    opt_.epochs, steps);
+    ProgressBar bar(progress, opt_.progress_bar, opt_.progress_log_seconds, epoch + 1, opt_.epochs,
+                    steps);
     bar.set_batch(opt_.batch_size);
     EpochLoader loader(train, lo, epoch, p.batches_done);
     auto t0 = Clock::now(), last_saved = t0;
@@ -333,35 +401,68 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
 
       auto x = b->x.to(device, dtype, /*non_blocking=*/true);
       auto y = b->y.to(device, /*non_blocking=*/true);
+      if (group) group->broadcast(graph_buffers(graph_));  // BN statistics: rank 0's (DDP)
       auto logits = forward(graph_, x, Mode::kTrain);
       auto loss = torch::cross_entropy_loss(logits, y);
-      torch::Tensor total = loss;
+      int64_t n = y.size(0);
+      // This rank's share of the global batch's mean loss: the ranks' gradients sum to the
+      // gradient of the whole batch (the penalty, the same everywhere, is averaged instead).
+      const double share =
+          group ? static_cast<double>(n * group->world_size()) / batches.global_batch_size(batch)
+                : 1.0;
+      torch::Tensor total = group ? loss * share : loss;
       for (auto& m : methods_) {
         auto p = m->penalty(ctx);
         if (p.defined()) total = total + p;
       }
-      double loss_value = loss.item<double>();
-      if (!std::isfinite(loss_value) || !std::isfinite(total.item<double>())) {
+      double loss_value = loss.item<double>(), total_value = total.item<double>();
+      int64_t correct = count_topk_correct(logits.detach(), y, 1);
+      optimizer->zero_grad();
+      if (group) {
+        total.backward();
+        // Sum of the ranks' gradients / W, and the batch's loss and accuracy over all ranks; a
+        // NaN on any rank reaches every rank, so they stop together.
+        std::vector<torch::Tensor> grads;
+        for (const auto& t : params)
+          if (t.grad().defined()) grads.push_back(t.grad());
+        auto stats = torch::tensor(
+            {loss_value * n, static_cast<double>(correct), static_cast<double>(n), total_value},
+            torch::kDouble);
+        grads.push_back(stats);
+        group->allreduce_sum(grads);
+        for (size_t i = 0; i + 1 < grads.size(); ++i) grads[i].div_(group->world_size());
+        n = static_cast<int64_t>(stats[2].item<double>() + 0.5);
+        loss_value = stats[0].item<double>() / n;
+        correct = static_cast<int64_t>(stats[1].item<double>() + 0.5);
+        total_value = stats[3].item<double>();
+      }
+      if (!std::isfinite(loss_value) || !std::isfinite(total_value)) {
         bar.clear();
         std::ostringstream what;
         what << "loss is " << loss_value;
         throw diverged(what.str(), epoch, batch, ctx.lr);
       }
-      optimizer->zero_grad();
-      total.backward();
+      if (!group) total.backward();
       for (auto& m : methods_) m->after_backward(ctx);
       optimizer->step();
       for (auto& m : methods_) m->after_step(ctx);
 
-      int64_t n = y.size(0);
       p.loss_sum += loss_value * n;
-      p.correct += count_topk_correct(logits.detach(), y, 1);
+      p.correct += correct;
       p.seen += n;
       ++batch;
       bar.update(batch, p.loss_sum / p.seen, 100.0 * p.correct / p.seen,
                  (p.seen - seen_before) / seconds_since(t0));
-      if (!opt_.out_dir.empty() && opt_.checkpoint_seconds > 0 && batch < steps &&
-          seconds_since(last_saved) >= opt_.checkpoint_seconds) {
+      // In-epoch checkpoints by time: rank 0's clock decides for all (the decision must be the
+      // same everywhere, as save() may one day gather state).
+      bool due = !opt_.out_dir.empty() && opt_.checkpoint_seconds > 0 && batch < steps &&
+                 seconds_since(last_saved) >= opt_.checkpoint_seconds;
+      if (group && !opt_.out_dir.empty() && opt_.checkpoint_seconds > 0) {
+        auto flag = torch::tensor({due ? 1.0 : 0.0}, torch::kDouble);
+        group->broadcast({flag});
+        due = flag.item<double>() > 0;
+      }
+      if (due) {
         check_weights(epoch, batch - 1, ctx.lr);
         p.batches_done = batch;
         p.train_seconds = seconds_before + seconds_since(t0);
@@ -379,10 +480,19 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
     rec.images_per_second = p.seen / (seconds_before + train_seconds);
     images_total += p.seen - seen_before;
     train_seconds_total += train_seconds;
-    if (eval) rec.eval = evaluate(graph_, *eval, opt_.eval_batch_size, device);
+    if (group) {  // ranks that drifted apart would silently train different models
+      group->broadcast(graph_buffers(graph_));  // the last step's BN statistics: rank 0's
+      auto [lo_f, hi_f] = group->min_max(weights_fingerprint(graph_));
+      TORCH_CHECK(lo_f == hi_f, "data-parallel ranks diverged after epoch ", epoch + 1,
+                  ": their weights differ (fingerprints ", lo_f, " vs ", hi_f,
+                  "); this is a bug in nnslim, please report it with the command");
+    }
+    if (eval)
+      rec.eval = group ? evaluate_sharded(graph_, *eval, opt_.eval_batch_size, device, *group)
+                       : evaluate(graph_, *eval, opt_.eval_batch_size, device);
     rec.seconds = seconds_before + seconds_since(t0);
 
-    if (opt_.progress) {
+    if (progress) {
       char buf[256];
       int k = std::snprintf(buf, sizeof buf, "epoch %3lld/%lld  lr %.4g  loss %.4f  train %6.2f%%",
                             (long long)rec.epoch, (long long)opt_.epochs, rec.lr, rec.train_loss,
@@ -397,12 +507,12 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
       if (left > 0)
         std::snprintf(buf + k, sizeof buf - k, "  run ETA %s",
                       format_duration(seconds_since(t_start) / ran * left).c_str());
-      *opt_.progress << buf << std::endl;
+      *progress << buf << std::endl;
     }
     metrics_lines.push_back(rec.to_json());
     result.history.push_back(rec);
-    if (!opt_.out_dir.empty()) {
-      write_lines(opt_.out_dir + "/metrics.jsonl", metrics_lines);
+    if (!out_dir.empty()) {
+      write_lines(out_dir + "/metrics.jsonl", metrics_lines);
       save(epoch + 1, EpochProgress{});
     }
   }

@@ -34,13 +34,27 @@ using testing::read_floats;
 
 // The families export_families.py writes (its FAMILIES, in its order).
 const std::vector<std::string>& families() {
-  static const std::vector<std::string> names = {
-      "alexnet",         "vgg_bn",          "resnet_basic",       "resnet_bottleneck",
-      "wide_resnet",     "resnext",         "squeezenet1_0",      "squeezenet1_1",
-      "densenet",        "googlenet",       "inception_v3",       "mobilenet_v2",
-      "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet", "efficientnet_v2",
-      "mnasnet",         "shufflenet_v2",   "regnet_x",           "regnet_y",
-      "convnext"};
+  static const std::vector<std::string> names = {"alexnet",
+                                                 "vgg_bn",
+                                                 "resnet_basic",
+                                                 "resnet_bottleneck",
+                                                 "wide_resnet",
+                                                 "resnext",
+                                                 "squeezenet1_0",
+                                                 "squeezenet1_1",
+                                                 "densenet",
+                                                 "googlenet",
+                                                 "inception_v3",
+                                                 "mobilenet_v2",
+                                                 "mobilenet_v3_small",
+                                                 "mobilenet_v3_large",
+                                                 "efficientnet",
+                                                 "efficientnet_v2",
+                                                 "mnasnet",
+                                                 "shufflenet_v2",
+                                                 "regnet_x",
+                                                 "regnet_y",
+                                                 "convnext"};
   return names;
 }
 
@@ -75,9 +89,9 @@ std::vector<Export> read_manifest(const std::string& dir) {
   return rows;
 }
 
-#define REQUIRE_EXPORTS()                                                                    \
-  if (!onnx_available()) GTEST_SKIP() << "built without ONNX (libonnx-dev)";                \
-  if (exports_dir().empty())                                                                 \
+#define REQUIRE_EXPORTS()                                                                      \
+  if (!onnx_available()) GTEST_SKIP() << "built without ONNX (libonnx-dev)";                   \
+  if (exports_dir().empty())                                                                   \
   GTEST_SKIP() << "no torchvision exports yet: run through ctest, which exports the families " \
                   "first (tests/torchvision/export_families.py)"
 

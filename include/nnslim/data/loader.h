@@ -22,6 +22,11 @@ struct LoaderOptions {
   bool drop_last = false;
   uint64_t seed = 0;     // shuffling and augmentation of epoch e use seed ^ hash(e)
   int64_t prefetch = 4;  // batches prepared ahead by the worker thread
+  // Data-parallel training: batch i of the epoch is the same global batch on every rank, and
+  // rank r takes its examples r, r + W, r + 2W, ... (the stride of PyTorch's
+  // DistributedSampler), with the augmentation each would get in one process. A last batch
+  // smaller than W is dropped on every rank, so that all run the same steps.
+  int64_t rank = 0, world_size = 1;
 };
 
 struct Batch {
@@ -35,6 +40,8 @@ class BatchMaker {
  public:
   BatchMaker(const Dataset& data, LoaderOptions options);
   int64_t batches_per_epoch() const;
+  // Examples in global batch `index` (all ranks together).
+  int64_t global_batch_size(int64_t index) const;
   // Order of example indices in `epoch`.
   std::vector<int64_t> order(int64_t epoch) const;
   Batch make(const std::vector<int64_t>& order, int64_t index, int64_t epoch) const;

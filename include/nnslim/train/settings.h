@@ -43,14 +43,15 @@ std::string known_datasets();  // "fashion-mnist, mnist, ..."
 
 struct RunSettings {
   DataSelection data;
-  TrainOptions train;               // its device defaults to "auto" here
-  int64_t finetune_epochs = 0;      // compression: fine-tuning epochs after the surgery
-  double finetune_lr = 0.01;        // compression: cosine from this rate
-  int64_t recalibrate_batches = 0;  // compression: BN statistics re-estimated on N batches
-  bool measure_latency = true;      // compression: latency in summary.json
-  int64_t threads = 0;              // CPU threads (0 = all cores)
-  double checkpoint_minutes = 10;   // checkpoints inside an epoch this often (0 = at epoch ends)
-  bool quiet = false;               // no progress output
+  TrainOptions train;                 // its device defaults to "auto" here
+  int64_t finetune_epochs = 0;        // compression: fine-tuning epochs after the surgery
+  double finetune_lr = 0.01;          // compression: cosine from this rate
+  int64_t recalibrate_batches = 0;    // compression: BN statistics re-estimated on N batches
+  bool measure_latency = true;        // compression: latency in summary.json
+  int64_t threads = 0;                // CPU threads (0 = all cores)
+  double checkpoint_minutes = 10;     // checkpoints inside an epoch this often (0 = at epoch ends)
+  bool quiet = false;                 // no progress output
+  std::string dist_backend = "auto";  // launched by torchrun & co.: gloo, nccl or auto
   RunSettings() { train.device = "auto"; }
 };
 

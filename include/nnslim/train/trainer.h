@@ -5,6 +5,7 @@
 #pragma once
 
 #include "nnslim/data/dataset.h"
+#include "nnslim/dist/process_group.h"
 #include "nnslim/eval/evaluate.h"
 #include "nnslim/graph/graph.h"
 #include "nnslim/methods/method.h"
@@ -38,6 +39,12 @@ struct TrainOptions {
   // last one (0 = at epoch ends only), so a killed run on a slow machine loses minutes, not an
   // epoch.
   double checkpoint_seconds = 600;
+  // Data-parallel training (dist/process_group.h; null = one process). batch_size stays the
+  // global batch; each rank computes the gradient of its share, weighted by its share's size,
+  // and the sum over ranks is the one-process gradient. Parameters and buffers start as rank
+  // 0's, BatchNorm buffers are rank 0's before every step (as PyTorch's DDP), evaluation is
+  // sharded and reduced, and only rank 0 prints and writes files.
+  std::shared_ptr<dist::ProcessGroup> group;
 
   void validate() const;  // throws c10::Error naming the bad option
 };
