@@ -124,11 +124,17 @@ int cmd_compress(const std::vector<std::string>& args) {
     }
   }
   if (!p.parse(args)) return 0;
+  job.group = join_launched_group(job.settings);  // under torchrun: this process's rank
   job.given = p.given_names();
   job.progress = job.settings.quiet ? nullptr : &std::cout;
   job.progress_bar = !job.settings.quiet && ::isatty(STDOUT_FILENO);
   job.notes = &std::cerr;
   if (!recipe.empty()) {
+    if (job.group)
+      throw UsageError(
+          "--recipe does not run data-parallel yet (one stage at a time does: "
+          "nnslim compress --method NAME under torchrun, --model the last stage's "
+          "output)");
     if (job.input_model.empty()) throw UsageError("--model IN.nnslim is required");
     if (job.out_dir.empty()) throw UsageError("--out DIR is required");
     set_threads(job.settings.threads);
@@ -149,11 +155,12 @@ int cmd_compress(const std::vector<std::string>& args) {
   }
   CompressRunOutcome r = run.run();
   if (r.already_finished) {
+    if (!writes_files(job.group)) return 0;
     std::cout << "the run in " << job.out_dir << " is already finished (" << job.out_dir
               << "/summary.json); nothing to do\n";
     return 0;
   }
-  if (!job.settings.quiet) print_result_table(r.result, job.out_dir);
+  if (!job.settings.quiet && writes_files(job.group)) print_result_table(r.result, job.out_dir);
   return 0;
 }
 

@@ -60,8 +60,8 @@ LaunchEnv launch_env(const Getenv& getenv) {
   env.rank = integer(rank_var, 0);
   env.world_size = integer(world_var, 1);
   env.local_rank = integer(local_var, 0);
-  env.local_world_size =
-      std::max<int64_t>(1, integer(env.source == "slurm" ? "SLURM_NTASKS_PER_NODE" : "LOCAL_WORLD_SIZE", 1));
+  env.local_world_size = std::max<int64_t>(
+      1, integer(env.source == "slurm" ? "SLURM_NTASKS_PER_NODE" : "LOCAL_WORLD_SIZE", 1));
   if (env.world_size < 1) throw RequestError(std::string(world_var) + " must be at least 1");
   if (env.rank >= env.world_size)
     throw RequestError(std::string("environment: ") + rank_var + "=" + std::to_string(env.rank) +
@@ -185,10 +185,10 @@ std::shared_ptr<ProcessGroup> ProcessGroup::join(const LaunchEnv& env, const std
     // master means one machine, so loopback; otherwise the interface of this host's name.
     const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
     const bool loopback = env.master_addr == "127.0.0.1" || env.master_addr == "localhost";
-    opts->devices.push_back(
-        ifname ? c10d::ProcessGroupGloo::createDeviceForInterface(ifname)
-        : loopback ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
-                   : c10d::ProcessGroupGloo::createDefaultDevice());
+    opts->devices.push_back(ifname ? c10d::ProcessGroupGloo::createDeviceForInterface(ifname)
+                            : loopback
+                                ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                                : c10d::ProcessGroupGloo::createDefaultDevice());
     impl->gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, rank, world, opts);
   }
   return std::shared_ptr<ProcessGroup>(

@@ -110,7 +110,10 @@ CompressResult compress(Graph& graph, const std::shared_ptr<Method>& method_ptr,
   ctx.train = &normalised;
   ctx.epochs = t.epochs;
   ctx.progress = log;
-  ctx.finalize_dir = phase_dir(o.train.out_dir, "finalize");
+  // Every rank runs the surgery on the same weights; only rank 0 keeps its checkpoints (the
+  // others, resumed, redo it exactly from the trained weights).
+  const bool rank0 = !o.train.group || o.train.group->rank() == 0;
+  ctx.finalize_dir = rank0 ? phase_dir(o.train.out_dir, "finalize") : "";
   ctx.resuming = o.resume;
   method.finalize(ctx);
   validate(graph);

@@ -44,6 +44,8 @@ Json summary_json(const CompressJob& job, const Graph& g, const CompressResult& 
   s.set("epochs", job.settings.train.epochs);
   s.set("finetune_epochs", job.settings.finetune_epochs);
   if (job.settings.finetune_epochs > 0) s.set("finetune_lr", r.finetune_lr);
+  s.set("world_size", job.group ? job.group->world_size() : int64_t{1});
+  if (job.group) s.set("dist_backend", job.group->backend());
   s.set("before", r.before.to_json());
   s.set("after_surgery", r.after_surgery.to_json());
   if (r.after_recalibration) s.set("after_recalibration", r.after_recalibration->to_json());
@@ -105,7 +107,8 @@ std::vector<std::string> CompressRun::ineffective_options() const {
 void CompressRun::prepare() {
   if (prepared_) return;
   if (job_.input_model.empty()) throw RequestError("--model IN.nnslim is required");
-  if (!job_.resume)
+  const bool rank0 = !job_.group || job_.group->rank() == 0;
+  if (!job_.resume && rank0)
     check_out_dir(job_.out_dir, job_.force);
   else if (job_.out_dir.empty())
     throw RequestError("--out DIR is required");  // continue in it
@@ -144,8 +147,12 @@ CompressRunOutcome CompressRun::run() {
   const std::string& out = job_.out_dir;
   auto data = load_data(job_.settings.data);
   check_model_fits_data(input_, data.train, job_.input_model);
-  create_out_dir(out);
-  check_or_record_run(out, identity(), job_.resume, job_.notes);
+  const bool rank0 = !job_.group || job_.group->rank() == 0;
+  if (rank0) {
+    create_out_dir(out);
+    check_or_record_run(out, identity(), job_.resume, job_.notes);
+  }
+  if (job_.group) job_.group->barrier();  // the others read OUT only once rank 0 has set it up
   CompressRunOutcome outcome;
   // A finished run is not redone: resuming it with the same command has nothing left to do
   // (unless its model file was damaged since: then it is finished again from the checkpoints).
@@ -157,11 +164,17 @@ CompressRunOutcome CompressRun::run() {
   CompressOptions co = compression_options(job_.settings, out, job_.resume);
   co.train.progress = job_.progress;
   co.train.progress_bar = job_.progress_bar;
-  Graph g = std::move(input_);  // the pipeline edits it into the compressed model
-  prepared_ = false;            // (another run() loads the input again)
+  co.train.group = job_.group;
+  if (!rank0) co.measure_latency = false;  // rank 0's measurement is the one reported
+  Graph g = std::move(input_);             // the pipeline edits it into the compressed model
+  prepared_ = false;                       // (another run() loads the input again)
   auto t0 = std::chrono::steady_clock::now();
   outcome.result = compress(g, method_, data.train, data.test, co);
   double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!rank0) {  // the ranks hold the same model: rank 0 writes it
+    outcome.model = std::move(g);
+    return outcome;
+  }
   save_graph(g, out + "/model.nnslim");
   // Unified layers also get the compact file (block mask, magnitudes, sign bits, free weights).
   if (!unified_layer_blocks(g).empty()) save_unified(g, out + "/model.unified.nnslim");

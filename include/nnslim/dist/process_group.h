@@ -25,7 +25,7 @@ namespace nnslim::dist {
 struct LaunchEnv {
   int64_t rank = 0;
   int64_t world_size = 1;
-  int64_t local_rank = 0;  // the GPU of this process on its machine (Kubeflow: absent = 0)
+  int64_t local_rank = 0;        // the GPU of this process on its machine (Kubeflow: absent = 0)
   int64_t local_world_size = 1;  // processes on this machine (LOCAL_WORLD_SIZE; absent = 1)
   std::string master_addr = "127.0.0.1";
   int64_t master_port = 29500;

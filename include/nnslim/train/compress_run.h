@@ -33,6 +33,9 @@ struct CompressJob {
   std::ostream* progress = nullptr;  // progress lines (nullptr = silent)
   bool progress_bar = false;         // a live bar (terminals) instead of lines
   std::ostream* notes = nullptr;     // "note: ..." lines about the request itself
+  // Data-parallel ranks (null = one process): every phase trains on all of them; the surgery
+  // runs on each, identically (the same weights and data); rank 0 alone writes the files.
+  std::shared_ptr<dist::ProcessGroup> group;
 };
 
 struct CompressRunOutcome {
