@@ -239,10 +239,12 @@ torch::Tensor HspgOptimizer::step(LossClosure closure) {
     auto x = p.detach();
     auto d_p = p.grad();
     if (o.weight_decay() != 0) d_p = d_p.add(x, o.weight_decay());
-    if (grouped(i) && reg.defined())  // in place unless d_p is still the gradient itself
-      d_p = o.weight_decay() != 0 ? d_p.addcmul_(x, expand(i, reg))
-                                  : torch::addcmul(d_p, x, expand(i, reg));
     d_p = heavy_ball(state_, p, d_p, o.momentum(), o.nesterov());
+    // The group-lasso term joins after the momentum buffer, never inside it: stage 1's
+    // threshold is lr * lambda per step, so stage 2 (and the subgradient form) apply the same
+    // lr * lambda * x_g/||x_g|| per step. Through the buffer it would grow to
+    // lambda / (1 - momentum), 10x at momentum 0.9, the moment the stages switch.
+    if (grouped(i) && reg.defined()) d_p = torch::addcmul(d_p, x, expand(i, reg));
     // Stage 2 needs <x^_g, x_g> = ||x_g||^2 - lr <d_g, x_g> of the trial point x^ = x - lr d.
     if (dx.defined() && grouped(i)) accumulate(dx, i, d_p, x);
     x.add_(d_p, -1 * lr);  // the SGD update (the trial point in stage 2, u in stage 1)

@@ -79,14 +79,16 @@ torch::Tensor ObProxSgOptimizer::step(LossClosure closure) {
       auto x = p.detach();
       auto d_p = p.grad();
       if (o.weight_decay() != 0) d_p = d_p.add(x, o.weight_decay());
+      d_p = heavy_ball(state_, p, d_p, o.momentum(), o.nesterov());
       torch::Tensor zeta;
       if (lambda > 0 && orthant) {
         // §2.5 orthant step: direction d + lambda*zeta on the current orthant face; zero
-        // coordinates get no direction.
+        // coordinates get no direction. lambda*zeta joins after the momentum buffer, as the
+        // Prox-SG threshold is lr*lambda per step: the l1 strength is the same in both stages
+        // (through the buffer it would grow to lambda / (1 - momentum)).
         zeta = x.sign();
         d_p = d_p.add(zeta, lambda).mul_(zeta != 0);
       }
-      d_p = heavy_ball(state_, p, d_p, o.momentum(), o.nesterov());
       if (lambda == 0) {
         x.add_(d_p, -1 * lr);  // plain SGD
       } else if (!orthant) {

@@ -584,6 +584,48 @@ TEST(Hspg, TargetMacsIsAFloorThatBinds) {
   }
 }
 
+// Issue 33: the regulariser's strength is the same in both stages, whatever the momentum. With a
+// zero loss gradient only the group lasso moves x: stage 1 soft-thresholds by lr*lambda, and
+// stage 2 must shrink each group by the same lr*lambda per step -- not by up to
+// lr*lambda/(1-momentum) = 10x as much at momentum 0.9 (the strength jump at the stage switch
+// that resnet56's HSPG run collapsed on). Expected norms computed here, not by the optimizer.
+TEST(Hspg, BothStagesShrinkByLrTimesLambdaPerStepUnderMomentum) {
+  const double lr = 0.1, lambda = 0.2;
+  for (int64_t prox_steps : {int64_t{100}, int64_t{0}}) {  // stage 1 only; stage 2 only
+    auto w = param({4, 5}, 21), b = param({4}, 22);
+    auto start = row_norms(w, b);
+    optim::HspgOptimizer opt(
+        {w, b}, row_groups(w, b),
+        optim::HspgOptimizerOptions(lr).lambda(lambda).momentum(0.9).prox_steps(prox_steps));
+    for (int k = 1; k <= 6; ++k) {
+      set_grad(w, torch::zeros({4, 5}, torch::kDouble));
+      set_grad(b, torch::zeros({4}, torch::kDouble));
+      opt.step();
+      auto want = (start - k * lr * lambda).clamp_min(0);
+      EXPECT_LT((row_norms(w, b) - want).abs().max().item<double>(), 1e-9)
+          << (prox_steps ? "stage 1" : "stage 2") << ", step " << k;
+    }
+  }
+}
+
+TEST(ObProxSg, BothStagesShrinkByLrTimesLambdaPerStepUnderMomentum) {
+  const double lr = 0.1, lambda = 0.05;
+  for (int64_t prox_steps : {int64_t{100}, int64_t{0}}) {
+    auto x = torch::tensor({1.0, -2.0, 0.5, -0.7}, torch::kDouble).requires_grad_(true);
+    auto start = x.detach().abs().clone();
+    optim::ObProxSgOptimizer opt(
+        {x},
+        optim::ObProxSgOptimizerOptions(lr).lambda(lambda).momentum(0.9).prox_steps(prox_steps));
+    for (int k = 1; k <= 6; ++k) {
+      set_grad(x, torch::zeros({4}, torch::kDouble));
+      opt.step();
+      auto want = (start - k * lr * lambda).clamp_min(0);
+      EXPECT_LT((x.detach().abs() - want).abs().max().item<double>(), 1e-9)
+          << (prox_steps ? "stage 1" : "stage 2") << ", step " << k;
+    }
+  }
+}
+
 // ---- save / load --------------------------------------------------------------------------------
 
 TEST(Hspg, OptimizerStateRoundTripContinuesIdentically) {
@@ -782,7 +824,9 @@ TEST(ObProxSg, LambdaZeroEqualsPlainTrainingAndSparsityGrowsWithLambda) {
     prev = s;
     EXPECT_EQ(j.get("layers").size(), 5u);
   }
-  EXPECT_GT(prev, 0.4);
+  // (0.38 measured; 0.4+ before the l1 term left the momentum buffer, when stage 2 applied up
+  // to 10x lambda at momentum 0.9)
+  EXPECT_GT(prev, 0.3);
 }
 
 // ---- the CLI
