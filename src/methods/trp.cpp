@@ -32,6 +32,11 @@ void add_to_grad(torch::Tensor& w, const torch::Tensor& g, double lambda) {
 
 // ---- options ------------------------------------------------------------------------------------
 
+RankRule TrpOptions::resolved_rank_rule() const {
+  if (rank_rule != RankRule::kAuto) return rank_rule;
+  return scheme == Scheme::kDecouple ? RankRule::kEnergy : RankRule::kValue;
+}
+
 void TrpOptions::validate() const {
   TORCH_CHECK(period >= 1, "trp: period must be >= 1, got ", period);
   TORCH_CHECK(energy > 0 && energy <= 1, "trp: energy must be in (0, 1], got ", energy);
@@ -71,8 +76,11 @@ const OptionTable<TrpOptions>& trp_options() {
           .flag("trp", NNSLIM_FIELD(trp),
                 "the hard low-rank substitution on TRP steps (false = nuclear norm only)")
           .choice("rank-rule", NNSLIM_FIELD(rank_rule),
-                  std::vector<R>{{"value", RankRule::kValue}, {"energy", RankRule::kEnergy}},
-                  "final rank: value (#s >= tau) or energy (final-energy)")
+                  std::vector<R>{{"auto", RankRule::kAuto},
+                                 {"value", RankRule::kValue},
+                                 {"energy", RankRule::kEnergy}},
+                  "final rank: value (#s >= tau), energy (final-energy) or auto (energy for "
+                  "decouple, value otherwise, as the paper's code)")
           .number("tau", NNSLIM_FIELD(tau), "final value threshold (rank-rule value)")
           .number("final-energy", NNSLIM_FIELD(final_energy),
                   "final energy threshold (rank-rule energy)")
@@ -260,6 +268,7 @@ void Trp::after_backward(Context& ctx) {
 
 void Trp::finalize(FinalizeContext& ctx) {
   Graph& graph = ctx.graph;
+  const RankRule rule = opt_.resolved_rank_rule();
   if (state_.empty()) select(graph);
   {
     auto cost = count_cost(graph);
@@ -297,8 +306,8 @@ void Trp::finalize(FinalizeContext& ctx) {
   auto rank_of = [&](const Candidate& c, double threshold) {
     int64_t r = 1;
     for (const auto& s : c.s)
-      r = std::max(r, opt_.rank_rule == RankRule::kValue ? value_rank(s, threshold)
-                                                         : energy_rank(s, threshold));
+      r = std::max(r,
+                   rule == RankRule::kValue ? value_rank(s, threshold) : energy_rank(s, threshold));
     const int64_t m = opt_.rank_multiple;
     r = std::min(c.full_rank, (r + m - 1) / m * m);
     return r;
@@ -313,11 +322,11 @@ void Trp::finalize(FinalizeContext& ctx) {
     return total;
   };
 
-  double threshold = opt_.rank_rule == RankRule::kValue ? opt_.tau : opt_.final_energy;
+  double threshold = rule == RankRule::kValue ? opt_.tau : opt_.final_energy;
   if (opt_.target_macs && !cands.empty()) {
     const double budget = *opt_.target_macs * static_cast<double>(input_macs_);
     auto fits = [&](double t) { return static_cast<double>(macs_at(t)) <= budget; };
-    if (opt_.rank_rule == RankRule::kValue) {
+    if (rule == RankRule::kValue) {
       // MACs fall as tau grows: find the smallest tau that fits.
       double hi = 0;
       for (const auto& c : cands)

@@ -297,7 +297,7 @@ TEST(Trp, FinalizeOnLowRankWeightsKeepsTheOutput) {
     auto ref = forward(g, x, Mode::kEval);
     const int64_t macs = count_cost(g).macs;
     Harness h(g);
-    auto m = make_trp({{"scheme", scheme_name(s)}, {"tau", "1e-6"}});
+    auto m = make_trp({{"scheme", scheme_name(s)}, {"rank-rule", "value"}, {"tau", "1e-6"}});
     m->begin(h.ctx);
     m->finalize(h.fin);
     validate(g);
@@ -325,6 +325,31 @@ TEST(Trp, FinalizeOnLowRankWeightsKeepsTheOutput) {
   m->finalize(h.fin);
   EXPECT_EQ(g.nodes.size(), count);
   for (const auto& l : as_trp(m).layers()) EXPECT_FALSE(l.factorized) << l.name;
+}
+
+// METHODS §1.4: the code's final rank rule is the energy criterion (e = 0.85) for decouple (ND)
+// and the value threshold (0.05) for the others; "auto", the default, follows it.
+TEST(Trp, DefaultRankRuleIsEnergyForDecoupleAndValueOtherwise) {
+  auto ranks = [](Scheme s, const std::string& rule) {
+    Graph g = testing::fixture_all_ops(9);
+    g.to(torch::kDouble);
+    Harness h(g);
+    std::map<std::string, std::string> o{{"scheme", scheme_name(s)}};
+    if (!rule.empty()) o["rank-rule"] = rule;
+    auto m = make_trp(o);
+    m->begin(h.ctx);
+    m->finalize(h.fin);
+    std::vector<int64_t> r;
+    for (const auto& l : as_trp(m).layers()) r.push_back(l.rank);
+    return r;
+  };
+  EXPECT_EQ(ranks(Scheme::kDecouple, ""), ranks(Scheme::kDecouple, "energy"));
+  EXPECT_NE(ranks(Scheme::kDecouple, ""), ranks(Scheme::kDecouple, "value"));
+  EXPECT_EQ(ranks(Scheme::kChannel, ""), ranks(Scheme::kChannel, "value"));
+  TrpOptions o;
+  EXPECT_EQ(o.resolved_rank_rule(), RankRule::kValue);
+  o.scheme = Scheme::kDecouple;
+  EXPECT_EQ(o.resolved_rank_rule(), RankRule::kEnergy);
 }
 
 TEST(Trp, TargetMacsIsMetByBisection) {

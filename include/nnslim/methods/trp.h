@@ -38,7 +38,9 @@
 namespace nnslim {
 
 enum class NuclearMode { kTrpStepsTruncated, kEveryStepFull };
-enum class RankRule { kValue, kEnergy };
+// Final rank rule (METHODS.md §1.4): auto = the code's choice per scheme -- energy (0.85) for
+// decouple (ND), the value threshold (0.05) for the others.
+enum class RankRule { kAuto, kValue, kEnergy };
 
 struct TrpOptions {
   Scheme scheme = Scheme::kChannel;  // channel (NC), spatial (VH), decouple (ND), channel-in
@@ -47,8 +49,9 @@ struct TrpOptions {
   double nuclear = 3e-4;             // lambda (README examples); 0 = off
   NuclearMode nuclear_mode = NuclearMode::kTrpStepsTruncated;
   bool trp = true;  // the hard low-rank substitution
-  RankRule rank_rule = RankRule::kValue;
-  double tau = 0.05;           // final value threshold (NC/VH in the code)
+  RankRule rank_rule = RankRule::kAuto;
+  RankRule resolved_rank_rule() const;  // auto resolved by the scheme
+  double tau = 0.05;                    // final value threshold (NC/VH in the code)
   double final_energy = 0.85;  // final energy threshold (rank-rule energy; the code's ND value)
   std::optional<double> target_macs;  // fraction of the input model's MACs; unset = off
   int64_t rank_multiple = 1;          // final ranks rounded up to a multiple of this
