@@ -220,7 +220,9 @@ void AdaPruner::after_backward(Context& ctx) {
   if (gammas_.empty()) {
     check_nodes_exist(ctx.graph, opt_.exclude, "adapruner");
     Coupling c = analyze_coupling(ctx.graph, opt_.exclude);
-    for (int id : adapruner_blocks(c, opt_.prune_stages))
+    // Every prunable group's BNs, stages included whatever --prune-stages says (METHODS §3.3
+    // step 1: the sum runs over all prunable BNs; the stages' gammas then rank like the blocks').
+    for (int id : adapruner_blocks(c, /*prune_stages=*/true))
       for (int bn : c.groups[id].norms) gammas_.push_back(ctx.graph.node(bn).params.at("weight"));
   }
   // Network slimming: the L1 sub-gradient s * sign(gamma) (METHODS §3.3 step 1).

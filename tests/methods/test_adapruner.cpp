@@ -110,13 +110,14 @@ TEST(AdaPruner, WidthsAreRoundedOnceToTheDivisor) {
   EXPECT_EQ(widths_for_alpha(c, {{id, 1.0}}, 0.725, o).at(id), 12);
 }
 
-// Sparse training (§3.3 step 1): gamma.grad += s * sign(gamma) on the blocks' BNs only; the
-// residual stages' BNs are not blocks by default and keep their gradient.
-TEST(AdaPruner, SparseTrainingAddsTheL1SubgradientToBlockGammas) {
+// Sparse training (§3.3 step 1): gamma.grad += s * sign(gamma) on every prunable BN -- the
+// blocks' and, although they are not blocks by default, the residual stages' (the spec's sum
+// runs over all prunable BNs); a BN of an excluded group keeps its gradient.
+TEST(AdaPruner, SparseTrainingAddsTheL1SubgradientToAllPrunableGammas) {
   Graph g = model_with_random_gammas("resnet20", 2);
-  Coupling c = analyze_coupling(g);
+  Coupling c = analyze_coupling(g, {"conv1"});  // the stem's group is excluded below
   std::set<int> block_bns;
-  for (int id : adapruner_blocks(c, false))
+  for (int id : adapruner_blocks(c, true))
     for (int bn : c.groups[id].norms) block_bns.insert(bn);
   torch::NoGradGuard ng;
   for (auto& n : g.nodes)
@@ -127,19 +128,24 @@ TEST(AdaPruner, SparseTrainingAddsTheL1SubgradientToBlockGammas) {
     }
   AdaPrunerOptions o;
   o.sparsity_l1 = 1e-2;
+  o.exclude = {"conv1"};
   AdaPruner m(o);
   torch::optim::SGD sgd(g.parameters(), torch::optim::SGDOptions(0.1));
   Context ctx{g, sgd};
   m.after_backward(ctx);
-  int checked = 0;
+  int checked = 0, bns = 0;
   for (auto& n : g.nodes) {
     if (n.op != Op::kBatchNorm2d) continue;
     const auto& w = n.params.at("weight");
     auto want = block_bns.count(n.id) ? 0.25 + 1e-2 * torch::sign(w) : torch::full_like(w, 0.25);
     EXPECT_TRUE(torch::allclose(w.grad(), want)) << n.name;
     checked += block_bns.count(n.id);
+    ++bns;
   }
-  EXPECT_EQ(checked, 9);
+  EXPECT_EQ(bns, 21);  // stem, 2 per block, 2 projection shortcuts
+  // The 9 blocks' first BNs and the stages' BNs (each stage: its blocks' second BNs plus the
+  // projection shortcut's), except the first stage's 4, excluded with the stem.
+  EXPECT_EQ(checked, 9 + 4 + 4);
 }
 
 TEST(AdaPruner, SelectionPicksTheBestCandidateAndCouplesIndices) {
