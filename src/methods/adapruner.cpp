@@ -333,16 +333,29 @@ void AdaPruner::finalize(FinalizeContext& ctx) {
 
   std::vector<std::string> candidates =
       opt_.inherit == "auto" ? kCandidates : std::vector<std::string>{opt_.inherit};
-  // Held-out images: the last ones of the training set; candidates' short fine-tune and BN
-  // recalibration use the rest [OUR CHOICE].
+  // Held-out images: the run's validation split (--val-split: no phase trained on it), at most
+  // `heldout` of them; without one, the last `heldout` training images, which the training phase
+  // did see (said in the log and in summary.json) [OUR CHOICE]. The candidates' short fine-tune
+  // and BN recalibration use the training images.
   Dataset fit, heldout;
   bool need_data = candidates.size() > 1 && !evaluator;
-  if (need_data) {
+  const bool on_val = ctx.val && ctx.val->size() > 0;
+  if (need_data && on_val) {
+    TORCH_CHECK(ctx.train && ctx.train->size() > 0,
+                "adapruner: choosing weights needs training data");
+    fit = *ctx.train;
+    heldout = take_first(*ctx.val, opt_.heldout);
+  } else if (need_data) {
     TORCH_CHECK(ctx.train && ctx.train->size() > 1,
                 "adapruner: choosing weights needs training data");
     int64_t n = std::min(opt_.heldout, ctx.train->size() / 5);
     TORCH_CHECK(n >= 1, "adapruner: too few training images to hold out any");
     std::tie(fit, heldout) = split_validation(*ctx.train, n);
+    if (ctx.progress)
+      *ctx.progress << "note: adapruner scores its candidates on the last " << n
+                    << " training images, which training saw; give --val-split N to score on "
+                       "images no phase trains on"
+                    << std::endl;
   }
   Json scores = Json::object();
   std::string best_name;
@@ -376,8 +389,8 @@ void AdaPruner::finalize(FinalizeContext& ctx) {
   }
   if (ctx.progress && candidates.size() > 1)
     *ctx.progress << "== scoring " << candidates.size() << " weight-inheritance candidates on "
-                  << heldout.size() << " held-out images (" << opt_.candidate_steps
-                  << " fine-tune steps each)" << std::endl;
+                  << heldout.size() << (on_val ? " validation" : " held-out training")
+                  << " images (" << opt_.candidate_steps << " fine-tune steps each)" << std::endl;
   ScoreCache cache(ctx, ws, candidates, heldout.size(), opt_);
   for (const auto& crit : candidates) {
     if (candidates.size() == 1) {  // nothing to choose
@@ -427,6 +440,18 @@ void AdaPruner::finalize(FinalizeContext& ctx) {
   details_.set("macs_fraction", double(ws.macs) / base);
   details_.set("inherit", best_name);
   details_.set("candidate_scores", scores);
+  if (candidates.size() > 1 && heldout.size() > 0) {
+    // How far apart the candidates are against the noise of a top-1 on n images: the binomial
+    // standard error at the best score, in points, next to the gap to the runner-up.
+    const double n = static_cast<double>(heldout.size()), p = best_score / 100.0;
+    double second = -1e300;
+    for (const auto& crit : candidates)
+      if (crit != best_name) second = std::max(second, scores.get(crit).num());
+    details_.set("scored_on", on_val ? "validation split" : "last training images");
+    details_.set("scored_images", static_cast<int64_t>(heldout.size()));
+    details_.set("score_stderr_points", 100.0 * std::sqrt(std::max(0.0, p * (1 - p)) / n));
+    details_.set("score_gap_points", best_score - second);
+  }
   Json widths = Json::array();
   for (int id : blocks) {
     Json j = Json::object();

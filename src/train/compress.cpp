@@ -80,7 +80,8 @@ std::string phase_dir(const std::string& out, const std::string& phase) {
 }  // namespace
 
 CompressResult compress(Graph& graph, const std::shared_ptr<Method>& method_ptr,
-                        const Dataset& train, const Dataset& test, const CompressOptions& o) {
+                        const Dataset& train, const Dataset& test, const CompressOptions& o,
+                        const Dataset* val) {
   TORCH_CHECK(method_ptr, "compress: no method given");
   Method& method = *method_ptr;
   CompressResult r;
@@ -108,6 +109,11 @@ CompressResult compress(Graph& graph, const std::shared_ptr<Method>& method_ptr,
   FinalizeContext ctx{graph};
   Dataset normalised = with_graph_normalisation(graph, train);
   ctx.train = &normalised;
+  Dataset val_normalised;
+  if (val && val->size() > 0) {
+    val_normalised = with_graph_normalisation(graph, *val);
+    ctx.val = &val_normalised;
+  }
   ctx.epochs = t.epochs;
   ctx.progress = log;
   // Every rank runs the surgery on the same weights; only rank 0 keeps its checkpoints (the

@@ -169,7 +169,7 @@ CompressRunOutcome CompressRun::run() {
   Graph g = std::move(input_);             // the pipeline edits it into the compressed model
   prepared_ = false;                       // (another run() loads the input again)
   auto t0 = std::chrono::steady_clock::now();
-  outcome.result = compress(g, method_, data.train, data.test, co);
+  outcome.result = compress(g, method_, data.train, data.test, co, &data.val);
   double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!rank0) {  // the ranks hold the same model: rank 0 writes it
     outcome.model = std::move(g);

@@ -229,11 +229,17 @@ std::vector<RunOption> make_table() {
       flag(
           "quiet", "print nothing while training", G::kRuntime, false, false,
           [](auto& s) -> auto& { return s.quiet; }),
-      text(
-          "dist-backend", "NAME",
-          "under torchrun (or srun, PyTorchJob): c10d backend gloo, nccl or auto (nccl on "
-          "CUDA where LibTorch has it, else gloo); one process ignores it",
-          G::kRuntime, false, [](auto& s) -> auto& { return s.dist_backend; }),
+      RunOption{"dist-backend", "NAME",
+                "under torchrun (or srun, PyTorchJob): c10d backend gloo, nccl or auto (nccl on "
+                "CUDA where LibTorch has it, else gloo); one process ignores it",
+                G::kRuntime, false,
+                [](RunSettings& s, const std::string& v) {
+                  if (v != "auto" && v != "gloo" && v != "nccl")
+                    throw RequestError("--dist-backend: '" + v +
+                                       "' is not one of auto, gloo, nccl");
+                  s.dist_backend = v;
+                },
+                [](const RunSettings& s) { return s.dist_backend; }},
   };
   return t;
 }

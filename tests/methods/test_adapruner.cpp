@@ -240,6 +240,35 @@ TEST(AdaPruner, ResumedFinalizeReusesTheCandidateScores) {
   EXPECT_EQ(seen, all);
 }
 
+// Issue 33: the candidates are scored on images no phase trained on when the run has a
+// validation split (the pipeline passes it as FinalizeContext::val), and the result says on what
+// and with what noise; without one, on the last training images, and it says so.
+TEST(AdaPruner, CandidatesAreScoredOnTheValidationSplitWhenThereIsOne) {
+  auto data = testing::tiny_data({1, 8, 8}, 3, 96, 48);
+  for (bool with_val : {true, false}) {
+    Graph g = testing::tiny_convnet(1);
+    AdaPrunerOptions o;
+    o.target_macs = 0.7;
+    o.candidate_steps = 0;
+    o.recal_batches = 1;
+    o.heldout = 40;
+    AdaPruner m(o);
+    FinalizeContext ctx{g};
+    ctx.train = &data.train;
+    if (with_val) ctx.val = &data.test;
+    m.finalize(ctx);
+    Json j;
+    m.describe(j);
+    EXPECT_EQ(j.get("scored_on").str(), with_val ? "validation split" : "last training images");
+    // 40 of the 48 validation images; without them, a fifth of the 96 training images.
+    EXPECT_EQ(j.get("scored_images").integer(), with_val ? 40 : 19);
+    const double p = j.get("candidate_scores").get(j.get("inherit").str()).num() / 100;
+    const double n = with_val ? 40.0 : 19.0;
+    EXPECT_NEAR(j.get("score_stderr_points").num(), 100 * std::sqrt(p * (1 - p) / n), 1e-9);
+    EXPECT_GE(j.get("score_gap_points").num(), 0.0);
+  }
+}
+
 // §3.3: a fresh initialisation is fine-tuned at lr 0.1, inherited weights at 0.01.
 TEST(AdaPruner, ScratchWinnerFineTunesAtTheScratchRate) {
   for (std::string winner : {"scratch", "l2"}) {

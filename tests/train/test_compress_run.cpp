@@ -156,8 +156,9 @@ TEST(RunSettings, EveryOptionRoundTripsThroughItsText) {
   for (const auto& o : run_options()) {
     RunSettings s;
     const std::string value =
-        o.is_flag()             ? "true"
-        : o.key == "milestones" ? "3,7"
+        o.is_flag()               ? "true"
+        : o.key == "milestones"   ? "3,7"
+        : o.key == "dist-backend" ? "gloo"
         : o.key == "dataset" || o.key == "schedule" || o.key == "device" || o.key == "data-dir"
             ? "step"
             : "3";

@@ -47,7 +47,9 @@ struct Context {
 // What finalize() sees: the trained graph and the run's data. No optimizer: training is over.
 struct FinalizeContext {
   Graph& graph;
-  const Dataset* train = nullptr;    // training data, normalised as the graph expects it
+  const Dataset* train = nullptr;  // training data, normalised as the graph expects it
+  // Images no phase trains on (--val-split), normalised likewise; null or empty = none.
+  const Dataset* val = nullptr;
   int64_t epochs = 0;                // epochs the method trained for
   std::ostream* progress = nullptr;  // where a long finalize() reports what it is doing (or none)
   // A directory where finalize() may keep expensive intermediate results ("" = none), and

@@ -46,8 +46,11 @@ ModelStats measure_model(const Graph& graph, const Dataset& test, bool latency,
                          double latency_seconds, torch::Device device);
 
 // Runs the pipeline on `graph` (replaced by the compressed graph). Training phases write their
-// metrics and checkpoints under options.train.out_dir/<phase> when out_dir is set.
+// metrics and checkpoints under options.train.out_dir/<phase> when out_dir is set. `val`
+// (may be null): images held out of every phase, for a method's own choices (AdaPruner scores
+// its candidates on them).
 CompressResult compress(Graph& graph, const std::shared_ptr<Method>& method, const Dataset& train,
-                        const Dataset& test, const CompressOptions& options);
+                        const Dataset& test, const CompressOptions& options,
+                        const Dataset* val = nullptr);
 
 }  // namespace nnslim
