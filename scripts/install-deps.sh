@@ -2,7 +2,8 @@
 # Installs what nnslim needs on Debian 12 (idempotent; skips apt when everything is present).
 set -euo pipefail
 packages=(build-essential cmake ninja-build libtorch-dev libopenblas0-pthread zlib1g-dev
-          libgtest-dev dataset-fashion-mnist libonnx-dev libopencv-dnn-dev chromium)
+          libgtest-dev dataset-fashion-mnist libonnx-dev libopencv-dnn-dev chromium
+          libturbojpeg0-dev libpng-dev pkg-config)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
