@@ -384,7 +384,7 @@ std::string default_data_dir(const std::string& dataset) {
 }
 
 std::vector<std::string> dataset_names() {
-  return {"fashion-mnist", "mnist", "cifar10", "cifar100", "synthetic", "imagefolder"};
+  return {"fashion-mnist", "mnist", "cifar10", "cifar100", "synthetic"};
 }
 
 DataSplits load_dataset(const std::string& name, const std::string& dir) {

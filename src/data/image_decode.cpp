@@ -129,15 +129,16 @@ RgbImage decode_bmp(const std::string& b, const std::string& name) {
   const int32_t w = static_cast<int32_t>(le32(b, 18)), hs = static_cast<int32_t>(le32(b, 22));
   const uint16_t bpp = le16(b, 28);
   const uint32_t compression = le32(b, 30);
-  TORCH_CHECK(w > 0 && hs != 0 && w < (1 << 16) && std::abs(hs) < (1 << 16), name,
-              ": BMP of size ", w, "x", hs);
-  TORCH_CHECK((compression == 0 || (compression == 3 && bpp == 32)) &&
-                  (bpp == 24 || bpp == 32 || bpp == 8),
-              name, ": unsupported BMP variant (", bpp, " bits, compression ", compression,
-              "); nnslim reads uncompressed 8/24/32-bit BMPs");
+  TORCH_CHECK(w > 0 && hs != 0 && w < (1 << 16) && std::abs(hs) < (1 << 16), name, ": BMP of size ",
+              w, "x", hs);
+  TORCH_CHECK(
+      (compression == 0 || (compression == 3 && bpp == 32)) && (bpp == 24 || bpp == 32 || bpp == 8),
+      name, ": unsupported BMP variant (", bpp, " bits, compression ", compression,
+      "); nnslim reads uncompressed 8/24/32-bit BMPs");
   const int64_t h = std::abs(hs);
   const int64_t stride = ((static_cast<int64_t>(w) * bpp + 31) / 32) * 4;
-  TORCH_CHECK(static_cast<size_t>(offset + stride * h) <= b.size(), name, ": truncated BMP pixel data");
+  TORCH_CHECK(static_cast<size_t>(offset + stride * h) <= b.size(), name,
+              ": truncated BMP pixel data");
   std::vector<uint8_t> palette;
   if (bpp == 8) {
     uint32_t colors = le32(b, 46);
@@ -188,8 +189,8 @@ RgbImage decode_pnm(const std::string& b, const std::string& name) {
       x = 10 * x + (b[at++] - '0');
   }
   ++at;  // the single whitespace before the pixels
-  TORCH_CHECK(v[0] > 0 && v[1] > 0 && v[2] == 255, name, ": unsupported PPM/PGM (", v[0], "x",
-              v[1], ", maxval ", v[2], "; nnslim reads 8-bit binary P5/P6)");
+  TORCH_CHECK(v[0] > 0 && v[1] > 0 && v[2] == 255, name, ": unsupported PPM/PGM (", v[0], "x", v[1],
+              ", maxval ", v[2], "; nnslim reads 8-bit binary P5/P6)");
   const int64_t w = v[0], h = v[1], c = grey ? 1 : 3;
   TORCH_CHECK(at + w * h * c <= b.size(), name, ": truncated PPM/PGM pixel data");
   RgbImage img;

@@ -8,8 +8,8 @@
 
 #include <algorithm>
 #include <cctype>
-#include <filesystem>
 #include <cmath>
+#include <filesystem>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -140,7 +140,8 @@ bool has_image_extension(const std::string& path) {
 std::vector<float> imagenet_mean() { return {0.485f, 0.456f, 0.406f}; }
 std::vector<float> imagenet_std() { return {0.229f, 0.224f, 0.225f}; }
 
-ImageFolderScan scan_image_folder(const std::string& root, const std::vector<std::string>& classes) {
+ImageFolderScan scan_image_folder(const std::string& root,
+                                  const std::vector<std::string>& classes) {
   std::error_code ec;
   if (!fs::exists(root, ec)) throw RequestError(root + ": no such directory");
   if (!fs::is_directory(root, ec)) throw RequestError(root + ": not a directory");

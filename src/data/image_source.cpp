@@ -31,8 +31,7 @@ std::shared_ptr<const SampleSource> ImageSource::subset(const std::vector<int64_
   s->workers_ = workers_;
   s->index_.reserve(indices.size());
   for (int64_t i : indices) {
-    TORCH_CHECK(i >= 0 && i < size(), "image subset: index ", i, " out of range [0, ", size(),
-                ")");
+    TORCH_CHECK(i >= 0 && i < size(), "image subset: index ", i, " out of range [0, ", size(), ")");
     s->index_.push_back(index_[i]);
   }
   return s;

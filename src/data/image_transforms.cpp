@@ -55,8 +55,8 @@ void resize_bilinear(const RgbImage& src, const CropBox& box, int64_t out_h, int
                      float* out) {
   TORCH_CHECK(box.top >= 0 && box.left >= 0 && box.height > 0 && box.width > 0 &&
                   box.top + box.height <= src.height && box.left + box.width <= src.width,
-              "crop box (", box.top, ",", box.left, " ", box.height, "x", box.width,
-              ") outside a ", src.height, "x", src.width, " image");
+              "crop box (", box.top, ",", box.left, " ", box.height, "x", box.width, ") outside a ",
+              src.height, "x", src.width, " image");
   TORCH_CHECK(out_h > 0 && out_w > 0, "resize to an empty ", out_h, "x", out_w, " image");
   // Source coordinate of output index i: (i + 0.5) * in/out - 0.5, clamped at 0, as in
   // ATen's area_pixel_compute_source_index (float arithmetic like its CPU kernel for float).

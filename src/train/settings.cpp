@@ -280,10 +280,11 @@ const RunOption* find_run_option(const std::string& key) {
 std::string known_datasets() {
   std::string names;
   for (const auto& n : dataset_names()) names += (names.empty() ? "" : ", ") + n;
-  return names;
+  return names + ", imagefolder";
 }
 
 void check_dataset_name(const std::string& name) {
+  if (name == "imagefolder") return;
   for (const auto& n : dataset_names())
     if (n == name) return;
   throw RequestError("--dataset: unknown dataset '" + name + "' (known: " + known_datasets() + ")");

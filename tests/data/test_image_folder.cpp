@@ -150,7 +150,8 @@ TEST(ImageFolderBadImages, CorruptAndTruncatedFilesStopTheRunOrAreSkipped) {
   auto d = load_image_folder(t.path, o, &notes);
   EXPECT_EQ(d.train.size(), 5);
   bool said = false;
-  for (const auto& n : notes) said = said || n.find("skipped 2 unreadable images") != std::string::npos;
+  for (const auto& n : notes)
+    said = said || n.find("skipped 2 unreadable images") != std::string::npos;
   EXPECT_TRUE(said);
 }
 
@@ -184,7 +185,8 @@ TEST(ImageDecode, PngColourTypesBecomeRgbAsPilConvertDoes) {
   // Palette.
   std::vector<uint8_t> idx(w * h);
   for (int i = 0; i < w * h; ++i) idx[i] = static_cast<uint8_t>(i % 2);
-  testing::write_png(t.file("p.png"), w, h, PNG_COLOR_TYPE_PALETTE, 8, idx, {10, 20, 30, 250, 0, 5});
+  testing::write_png(t.file("p.png"), w, h, PNG_COLOR_TYPE_PALETTE, 8, idx,
+                     {10, 20, 30, 250, 0, 5});
   RgbImage p = read_image(t.file("p.png"));
   EXPECT_EQ(p.pixels[0], 10);
   EXPECT_EQ(p.pixels[2], 30);
@@ -353,7 +355,8 @@ TEST(ImageFolderLoader, BatchesAreTheSameForAnyWorkerCountAndResumeExactly) {
   for (int64_t epoch : {0, 1}) {
     auto order = m1.order(epoch);
     for (int64_t b = 0; b < m1.batches_per_epoch(); ++b) {
-      Batch a = m1.make(order, b, epoch), c = m3.make(order, b, epoch), d = mc.make(order, b, epoch);
+      Batch a = m1.make(order, b, epoch), c = m3.make(order, b, epoch),
+            d = mc.make(order, b, epoch);
       EXPECT_TRUE(torch::equal(a.x, c.x)) << epoch << " " << b;
       EXPECT_TRUE(torch::equal(a.x, d.x)) << epoch << " " << b;
       EXPECT_TRUE(torch::equal(a.y, c.y));

@@ -38,7 +38,8 @@ struct DataSplits {
 // Debian's dataset-fashion-mnist installs it; others: ./data/<name>).
 std::string default_data_dir(const std::string& dataset);
 
-// The known dataset names, for help texts and errors.
+// The known in-memory dataset names, for help texts and errors ("imagefolder", read from files
+// through image_folder.h, comes on top).
 std::vector<std::string> dataset_names();
 
 // Loads train and test splits by name ("imagefolder": load_image_folder of image_folder.h with

@@ -1,5 +1,5 @@
-// Seeded random streams shared by the loaders (the in-memory loader and image folders): a generator per
-// (seed, stream, epoch, index) and a portable uniform integer draw.
+// Seeded random streams shared by the loaders (the in-memory loader and image folders): a generator
+// per (seed, stream, epoch, index) and a portable uniform integer draw.
 #pragma once
 
 #include <cstdint>
