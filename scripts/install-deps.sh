@@ -3,7 +3,7 @@
 set -euo pipefail
 packages=(build-essential cmake ninja-build libtorch-dev libopenblas0-pthread zlib1g-dev
           libgtest-dev dataset-fashion-mnist libonnx-dev libopencv-dnn-dev chromium
-          python3-torch python3-torchvision libgloo-dev)
+          python3-torch python3-torchvision libgloo-dev libturbojpeg0-dev libpng-dev pkg-config)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -34,6 +34,7 @@ int cmd_eval(const std::vector<std::string>& args) {
   auto it = g.meta.find("dataset");
   if (!p.given("dataset") && it != g.meta.end()) data.dataset = it->second;
   follow_model(data, g);
+  data.check_train = false;  // an image folder's training images are not decoded
   auto d = load_data(data);
   check_model_fits_data(g, d.test, model_path);
   torch::Device dev = parse_device(device);

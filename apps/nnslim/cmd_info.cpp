@@ -1,6 +1,7 @@
 // nnslim info: per-layer shapes, params and MACs of a saved model or a zoo model.
 #include "common.h"
 
+#include "nnslim/eval/evaluate.h"
 #include "nnslim/graph/coupling.h"
 #include "nnslim/graph/serialize.h"
 #include "nnslim/models/zoo.h"
@@ -96,6 +97,8 @@ int cmd_info(const std::vector<std::string>& args) {
     Json j = Json::object();
     j.set("model", g.meta.count("model") ? g.meta.at("model") : path);
     j.set("input_shape", Json::array_of(g.input_shape));
+    const auto names = graph_class_names(g);
+    if (!names.empty()) j.set("class_names", Json::array_of(names));
     j.set("params", r.params);
     j.set("macs", r.macs);
     j.set("nonzero_params", r.nonzero_params);
@@ -122,8 +125,14 @@ int cmd_info(const std::vector<std::string>& args) {
     j.set("channel_groups", channel_groups_json(coupling));
     std::cout << j.dump(2) << "\n";
   } else {
-    std::cout << (path.empty() ? model : path) << ": input " << shape_str(g.input_shape) << "\n"
-              << cost_table(r) << channel_groups_text(coupling);
+    std::cout << (path.empty() ? model : path) << ": input " << shape_str(g.input_shape) << "\n";
+    const auto names = graph_class_names(g);
+    if (!names.empty()) {
+      std::cout << "classes (" << names.size() << "):";
+      for (size_t i = 0; i < names.size(); ++i) std::cout << " " << i << "=" << names[i];
+      std::cout << "\n";
+    }
+    std::cout << cost_table(r) << channel_groups_text(coupling);
   }
   return 0;
 }

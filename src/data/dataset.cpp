@@ -1,5 +1,8 @@
 #include "nnslim/data/dataset.h"
 
+#include "nnslim/data/image_folder.h"
+#include "nnslim/data/stream_rng.h"
+
 #include <zlib.h>
 
 #include <algorithm>
@@ -370,6 +373,7 @@ Dataset synthetic_split(const PrototypeGrids& prototypes, int64_t n, int64_t cla
 }  // namespace
 
 std::vector<int64_t> Dataset::image_shape() const {
+  if (source) return source->image_shape();
   if (!images.defined() || images.dim() != 4) return {};
   return {images.size(1), images.size(2), images.size(3)};
 }
@@ -397,6 +401,7 @@ DataSplits load_dataset(const std::string& name, const std::string& dir) {
                            "pass --data-dir");
   }
   if (name == "cifar10") return load_cifar(name, d, false);
+  if (name == "imagefolder") return load_image_folder(dir, ImageFolderOptions{});
   if (name == "cifar100") return load_cifar(name, d, true);
   if (name == "synthetic") return synthetic_for({1, 32, 32}, 10);
   std::string known;
@@ -503,8 +508,35 @@ torch::Tensor pad_to(const torch::Tensor& images, int64_t size) {
   return out;
 }
 
+namespace {
+// The examples of a source-backed dataset at `indices`, in that order.
+Dataset source_subset(const Dataset& d, const std::vector<int64_t>& indices) {
+  Dataset out = d;
+  out.source = d.source->subset(indices);
+  out.labels = d.labels.index_select(0, torch::tensor(indices, torch::kInt64));
+  return out;
+}
+// A fixed-seed permutation of [0, n) (the same on every run).
+std::vector<int64_t> fixed_permutation(int64_t n) {
+  std::vector<int64_t> idx(n);
+  for (int64_t i = 0; i < n; ++i) idx[i] = i;
+  auto rng = detail::stream_rng(0, detail::Stream::kSubset, 0, 0);
+  for (size_t i = idx.size(); i > 1; --i) std::swap(idx[i - 1], idx[detail::below(rng, i)]);
+  return idx;
+}
+// Splits a source-backed dataset: `n` examples of a fixed permutation vs the rest, each sorted.
+std::pair<Dataset, Dataset> source_split(const Dataset& d, int64_t n) {
+  auto perm = fixed_permutation(d.size());
+  std::vector<int64_t> picked(perm.begin(), perm.begin() + n), rest(perm.begin() + n, perm.end());
+  std::sort(picked.begin(), picked.end());
+  std::sort(rest.begin(), rest.end());
+  return {source_subset(d, rest), source_subset(d, picked)};
+}
+}  // namespace
+
 Dataset take_first(const Dataset& d, int64_t n) {
   if (n <= 0 || n >= d.size()) return d;
+  if (d.source) return source_split(d, n).second;
   Dataset out = d;
   out.images = d.images.narrow(0, 0, n);
   out.labels = d.labels.narrow(0, 0, n);
@@ -514,6 +546,7 @@ Dataset take_first(const Dataset& d, int64_t n) {
 std::pair<Dataset, Dataset> split_validation(const Dataset& d, int64_t n) {
   TORCH_CHECK(n >= 0 && n < d.size(), "split_validation: cannot split ", n,
               " validation examples off a dataset of ", d.size());
+  if (d.source) return source_split(d, n);
   const int64_t rest = d.size() - n;
   Dataset train = d, val = d;
   train.images = d.images.narrow(0, 0, rest);

@@ -1,5 +1,7 @@
 #include "nnslim/data/loader.h"
 
+#include "nnslim/data/stream_rng.h"
+
 #include <algorithm>
 #include <array>
 #include <cstdint>
@@ -7,37 +9,10 @@
 #include <random>
 
 namespace nnslim {
-namespace {
 
-// Distinct random streams derived from the seed; splitmix64 finalisers decorrelate nearby
-// (seed, epoch, index) triples that would otherwise seed mt19937_64 almost identically.
-enum class Stream : uint64_t { kOrder = 1, kAugment = 2 };
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-std::mt19937_64 stream_rng(uint64_t seed, Stream stream, int64_t epoch, int64_t index) {
-  uint64_t x = splitmix64(seed ^ splitmix64(static_cast<uint64_t>(stream)));
-  x = splitmix64(x ^ static_cast<uint64_t>(epoch));
-  x = splitmix64(x ^ static_cast<uint64_t>(index));
-  return std::mt19937_64(x);
-}
-
-// Uniform in [0, n) from the raw engine output, which the standard fixes (distributions are not
-// portable across standard libraries, and resumed runs must match exactly).
-uint64_t below(std::mt19937_64& rng, uint64_t n) {
-  const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
-  uint64_t x;
-  do x = rng();
-  while (x >= limit);
-  return x % n;
-}
-
-}  // namespace
+using detail::below;
+using detail::Stream;
+using detail::stream_rng;
 
 BatchMaker::BatchMaker(const Dataset& data, LoaderOptions options)
     : data_(data), opt_(std::move(options)) {
@@ -72,6 +47,7 @@ std::vector<int64_t> BatchMaker::order(int64_t epoch) const {
 // Data are checked here rather than in the constructor because the dataset is held by reference;
 // errors raised in EpochLoader's worker reach the caller through next().
 Batch BatchMaker::make(const std::vector<int64_t>& order, int64_t index, int64_t epoch) const {
+  if (data_.source) return make_from_source(order, index, epoch);
   const torch::Tensor& images = data_.images;
   const torch::Tensor& labels = data_.labels;
   const int64_t n = data_.size();
@@ -158,6 +134,48 @@ Batch BatchMaker::make(const std::vector<int64_t>& order, int64_t index, int64_t
       }
     }
   }
+  return batch;
+}
+
+// Examples made by the dataset's source (an image folder): it decodes, transforms and
+// normalises; the augmentation of each example depends on (seed, epoch, example) only.
+Batch BatchMaker::make_from_source(const std::vector<int64_t>& order, int64_t index,
+                                   int64_t epoch) const {
+  const int64_t n = data_.size();
+  const torch::Tensor& labels = data_.labels;
+  TORCH_CHECK(labels.dim() == 1 && labels.scalar_type() == torch::kInt64 && labels.is_contiguous(),
+              "dataset '", data_.name, "': labels must be a contiguous int64 vector");
+  TORCH_CHECK(data_.source->size() == n, "dataset '", data_.name, "': ", data_.source->size(),
+              " examples but ", n, " labels");
+  TORCH_CHECK(static_cast<int64_t>(order.size()) == n, "batch order has ", order.size(),
+              " entries for a dataset of ", n);
+  TORCH_CHECK(index >= 0 && index < batches_per_epoch(), "batch index ", index,
+              " out of range [0, ", batches_per_epoch(), ")");
+  const auto shape = data_.source->image_shape();
+  const int64_t c = shape.at(0);
+  SampleRequest r;
+  r.augment = opt_.augment;
+  r.hflip = opt_.hflip;
+  r.seed = opt_.seed;
+  r.epoch = epoch;
+  r.mean = data_.mean.empty() ? std::vector<float>(c, 0.f) : data_.mean;
+  r.std = data_.std.empty() ? std::vector<float>(c, 1.f) : data_.std;
+  const int64_t begin = index * opt_.batch_size;
+  // This rank's positions of the global batch: rank, rank + W, ... (all of it in one process).
+  std::vector<int64_t> examples;
+  for (int64_t g = opt_.rank; g < global_batch_size(index); g += opt_.world_size)
+    examples.push_back(order[begin + g]);
+  const int64_t count = static_cast<int64_t>(examples.size());
+  Batch batch;
+  batch.x = torch::empty({count, shape[0], shape[1], shape[2]}, torch::kFloat32);
+  batch.y = torch::empty({count}, torch::kInt64);
+  const int64_t* lab = labels.data_ptr<int64_t>();
+  for (int64_t b = 0; b < count; ++b) {
+    TORCH_CHECK(examples[b] >= 0 && examples[b] < n, "batch order entry ", examples[b],
+                " out of range [0, ", n, ")");
+    batch.y[b] = lab[examples[b]];
+  }
+  data_.source->fill(examples, r, batch.x.data_ptr<float>());
   return batch;
 }
 

@@ -1,5 +1,7 @@
 #include "nnslim/eval/evaluate.h"
 
+#include "nnslim/core/json.h"
+#include "nnslim/data/loader.h"
 #include "nnslim/graph/execute.h"
 
 #include <torch/torch.h>
@@ -50,6 +52,19 @@ void stamp_dataset(Graph& graph, const Dataset& data) {
   graph.meta["classes"] = std::to_string(data.classes);
   graph.meta["mean"] = join_floats(data.mean);
   graph.meta["std"] = join_floats(data.std);
+  if (!data.class_names.empty()) {
+    graph.meta["class_names"] = Json::array_of(data.class_names).dump();
+  }
+}
+
+std::vector<std::string> graph_class_names(const Graph& graph) {
+  std::vector<std::string> out;
+  auto it = graph.meta.find("class_names");
+  if (it == graph.meta.end()) return out;
+  const Json j = Json::parse(it->second);
+  TORCH_CHECK(j.is_array(), "the model's 'class_names' metadata is not a JSON array");
+  for (const auto& n : j.items()) out.push_back(n.str());
+  return out;
 }
 
 void graph_normalisation(const Graph& graph, std::vector<float>& mean, std::vector<float>& std) {
@@ -93,14 +108,27 @@ EvalResult evaluate(const Graph& graph, const Dataset& data, int64_t batch_size,
   EvalResult r;
   double loss_sum = 0;
   int64_t c1 = 0, c5 = 0;
-  for (int64_t i = 0; i < data.size(); i += batch_size) {
-    int64_t n = std::min(batch_size, data.size() - i);
-    auto x = data.images.narrow(0, i, n).to(device).to(torch::kFloat).div_(255.0).sub_(m).div_(s);
-    auto y = data.labels.narrow(0, i, n).to(device);
+  auto score = [&](const torch::Tensor& x, const torch::Tensor& y) {
     auto logits = forward(graph, x.to(dtype), Mode::kEval);
     loss_sum += torch::cross_entropy_loss(logits, y, {}, at::Reduction::Sum).item<double>();
     c1 += count_topk_correct(logits, y, 1);
     c5 += count_topk_correct(logits, y, 5);
+  };
+  if (data.source) {  // decoded and transformed (eval transforms) by the loader
+    Dataset d = data;
+    d.mean = mean;
+    d.std = std;
+    LoaderOptions lo;
+    lo.batch_size = batch_size;
+    lo.shuffle = false;
+    EpochLoader loader(d, lo, 0);
+    while (auto b = loader.next()) score(b->x.to(device), b->y.to(device));
+  } else {
+    for (int64_t i = 0; i < data.size(); i += batch_size) {
+      int64_t n = std::min(batch_size, data.size() - i);
+      auto x = data.images.narrow(0, i, n).to(device).to(torch::kFloat).div_(255.0).sub_(m).div_(s);
+      score(x, data.labels.narrow(0, i, n).to(device));
+    }
   }
   r.examples = data.size();
   r.loss = loss_sum / r.examples;

@@ -1,5 +1,7 @@
 #include "nnslim/train/run_dir.h"
 
+#include "nnslim/eval/evaluate.h"
+
 #include "nnslim/core/error.h"
 #include "nnslim/graph/model_file.h"
 #include "nnslim/graph/serialize.h"
@@ -125,6 +127,14 @@ void check_model_fits_data(const Graph& graph, const Dataset& data, const std::s
   if (it != graph.meta.end() && std::to_string(data.classes) != it->second)
     throw RequestError(path + " has " + it->second + " classes but dataset '" + data.name +
                        "' has " + std::to_string(data.classes));
+  const auto names = graph_class_names(graph);
+  if (!names.empty() && !data.class_names.empty() && names != data.class_names) {
+    size_t i = 0;
+    while (i < names.size() && i < data.class_names.size() && names[i] == data.class_names[i]) ++i;
+    throw RequestError(path + " was trained on other classes: its class " + std::to_string(i) +
+                       " is '" + (i < names.size() ? names[i] : "") + "', the data's is '" +
+                       (i < data.class_names.size() ? data.class_names[i] : "") + "'");
+  }
 }
 
 }  // namespace nnslim

@@ -1,5 +1,7 @@
 #include "nnslim/train/settings.h"
 
+#include "nnslim/data/image_folder.h"
+
 #include "nnslim/core/error.h"
 #include "nnslim/graph/shape.h"
 
@@ -9,6 +11,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <iostream>
 #include <sstream>
 
 namespace nnslim {
@@ -148,14 +151,39 @@ std::vector<RunOption> make_table() {
       // data
       text(
           "dataset", "NAME",
-          "dataset: fashion-mnist, mnist, cifar10, cifar100, or synthetic (generated images of "
-          "the model's input shape and classes: any model runs without data)",
+          "dataset: fashion-mnist, mnist, cifar10, cifar100, synthetic (generated images of "
+          "the model's input shape and classes: any model runs without data), or imagefolder "
+          "(--data-dir DIR with train/<class>/*.jpg|png... and val/<class>/..., or class "
+          "folders only)",
           G::kData, true, [](auto& s) -> auto& { return s.data.dataset; }),
       text(
           "data-dir", "DIR",
           "where the dataset files are (default: the dataset's standard place, e.g. "
           "/usr/share/datasets/fashion-mnist)",
           G::kData, false, [](auto& s) -> auto& { return s.data.data_dir; }),
+      integer(
+          "image-size", "S",
+          "imagefolder: crop size; training takes RandomResizedCrop(S) + flip, evaluation\n"
+          "                            resizes the short side to round(S*256/224) and centre-crops "
+          "S\n"
+          "                            (default 224, or the model's input size)",
+          G::kData, true, [](auto& s) -> auto& { return s.data.image_size; }),
+      text(
+          "normalize", "KIND",
+          "imagefolder: imagenet (torchvision's mean/std, default) or dataset (computed on\n"
+          "                            the training images)",
+          G::kTrainingData, true, [](auto& s) -> auto& { return s.data.normalize; }),
+      integer(
+          "workers", "N",
+          "imagefolder: image decoding threads (0 = the cores training does not use, >= 1)",
+          G::kData, false, [](auto& s) -> auto& { return s.data.workers; }),
+      flag(
+          "cache", "imagefolder: keep decoded images in memory (up to half the RAM)", G::kData,
+          false, false, [](auto& s) -> auto& { return s.data.cache; }),
+      flag(
+          "skip-bad-images",
+          "imagefolder: leave out unreadable images (and say how many) instead of stopping",
+          G::kData, true, false, [](auto& s) -> auto& { return s.data.skip_bad_images; }),
       integer(
           "limit-train", "N", "use only the first N training images (0 = all)", G::kTrainingData,
           true, [](auto& s) -> auto& { return s.data.limit_train; }),
@@ -164,7 +192,10 @@ std::vector<RunOption> make_table() {
           [](auto& s) -> auto& { return s.data.limit_test; }),
       integer(
           "val-split", "N",
-          "hold out the last N training images as a validation set for per-epoch evaluation",
+          "hold out the last N training images as a validation set for per-epoch evaluation\n"
+          "                            (imagefolder: N images picked by a fixed seed; without "
+          "val/\n"
+          "                            they are also the test images)",
           G::kTrainingData, true, [](auto& s) -> auto& { return s.data.val_split; }),
       // training
       integer(
@@ -260,10 +291,11 @@ const RunOption* find_run_option(const std::string& key) {
 std::string known_datasets() {
   std::string names;
   for (const auto& n : dataset_names()) names += (names.empty() ? "" : ", ") + n;
-  return names;
+  return names + ", imagefolder";
 }
 
 void check_dataset_name(const std::string& name) {
+  if (name == "imagefolder") return;
   for (const auto& n : dataset_names())
     if (n == name) return;
   throw RequestError("--dataset: unknown dataset '" + name + "' (known: " + known_datasets() + ")");
@@ -274,11 +306,16 @@ void check_data_limits(const DataSelection& f) {
   if (f.limit_train < 0) throw RequestError("--limit-train must be >= 0");
   if (f.limit_test < 0) throw RequestError("--limit-test must be >= 0");
   if (f.val_split < 0) throw RequestError("--val-split must be >= 0");
+  if (f.image_size < 0) throw RequestError("--image-size must be >= 1");
+  if (f.workers < 0) throw RequestError("--workers must be >= 0 (0 = the cores training leaves)");
+  if (f.normalize != "imagenet" && f.normalize != "dataset")
+    throw RequestError("--normalize: unknown '" + f.normalize + "' (known: imagenet, dataset)");
 }
 }  // namespace
 
 void follow_model(DataSelection& data, const Graph& model) {
   data.synthetic_shape = model.input_shape;
+  if (data.image_size == 0 && model.input_shape.size() == 3) data.image_size = model.input_shape[1];
   const Shape out = infer_shapes(model).at(model.output);
   data.synthetic_classes = out.size() == 1 ? out[0] : 0;
   if (data.synthetic_classes == 0) {  // not a classifier's [F] output: the classes it records
@@ -291,10 +328,23 @@ void follow_model(DataSelection& data, const Graph& model) {
 LoadedData load_data(const DataSelection& f) {
   check_data_limits(f);
   check_dataset_name(f.dataset);
-  DataSplits s = f.dataset == "synthetic" && !f.synthetic_shape.empty()
-                     ? synthetic_for(f.synthetic_shape, std::max<int64_t>(f.synthetic_classes, 1))
-                     : load_dataset(f.dataset, f.data_dir);
   LoadedData d;
+  DataSplits s;
+  if (f.dataset == "imagefolder") {
+    ImageFolderOptions o;
+    o.image_size = f.image_size > 0 ? f.image_size : 224;
+    o.workers = f.workers;
+    o.normalize_dataset = f.normalize == "dataset";
+    o.cache = f.cache;
+    o.skip_bad_images = f.skip_bad_images;
+    o.check_train = f.check_train;
+    s = load_image_folder(f.data_dir, o, &d.notes);
+    for (const auto& n : d.notes) std::cerr << "note: " << n << "\n";
+  } else {
+    s = f.dataset == "synthetic" && !f.synthetic_shape.empty()
+            ? synthetic_for(f.synthetic_shape, std::max<int64_t>(f.synthetic_classes, 1))
+            : load_dataset(f.dataset, f.data_dir);
+  }
   d.train = take_first(s.train, f.limit_train);
   d.test = take_first(s.test, f.limit_test);
   if (f.val_split > 0) {
@@ -302,6 +352,7 @@ LoadedData load_data(const DataSelection& f) {
       throw RequestError("--val-split " + std::to_string(f.val_split) +
                          " leaves no training images");
     std::tie(d.train, d.val) = split_validation(d.train, f.val_split);
+    if (f.dataset == "imagefolder" && d.test.size() == 0) d.test = d.val;
   }
   return d;
 }
@@ -344,6 +395,11 @@ std::vector<std::string> ineffective_options(const RunSettings& s,
                                              const std::set<std::string>& given,
                                              const std::string& what_trains) {
   std::vector<std::string> notes;
+  if (s.data.dataset != "imagefolder")
+    for (const char* o : {"image-size", "normalize", "workers", "cache", "skip-bad-images"})
+      if (given.count(o))
+        notes.push_back(std::string("--") + o +
+                        " has no effect: only --dataset imagefolder uses it");
   if (s.train.epochs == 0) {
     for (const char* o : {"lr", "schedule", "warmup-epochs", "milestones", "gamma", "step-size"})
       if (given.count(o))

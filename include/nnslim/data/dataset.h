@@ -1,8 +1,13 @@
-// Datasets held in memory as raw uint8 images, decoded once. Normalisation and augmentation
+// Datasets held in memory as raw uint8 images, decoded once, or read from files on request
+// through a SampleSource (sample_source.h: image folders). Normalisation and augmentation
 // happen when batches are made (loader.h).
 #pragma once
 
+#include "nnslim/data/sample_source.h"
+
 #include <torch/types.h>
+
+#include <memory>
 
 #include <string>
 #include <vector>
@@ -10,12 +15,15 @@
 namespace nnslim {
 
 struct Dataset {
-  std::string name;      // "fashion-mnist", "mnist", "cifar10", "cifar100", "synthetic"
-  torch::Tensor images;  // uint8 [N, C, H, W]
+  std::string name;  // "fashion-mnist", "mnist", "cifar10", "cifar100", "synthetic", "imagefolder"
+  torch::Tensor images;  // uint8 [N, C, H, W]; undefined when `source` makes the examples
   torch::Tensor labels;  // int64 [N], each in [0, classes)
   int64_t classes = 0;
   std::vector<float> mean;  // per channel, in [0,1] units (statistics of the training split)
   std::vector<float> std;
+  std::vector<std::string> class_names;  // by label, where the data names them (image folders)
+  // Set for data read from files: example i is made by source->fill (labels stay here).
+  std::shared_ptr<const SampleSource> source;
 
   int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
   std::vector<int64_t> image_shape() const;  // [C, H, W]
@@ -30,10 +38,12 @@ struct DataSplits {
 // Debian's dataset-fashion-mnist installs it; others: ./data/<name>).
 std::string default_data_dir(const std::string& dataset);
 
-// The known dataset names, for help texts and errors.
+// The known in-memory dataset names, for help texts and errors ("imagefolder", read from files
+// through image_folder.h, comes on top).
 std::vector<std::string> dataset_names();
 
-// Loads train and test splits by name from `dir` ("" = default_data_dir). Fashion-MNIST/MNIST come
+// Loads train and test splits by name ("imagefolder": load_image_folder of image_folder.h with
+// default options) from `dir` ("" = default_data_dir). Fashion-MNIST/MNIST come
 // from the four IDX files (gzipped or not) and are zero-padded from 28x28 to 32x32; CIFAR-10/100
 // from their binary-format files. "synthetic" is generated (see make_synthetic). Every error names
 // the file and the problem (missing, bad magic, truncated, label count != image count, label out of
@@ -63,9 +73,12 @@ DataSplits synthetic_for(const std::vector<int64_t>& image_shape, int64_t classe
 // Zero-pads images [N,C,H,W] symmetrically to [N,C,size,size].
 torch::Tensor pad_to(const torch::Tensor& images, int64_t size);
 
-// Keeps the first n examples (n <= 0 or n >= size: unchanged).
+// Keeps the first n examples (n <= 0 or n >= size: unchanged). A dataset with a source (an image
+// folder, ordered by class) keeps n examples picked by a fixed-seed permutation instead, in
+// their order, so that every class is represented.
 Dataset take_first(const Dataset& d, int64_t n);
-// Splits off the last `n` examples as a validation set: returns {rest, last n}.
+// Splits off the last `n` examples as a validation set: returns {rest, last n}. With a source,
+// the n held-out examples are picked by a fixed-seed permutation (the same split every run).
 std::pair<Dataset, Dataset> split_validation(const Dataset& d, int64_t n);
 
 // Reads a whole file (decompressing gzip if it starts with the gzip magic). Throws naming path.

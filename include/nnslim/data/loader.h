@@ -1,5 +1,7 @@
-// Mini-batches from an in-memory Dataset: normalised float tensors, optional augmentation
-// (random crop with zero padding, horizontal flip), deterministic shuffling. Batches of the next
+// Mini-batches from a Dataset: normalised float tensors, optional augmentation (in memory:
+// random crop with zero padding, horizontal flip; a dataset with a source -- an image folder --
+// applies its own: RandomResizedCrop + flip when augmenting, resize + centre crop otherwise),
+// deterministic shuffling. Batches of the next
 // epoch are prepared in a background thread so data loading never starves training.
 #pragma once
 
@@ -17,7 +19,8 @@ struct LoaderOptions {
   int64_t batch_size = 128;
   bool shuffle = true;
   bool augment = false;      // random crop + flip (when the flags below allow)
-  int64_t crop_padding = 4;  // random crop after zero-padding by this many pixels (0 = no crop)
+  int64_t crop_padding = 4;  // random crop after zero-padding by this many pixels (0 = no crop;
+                             // in-memory data only)
   bool hflip = true;         // random horizontal flip
   bool drop_last = false;
   uint64_t seed = 0;     // shuffling and augmentation of epoch e use seed ^ hash(e)
@@ -47,6 +50,7 @@ class BatchMaker {
   Batch make(const std::vector<int64_t>& order, int64_t index, int64_t epoch) const;
 
  private:
+  Batch make_from_source(const std::vector<int64_t>& order, int64_t index, int64_t epoch) const;
   const Dataset& data_;
   LoaderOptions opt_;
 };

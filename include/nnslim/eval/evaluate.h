@@ -25,8 +25,11 @@ EvalResult evaluate(const Graph& graph, const Dataset& data, int64_t batch_size 
 int64_t count_topk_correct(const torch::Tensor& logits, const torch::Tensor& labels, int64_t k);
 
 // Stores the dataset's name and normalisation into the graph's metadata ("dataset", "mean",
-// "std", "classes"), so the file alone says how to feed it.
+// "std", "classes", and "class_names" -- a JSON array -- where the data names its classes), so
+// the file alone says how to feed it.
 void stamp_dataset(Graph& graph, const Dataset& data);
+// The class names stored by stamp_dataset (empty if none).
+std::vector<std::string> graph_class_names(const Graph& graph);
 // Reads back the normalisation stored by stamp_dataset (empty vectors if absent).
 void graph_normalisation(const Graph& graph, std::vector<float>& mean, std::vector<float>& std);
 

@@ -28,12 +28,22 @@ struct DataSelection {
   // 0: 1x32x32 in 10 classes). follow_model sets them from the model the data is for.
   std::vector<int64_t> synthetic_shape;
   int64_t synthetic_classes = 0;
+  // Image folders (--dataset imagefolder; data/image_folder.h).
+  int64_t image_size = 0;              // crop size S (0 = the model's input size, else 224)
+  std::string normalize = "imagenet";  // "imagenet" or "dataset" (the training split's)
+  int64_t workers = 0;                 // decoding threads (0 = the cores training leaves)
+  bool cache = false;                  // decoded images kept in memory
+  bool skip_bad_images = false;        // unreadable images left out instead of stopping
+  bool check_train = true;             // decode the training images up front (eval: false)
 };
 
 struct LoadedData {
-  Dataset train, test, val;  // val is empty unless val_split > 0
+  Dataset train, test, val;        // val is empty unless val_split > 0
+  std::vector<std::string> notes;  // what loading left out (image folders), for the user
 };
 // Throws RequestError for an unknown name or impossible limits; c10::Error for unreadable files.
+// An image folder without val/ uses its --val-split images as the test split too. Prints the
+// notes of loading to stderr.
 LoadedData load_data(const DataSelection& data);
 void check_dataset_name(const std::string& name);  // RequestError listing the known names
 // Makes "synthetic" data follow `model`: its input shape and its class count (the width of its
