@@ -65,7 +65,7 @@ struct InflateGuard {
 
 // Every iteration either makes progress or ends with an error (zlib returns Z_BUF_ERROR when it
 // cannot move), so corrupt or truncated input cannot loop forever.
-std::string gunzip(const std::string& path, const std::string& in) {
+std::string gunzip(const std::string& path, const std::string& in, uint64_t max_bytes) {
   z_stream zs{};
   TORCH_CHECK(inflateInit2(&zs, 15 + 16) == Z_OK, path, ": cannot initialise zlib");
   InflateGuard guard{&zs};
@@ -80,6 +80,10 @@ std::string gunzip(const std::string& path, const std::string& in) {
     // One spare byte lets inflate read the trailer without a needless doubling at the end.
     capacity = std::min(hint + 1, in.size() * 1032 + 1024);
   }
+  // Never more than the cap (+1 byte, to see that the data goes past it), and the first
+  // allocation at most 64 MiB whatever the hint says: the buffer doubles as data arrives.
+  const size_t cap = static_cast<size_t>(std::min<uint64_t>(max_bytes, SIZE_MAX - 1)) + 1;
+  capacity = std::min({capacity, cap, size_t{64} << 20});
   std::string out(capacity, '\0');
   size_t in_pos = 0, out_pos = 0;
   for (;;) {
@@ -89,7 +93,11 @@ std::string gunzip(const std::string& path, const std::string& in) {
       zs.avail_in = static_cast<uInt>(chunk);
       in_pos += chunk;
     }
-    if (out_pos == out.size()) out.resize(out.size() * 2);
+    if (out_pos == out.size()) {
+      TORCH_CHECK(out.size() < cap, path, ": decompresses to more than ", max_bytes,
+                  " bytes, the limit for a gzip data file (corrupt file or a gzip bomb?)");
+      out.resize(std::min(out.size() * 2, cap));
+    }
     const size_t room = std::min<size_t>(out.size() - out_pos, UINT_MAX);
     zs.next_out = reinterpret_cast<Bytef*>(out.data()) + out_pos;
     zs.avail_out = static_cast<uInt>(room);
@@ -116,6 +124,8 @@ std::string gunzip(const std::string& path, const std::string& in) {
     TORCH_CHECK(ret != Z_MEM_ERROR, path, ": out of memory while decompressing");
     TORCH_CHECK(false, path, ": corrupt gzip data (", zs.msg ? zs.msg : "zlib error", ")");
   }
+  TORCH_CHECK(out_pos <= max_bytes, path, ": decompresses to more than ", max_bytes,
+              " bytes, the limit for a gzip data file (corrupt file or a gzip bomb?)");
   out.resize(out_pos);
   return out;
 }
@@ -409,9 +419,9 @@ DataSplits load_dataset(const std::string& name, const std::string& dir) {
   TORCH_CHECK(false, "unknown dataset '", name, "' (known: ", known, ")");
 }
 
-std::string read_file_maybe_gz(const std::string& path) {
+std::string read_file_maybe_gz(const std::string& path, uint64_t max_bytes) {
   std::string bytes = read_raw_file(path);
-  return is_gzip(bytes) ? gunzip(path, bytes) : bytes;
+  return is_gzip(bytes) ? gunzip(path, bytes, max_bytes) : bytes;
 }
 
 torch::Tensor load_idx_images(const std::string& path) {

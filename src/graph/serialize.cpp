@@ -22,7 +22,8 @@ void write_ints(Writer& w, const std::vector<int64_t>& v) {
 }
 std::vector<int64_t> read_ints(Reader& r, const std::string& what) {
   uint64_t n = r.u64();
-  TORCH_CHECK(n <= 1024, what, ": implausible list length ", n, " (corrupt file?)");
+  TORCH_CHECK(n <= 1024 && n * 8 <= r.remaining(), what, ": implausible list length ", n,
+              " (corrupt file?)");
   std::vector<int64_t> v(n);
   for (auto& x : v) x = r.i64();
   return v;

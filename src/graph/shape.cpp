@@ -16,6 +16,22 @@ std::string shape_str(const Shape& s) {
 
 namespace {
 
+constexpr int64_t kMaxWindowAttr = int64_t(1) << 16;
+// The largest value (entries per image) and the largest dimension a graph may have: far beyond
+// any real network, small enough that no size arithmetic overflows.
+constexpr int64_t kMaxValueEntries = int64_t(1) << 32;
+constexpr int64_t kMaxDimension = int64_t(1) << 24;
+
+// Entries of a shape; -1 when some dimension is < 1 or the product exceeds kMaxValueEntries.
+int64_t bounded_numel(const Shape& s) {
+  int64_t n = 1;
+  for (auto d : s) {
+    if (d < 1 || d > kMaxDimension || n > kMaxValueEntries / d) return -1;
+    n *= d;
+  }
+  return n;
+}
+
 // Output size of a sliding window (conv or pool), by torch's rule (pooling_output_shape): in
 // ceil mode the size is rounded up, but the last window must start inside the input or its
 // left padding.
@@ -46,8 +62,13 @@ struct Checker {
   void check_vec(const torch::Tensor& t, int64_t len, const char* what) const {
     check(t.dim() == 1 && t.size(0) == len, what, " must have shape [", len, "], got ", t.sizes());
   }
+  // Two integers in [min, kMaxWindowAttr]: a window attribute beyond that (a padding, dilation,
+  // stride or kernel of more than 2^16) is a corrupt file, and would overflow the size arithmetic.
   void check_pair(const std::vector<int64_t>& v, const char* what, int64_t min) const {
-    check(v.size() == 2 && v[0] >= min && v[1] >= min, what, " must be two integers >= ", min);
+    check(v.size() == 2 && v[0] >= min && v[1] >= min && v[0] <= kMaxWindowAttr &&
+              v[1] <= kMaxWindowAttr,
+          what, " must be two integers >= ", min, " and <= ", kMaxWindowAttr, ", got ",
+          c10::IntArrayRef(v));
   }
 };
 
@@ -56,8 +77,10 @@ Shape infer_conv(const Checker& c, const Shape& in) {
   c.check(in.size() == 3, "expects a CxHxW input, got ", shape_str(in));
   const auto& w = c.param("weight");
   c.check(w.dim() == 4, "weight must be 4-D [out, in/groups, kh, kw], got ", w.sizes());
+  for (int64_t d : w.sizes()) c.check(d >= 1, "weight has an empty dimension: ", w.sizes());
   const auto& a = n.attrs;
-  c.check(a.groups >= 1, "groups must be >= 1");
+  c.check(a.groups >= 1 && a.groups <= kMaxDimension, "groups must be in [1, ", kMaxDimension,
+          "], got ", a.groups);
   c.check_pair(a.stride, "stride", 1);
   c.check_pair(a.padding, "padding", 0);
   c.check_pair(a.dilation, "dilation", 1);
@@ -105,7 +128,10 @@ Shape infer_node(const Node& n, const std::vector<Shape>& ins) {
       c.check_vec(c.param("bias"), in[0], "bias");
       c.check_vec(c.buffer("running_mean"), in[0], "running_mean");
       c.check_vec(c.buffer("running_var"), in[0], "running_var");
-      c.check(n.attrs.eps > 0, "eps must be > 0");
+      c.check(n.attrs.eps > 0 && std::isfinite(n.attrs.eps), "eps must be finite and > 0, got ",
+              n.attrs.eps);
+      c.check(n.attrs.momentum >= 0 && n.attrs.momentum <= 1, "momentum must be in [0, 1], got ",
+              n.attrs.momentum);
       return in;
     }
     case Op::kReLU:
@@ -165,11 +191,8 @@ Shape infer_node(const Node& n, const std::vector<Shape>& ins) {
     case Op::kGlobalAvgPool:
       c.check(in.size() == 3, "expects a CxHxW input, got ", shape_str(in));
       return {in[0], 1, 1};
-    case Op::kFlatten: {
-      int64_t f = 1;
-      for (auto d : in) f *= d;
-      return {f};
-    }
+    case Op::kFlatten:
+      return {bounded_numel(in)};  // the input's shape was bounded when it was inferred
     case Op::kLinear: {
       c.check(in.size() == 1, "expects a flat input (add a flatten node), got ", shape_str(in));
       const auto& w = c.param("weight");
@@ -207,7 +230,11 @@ int64_t pool_out(int64_t in, int64_t kernel, int64_t stride, int64_t padding, bo
 std::map<int, Shape> infer_shapes(const Graph& graph) {
   TORCH_CHECK(graph.input_shape.size() == 3 || graph.input_shape.size() == 1,
               "graph input shape must be CxHxW, got ", shape_str(graph.input_shape));
-  for (auto d : graph.input_shape) TORCH_CHECK(d >= 1, "graph input shape has a zero dimension");
+  for (auto d : graph.input_shape)
+    TORCH_CHECK(d >= 1 && d <= kMaxDimension, "graph input shape ", shape_str(graph.input_shape),
+                ": every dimension must be in [1, ", kMaxDimension, "]");
+  TORCH_CHECK(bounded_numel(graph.input_shape) > 0, "graph input shape ",
+              shape_str(graph.input_shape), " has more than 2^32 entries");
   std::map<int, Shape> shapes{{kGraphInput, graph.input_shape}};
   std::set<std::string> names;
   for (const auto& n : graph.nodes) {
@@ -222,7 +249,11 @@ std::map<int, Shape> infer_shapes(const Graph& graph) {
                   " is not defined before it");
       ins.push_back(it->second);
     }
-    shapes[n.id] = infer_node(n, ins);
+    Shape out = infer_node(n, ins);
+    TORCH_CHECK(bounded_numel(out) > 0, "node '", n.name, "' (", op_name(n.op), "): output ",
+                shape_str(out), " is empty or has a dimension above ", kMaxDimension,
+                " or more than 2^32 entries");
+    shapes[n.id] = std::move(out);
   }
   TORCH_CHECK(shapes.count(graph.output) && graph.output != kGraphInput, "graph output ",
               graph.output, " is not a node of the graph");

@@ -33,7 +33,10 @@ bool storable(torch::ScalarType t) {
   }
 }
 
-constexpr int64_t kBlock = 256;  // kBlocked: entries per block (offsets fit in a u8)
+constexpr int64_t kBlock = 256;
+constexpr int64_t kMaxTensorEntries =
+    int64_t(1)
+    << 40;  // a bound no real tensor reaches  // kBlocked: entries per block (offsets fit in a u8)
 
 bool sparse_candidate(torch::ScalarType t) {
   return t == torch::kFloat || t == torch::kDouble || t == torch::kHalf || t == torch::kBFloat16;
@@ -167,6 +170,9 @@ void decode_sparse(Reader& r, const std::string& what, char* out, int64_t numel,
   const uint64_t nnz = r.u64();
   TORCH_CHECK(nnz <= static_cast<uint64_t>(numel), what, ": sparse tensor claims ", nnz,
               " stored entries of ", numel, " (corrupt file?)");
+  TORCH_CHECK(nnz <= r.remaining() / sizeof(U), what, ": sparse tensor claims ", nnz,
+              " stored entries, the data left holds at most ", r.remaining() / sizeof(U),
+              " (truncated or corrupt file?)");
   std::vector<int64_t> index;
   index.reserve(nnz);
   if (enc == TensorEncoding::kBitmask) {
@@ -233,13 +239,22 @@ torch::Tensor Reader::tensor() {
   uint32_t dim = u32();
   TORCH_CHECK(dim <= 8, what_, ": tensor with ", dim, " dimensions (corrupt file?)");
   std::vector<int64_t> sizes(dim);
+  // Every size is checked before anything is allocated: each dimension in [0, 2^40), their
+  // product (without overflow) below 2^40 entries, and the bytes the encoding needs at least
+  // present in what is left of the data (a file cannot ask for more memory than it backs, up to
+  // the sparse encodings' ratio).
   int64_t numel = 1;
-  for (auto& d : sizes) {
-    d = i64();
-    TORCH_CHECK(d >= 0 && d < (int64_t(1) << 40), what_, ": bad tensor dimension ", d);
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const int64_t d = i64();
+    TORCH_CHECK(d >= 0 && d < kMaxTensorEntries, what_, ": tensor dimension ", i, " is ", d,
+                " (must be in [0, 2^40); corrupt file?)");
+    sizes[i] = d;
+    TORCH_CHECK(d == 0 || numel <= (kMaxTensorEntries - 1) / d, what_, ": tensor of shape ",
+                c10::IntArrayRef(sizes.data(), i + 1),
+                "... has 2^40 or more entries (corrupt file?)");
     numel *= d;
-    TORCH_CHECK(numel < (int64_t(1) << 40), what_, ": implausible tensor size (corrupt file?)");
   }
+  const uint64_t es = torch::elementSize(type);
   TensorEncoding enc = TensorEncoding::kDense;
   bool signs = false;
   if (version_ >= 2) {
@@ -252,6 +267,15 @@ torch::Tensor Reader::tensor() {
     TORCH_CHECK(enc == TensorEncoding::kDense || sparse_candidate(type), what_,
                 ": sparse encoding on a non-floating tensor (corrupt file?)");
   }
+  // The fewest bytes the encoding takes for `numel` entries (a sparse one: its count, then its
+  // bitmask or its per-block counts).
+  uint64_t least = static_cast<uint64_t>(numel) * es;
+  if (enc == TensorEncoding::kBitmask) least = 8 + (static_cast<uint64_t>(numel) + 7) / 8;
+  if (enc == TensorEncoding::kBlocked)
+    least = 8 + 2 * ((static_cast<uint64_t>(numel) + kBlock - 1) / kBlock);
+  TORCH_CHECK(least <= remaining(), what_, ": tensor of shape ", c10::IntArrayRef(sizes),
+              " needs at least ", least, " bytes, only ", remaining(),
+              " are left (truncated or corrupt file?)");
   if (enc == TensorEncoding::kDense) {
     auto t = torch::empty(sizes, torch::TensorOptions().dtype(type));
     const size_t nbytes = numel * t.element_size();

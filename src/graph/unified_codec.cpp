@@ -66,7 +66,9 @@ std::string encode_unified(const UnifiedLayer& L) {
   return s;
 }
 
-UnifiedLayer decode_unified(const std::string& bytes, const std::string& what) {
+UnifiedLayer decode_unified(const std::string& bytes, const std::string& what,
+                            const std::vector<int64_t>* expected_shape) {
+  constexpr int64_t kMaxEntries = int64_t(1) << 32;
   Reader r(bytes, what);
   TORCH_CHECK(std::memcmp(r.raw(4), kLayerMagic, 4) == 0, what,
               ": not a unified layer (bad magic)");
@@ -81,20 +83,38 @@ UnifiedLayer decode_unified(const std::string& bytes, const std::string& what) {
   int64_t numel = 1;
   for (int i = 0; i < ndim; ++i) {
     auto d = r.i64();
-    TORCH_CHECK(d >= 1 && d < (int64_t(1) << 31), what, ": bad unified layer dimension ", d);
+    TORCH_CHECK(d >= 1 && d < (int64_t(1) << 31), what, ": unified layer dimension ", i, " is ", d,
+                " (must be in [1, 2^31); corrupt file?)");
+    TORCH_CHECK(numel <= (kMaxEntries - 1) / d, what,
+                ": unified layer has 2^32 or more entries (corrupt file?)");
     L.shape.push_back(d);
     numel *= d;
-    TORCH_CHECK(numel < (int64_t(1) << 40), what, ": implausible unified layer size");
   }
+  if (expected_shape)
+    TORCH_CHECK(L.shape == *expected_shape, what, ": unified layer of shape ",
+                c10::IntArrayRef(L.shape), " for a weight of shape ",
+                c10::IntArrayRef(*expected_shape), " (corrupt file?)");
   int64_t bo = r.i64(), bi = r.i64(), bk = r.i64();
-  TORCH_CHECK(bo >= 1 && bi >= 1 && bk >= 1 && bo <= L.shape[0] && bi <= L.shape[1], what,
-              ": bad block shape (corrupt file?)");
+  const int64_t kernel = ndim == 4 ? L.shape[2] * L.shape[3] : 1;
+  TORCH_CHECK(bo >= 1 && bi >= 1 && bk >= 1 && bo <= L.shape[0] && bi <= L.shape[1] && bk <= kernel,
+              what, ": bad block shape (corrupt file?)");
+  // The block count from the shapes alone, and the mask it needs present, before the partition
+  // (which allocates per entry) is built.
+  const int64_t nblocks =
+      ((L.shape[0] + bo - 1) / bo) * ((L.shape[1] + bi - 1) / bi) * ((kernel + bk - 1) / bk);
+  auto blocks = r.u64(), nu = r.u64(), nsign = r.u64(), nfree = r.u64();
+  TORCH_CHECK(blocks == uint64_t(nblocks), what, ": unified layer claims ", blocks,
+              " blocks, its shape has ", nblocks, " (corrupt file?)");
+  const uint64_t es = torch::elementSize(dtype);
+  TORCH_CHECK(nu <= uint64_t(nblocks) && nsign <= uint64_t(numel) && nfree <= uint64_t(numel) &&
+                  (blocks + 3) / 4 + nu * es + (nsign + 7) / 8 + nfree * es == r.remaining(),
+              what, ": unified layer sizes (", blocks, " blocks, ", nu, " magnitudes, ", nsign,
+              " signs, ", nfree, " free values) do not match its ", r.remaining(),
+              " bytes of data (truncated or corrupt file?)");
   L.block = {bo, bi, bk};
   BlockPartition part(L.shape, L.block);
-  TORCH_CHECK(part.block() == L.block, what, ": bad block shape (corrupt file?)");
-  auto blocks = r.u64(), nu = r.u64(), nsign = r.u64(), nfree = r.u64();
-  TORCH_CHECK(blocks == uint64_t(part.blocks()), what, ": unified layer claims ", blocks,
-              " blocks, its shape has ", part.blocks(), " (corrupt file?)");
+  TORCH_CHECK(part.block() == L.block && part.blocks() == nblocks, what,
+              ": bad block shape (corrupt file?)");
   const auto* mask = reinterpret_cast<const uint8_t*>(r.raw((blocks + 3) / 4));
   L.state = torch::empty({part.blocks()}, torch::kUInt8);
   uint8_t* st = L.state.data_ptr<uint8_t>();
@@ -114,7 +134,6 @@ UnifiedLayer decode_unified(const std::string& bytes, const std::string& what) {
   TORCH_CHECK(count_u == nu && count_sign == nsign && count_free == nfree, what,
               ": unified layer counts do not match its block mask (corrupt file?)");
   auto opts = torch::TensorOptions().dtype(dtype);
-  const int64_t es = torch::elementSize(dtype);
   L.magnitudes = torch::empty({int64_t(nu)}, opts);
   std::memcpy(L.magnitudes.data_ptr(), r.raw(nu * es), nu * es);
   const auto* sb = reinterpret_cast<const uint8_t*>(r.raw((nsign + 7) / 8));

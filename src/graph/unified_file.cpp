@@ -72,8 +72,12 @@ Graph load_unified(const std::string& path) {
     TORCH_CHECK(code_t.scalar_type() == torch::kUInt8, path, ": node '", n.name,
                 "': unified layer is not a byte buffer (corrupt file?)");
     std::string code(static_cast<const char*>(code_t.data_ptr()), code_t.numel());
-    auto L = decode_unified(code, path + ": node '" + n.name + "'");
-    auto& w = n.params.at("weight");
+    auto wit = n.params.find("weight");
+    TORCH_CHECK(wit != n.params.end(), path, ": node '", n.name,
+                "' carries a unified layer but has no weight (corrupt file?)");
+    auto& w = wit->second;
+    const std::vector<int64_t> shape = w.sizes().vec();
+    auto L = decode_unified(code, path + ": node '" + n.name + "'", &shape);
     TORCH_CHECK(L.shape == w.sizes().vec() && L.dtype == w.scalar_type(), path, ": node '", n.name,
                 "': unified layer shape/dtype does not match the node (corrupt file?)");
     w = unified_to_weight(L).requires_grad_(true);

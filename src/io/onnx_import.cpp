@@ -34,6 +34,7 @@ class Importer {
   Graph run() {
     opset_ = default_opset();
     for (const auto& t : m_.graph().initializer()) consts_[t.name()] = from_proto(t);
+    check_arity();
     declare_input();
     fuse_patterns();
     for (size_t i = 0; i < nodes_.size(); ++i) translate(nodes_[i], static_cast<int>(i));
@@ -70,6 +71,45 @@ class Importer {
         return o.version();
       }
     return 1;
+  }
+
+  // Every node has an output and the inputs its op requires (what the pattern fusion and the
+  // translation read by position), checked once before anything reads them.
+  void check_arity() const {
+    static const std::map<std::string, int> kMinInputs = {
+        {"Constant", 0},    {"Identity", 1},
+        {"Cast", 1},        {"Unsqueeze", 1},
+        {"Squeeze", 1},     {"Concat", 1},
+        {"Gather", 2},      {"Reshape", 2},
+        {"Shape", 1},       {"Slice", 1},
+        {"Add", 2},         {"Sub", 2},
+        {"Mul", 2},         {"Div", 2},
+        {"Pow", 2},         {"Transpose", 1},
+        {"Sqrt", 1},        {"Erf", 1},
+        {"ReduceMean", 1},  {"Pad", 1},
+        {"Conv", 2},        {"BatchNormalization", 5},
+        {"Relu", 1},        {"Clip", 1},
+        {"Sum", 1},         {"MaxPool", 1},
+        {"AveragePool", 1}, {"GlobalAveragePool", 1},
+        {"Flatten", 1},     {"Gemm", 2},
+        {"Dropout", 1},     {"Sigmoid", 1},
+        {"HardSigmoid", 1}, {"HardSwish", 1},
+        {"MatMul", 2},      {"LayerNormalization", 2},
+        {"Gelu", 1},        {"Split", 1}};
+    const auto& nodes = m_.graph().node();
+    for (int i = 0; i < nodes.size(); ++i) {
+      const auto& p = nodes[i];
+      const std::string name = p.name().empty() ? "#" + std::to_string(i) : p.name();
+      TORCH_CHECK(p.output_size() >= 1 && !p.output(0).empty(), what_, ": node '", name, "' (",
+                  p.op_type(), ") has no output (malformed model)");
+      auto it = kMinInputs.find(p.op_type());
+      int need = it == kMinInputs.end() ? 0 : it->second;
+      if ((p.op_type() == "Pad" && opset_ >= 11) || (p.op_type() == "Slice" && opset_ >= 10))
+        need = p.op_type() == "Pad" ? 2 : 3;
+      TORCH_CHECK(p.input_size() >= need, what_, ": node '", name, "' (", p.op_type(), ") has ",
+                  p.input_size(), " input(s); ", p.op_type(), " needs at least ", need,
+                  " (malformed model)");
+    }
   }
 
   void declare_input() {
@@ -510,6 +550,11 @@ class Importer {
     if (fill != 0.f) throw Unsupported{"only zero padding"};
     if (pads.size() != 8 || pads[0] || pads[1] || pads[4] || pads[5])
       throw Unsupported{"only padding of the spatial dimensions of an NCHW tensor"};
+    // A negative pad crops: folding it into the reader's padding would compute something else.
+    for (int64_t v : pads)
+      if (v < 0)
+        throw Unsupported{"negative pads (cropping) are not supported, got pads " +
+                          c10::str(c10::IntArrayRef(pads))};
     if (pads[2] != pads[6] || pads[3] != pads[7]) throw Unsupported{"asymmetric padding"};
     padded_[p.output(0)] = {value_input(p, 0), pads[2], pads[3]};
   }
@@ -1092,6 +1137,10 @@ class Importer {
       throw Unsupported{"auto_pad=" + pad_mode + " (export with explicit pads)"};
     auto pads = attr_ints(p, "pads", {0, 0, 0, 0});
     if (pads.size() != 4) throw Unsupported{"pads must have 4 entries"};
+    for (int64_t v : pads)
+      if (v < 0)
+        throw Unsupported{"negative pads are not valid, got pads " +
+                          c10::str(c10::IntArrayRef(pads))};
     if (pads[0] != pads[2] || pads[1] != pads[3])
       throw Unsupported{"asymmetric padding [" + std::to_string(pads[0]) + "," +
                         std::to_string(pads[1]) + "," + std::to_string(pads[2]) + "," +

@@ -417,6 +417,15 @@ void Unify::load(Reader& r) {
     TORCH_CHECK(name == s.name, "unify: checkpoint layer '", name, "' where '", s.name,
                 "' was expected");
     auto z = r.tensor(), u = r.tensor();
+    const auto& shape = s.partition.weight_shape();
+    TORCH_CHECK((!z.defined() || z.sizes() == shape) && (!u.defined() || u.sizes() == shape),
+                "unify: checkpoint state of layer '", name, "' has ADMM variables of shape ",
+                z.defined() ? z.sizes() : c10::IntArrayRef{}, " / ",
+                u.defined() ? u.sizes() : c10::IntArrayRef{}, ", the weight is ",
+                c10::IntArrayRef(shape), " (corrupt or foreign checkpoint?)");
+    TORCH_CHECK(z.defined() == u.defined() && (!z.defined() || z.is_floating_point()),
+                "unify: checkpoint state of layer '", name,
+                "' has inconsistent ADMM variables (corrupt checkpoint?)");
     auto device = s.z.defined() ? s.z.device() : torch::Device(torch::kCPU);
     s.z = z.defined() ? z.to(device) : z;
     s.u = u.defined() ? u.to(device) : u;
@@ -437,6 +446,9 @@ void UnifyRetrain::apply(Graph& graph) const {
     Node* n = graph.find(f.name);
     TORCH_CHECK(n, "unify: masked retraining: the graph has no layer '", f.name, "'");
     auto w = n->params.at("weight").detach();
+    TORCH_CHECK(f.fixed.sizes() == w.sizes() && f.values.sizes() == w.sizes(),
+                "unify: masked retraining: the masks of layer '", f.name, "' have shape ",
+                f.fixed.sizes(), ", the weight ", w.sizes());
     if (f.fixed.device() != w.device()) {
       f.fixed = f.fixed.to(w.device());
       f.values = f.values.to(w.device());
@@ -446,7 +458,10 @@ void UnifyRetrain::apply(Graph& graph) const {
   }
 }
 
-void UnifyRetrain::begin(Context& ctx) { apply(ctx.graph); }
+void UnifyRetrain::begin(Context& ctx) {
+  graph_ = &ctx.graph;
+  apply(ctx.graph);
+}
 
 void UnifyRetrain::after_backward(Context& ctx) {
   // grad <- grad ⊙ (1 - M_p - M_u) (§4.6), as a masked fill: free entries are untouched.
@@ -476,8 +491,21 @@ void UnifyRetrain::load(Reader& r) {
   for (uint64_t i = 0; i < n; ++i) {
     UnifyFrozenLayer f;
     f.name = r.str();
-    f.fixed = r.tensor().to(torch::kBool);
-    f.values = r.tensor();
+    auto fixed = r.tensor(), values = r.tensor();
+    TORCH_CHECK(fixed.defined() && values.defined() && values.is_floating_point(),
+                "unify: checkpoint masks of layer '", f.name, "' are missing or not numeric");
+    // The masks must fit the weight they freeze: a smaller one would broadcast over it.
+    const Node* n = graph_ ? graph_->find(f.name) : nullptr;
+    TORCH_CHECK(!graph_ || (n && n->params.count("weight")),
+                "unify: the checkpoint has masks for '", f.name,
+                "', which the model does not have (corrupt or foreign checkpoint?)");
+    const auto shape = n ? n->params.at("weight").sizes() : values.sizes();
+    TORCH_CHECK(fixed.sizes() == shape && values.sizes() == shape,
+                "unify: checkpoint masks of layer '", f.name, "' have shapes ", fixed.sizes(),
+                " / ", values.sizes(), ", the weight is ", shape,
+                " (corrupt or foreign checkpoint?)");
+    f.fixed = fixed.to(torch::kBool);
+    f.values = values;
     v.push_back(std::move(f));
   }
   *frozen_ = std::move(v);

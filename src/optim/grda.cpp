@@ -87,6 +87,10 @@ torch::Tensor GrdaOptimizer::step(LossClosure closure) {
       const int64_t n = s.step() + 1;
       s.step(n);
       auto acc = s.accumulator();
+      // sub_out below would resize the weight to a mis-shaped accumulator (a bad restore).
+      TORCH_CHECK(acc.defined() && acc.sizes() == p.sizes(), "grda: accumulator of shape ",
+                  acc.defined() ? acc.sizes() : c10::IntArrayRef{}, " for a parameter of shape ",
+                  p.sizes());
       // Dual averaging of the raw stochastic gradients: the same add_ SGD does to w, so that
       // c = 0 reproduces plain SGD bit for bit (invariant 1).
       acc.add_(p.grad(), -lr);

@@ -4,6 +4,8 @@
 #include "nnslim/data/loader.h"
 #include "nnslim/dist/process_group.h"
 #include "nnslim/graph/execute.h"
+#include "nnslim/optim/grda.h"
+#include "nnslim/optim/momentum.h"
 
 #include <torch/torch.h>
 #include <torch/version.h>
@@ -120,6 +122,34 @@ void load_optimizer(torch::optim::Optimizer& o, const std::string& bytes, torch:
   std::istringstream is(bytes);
   a.load_from(is, device);
   o.load(a);
+}
+
+// A restored optimizer state must fit the weights it belongs to: a momentum buffer or gRDA
+// accumulator of another shape would broadcast into (or, through an out= op, resize) the weight
+// on the next step. Checked once after loading; the error names the parameter.
+void check_optimizer_state(torch::optim::Optimizer& o, const Graph& graph) {
+  std::map<const void*, std::string> names;
+  for (const auto& [name, t] : graph.named_parameters()) names[t.unsafeGetTensorImpl()] = name;
+  auto& state = o.state();
+  for (const auto& group : o.param_groups())
+    for (const auto& p : group.params()) {
+      auto it = state.find(nnslim::optim::optimizer_state_key<std::decay_t<decltype(state)>>(p));
+      if (it == state.end()) continue;
+      auto nit = names.find(p.unsafeGetTensorImpl());
+      const std::string name = nit == names.end() ? "(unnamed)" : nit->second;
+      auto check = [&](const torch::Tensor& t, const char* what) {
+        if (!t.defined()) return;
+        TORCH_CHECK(t.sizes() == p.sizes() && t.scalar_type() == p.scalar_type(),
+                    "--resume: the checkpoint's optimizer state for parameter '", name, "' has a ",
+                    what, " of shape ", t.sizes(), " (", t.scalar_type(), "), the parameter is ",
+                    p.sizes(), " (", p.scalar_type(), "); corrupt or foreign checkpoint?");
+      };
+      const auto* base = it->second.get();
+      if (const auto* sgd = dynamic_cast<const torch::optim::SGDParamState*>(base))
+        check(sgd->momentum_buffer(), "momentum buffer");
+      else if (const auto* g = dynamic_cast<const nnslim::optim::GrdaOptimizerParamState*>(base))
+        check(g->accumulator(), "gRDA accumulator");
+    }
 }
 
 void write_lines(const std::string& path, const std::vector<std::string>& lines) {
@@ -313,6 +343,7 @@ TrainResult Trainer::fit(const Dataset& train_data, const Dataset* eval, const C
   if (resume && !resume->optimizer_state.empty()) {
     check_optimizer_state_readable(resume->options);
     load_optimizer(*optimizer, resume->optimizer_state, device);
+    check_optimizer_state(*optimizer, graph_);
   }
 
   TORCH_CHECK(resumed_in_epoch.batches_done == 0 || resumed_in_epoch.batches_per_epoch == steps,

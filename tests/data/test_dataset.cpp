@@ -155,6 +155,27 @@ TEST(DatasetIdx, ConcatenatedGzipMembersAreOneFile) {
   EXPECT_EQ(nnslim::read_file_maybe_gz(dir.file("l.gz")), raw);
 }
 
+// A gzip file is refused once it decompresses past the cap (a "gzip bomb"), whether in one
+// member or many; the trailer's size is only a hint (issue 31).
+TEST(DatasetIdx, GzipDecompressionIsCapped) {
+  TempDir dir;
+  const std::string zeros(8 << 20, '\0');
+  write_bytes(dir.file("bomb.gz"), gzip(zeros));
+  expect_error([&] { nnslim::read_file_maybe_gz(dir.file("bomb.gz"), 1 << 20); },
+               {dir.file("bomb.gz"), "decompresses to more than 1048576 bytes"});
+  write_bytes(dir.file("many.gz"),
+              gzip(zeros.substr(0, 600 << 10)) + gzip(zeros.substr(0, 600 << 10)));
+  expect_error([&] { nnslim::read_file_maybe_gz(dir.file("many.gz"), 1 << 20); },
+               {dir.file("many.gz"), "decompresses to more than 1048576 bytes"});
+  // Exactly at the cap is fine; a trailer that claims 4 GiB for 6 bytes is a clean error.
+  EXPECT_EQ(nnslim::read_file_maybe_gz(dir.file("bomb.gz"), 8 << 20).size(), zeros.size());
+  std::string lying = gzip("abcdef");
+  for (int k = 1; k <= 4; ++k) lying[lying.size() - k] = '\xff';
+  write_bytes(dir.file("lying.gz"), lying);
+  expect_error([&] { nnslim::read_file_maybe_gz(dir.file("lying.gz")); },
+               {dir.file("lying.gz"), "corrupt gzip data"});
+}
+
 TEST(DatasetIdx, WrongMagicNamesFileAndMagic) {
   TempDir dir;
   write_bytes(dir.file("labels-as-images"), idx_labels({1, 2}));

@@ -356,5 +356,78 @@ TEST(Serialize, CorruptSparseDataIsAnError) {
   }
 }
 
+// ---- sizes read from a file are checked before anything is allocated (issue 31) -------------
+
+// A tensor header: defined, float, the dims, then (version 2) the encoding byte.
+std::string tensor_header(const std::vector<int64_t>& dims, uint8_t encoding) {
+  Writer w;
+  w.u32(1);
+  w.u32(static_cast<uint32_t>(torch::kFloat));
+  w.u32(static_cast<uint32_t>(dims.size()));
+  for (auto d : dims) w.i64(d);
+  w.u8(encoding);
+  return w.bytes();
+}
+
+TEST(Serialize, TensorDimsAreCheckedBeforeAllocating) {
+  // Overflowing product: 2^39 * 2^39 wraps to 0 in 64 bits.
+  std::string msg = error_of([&] {
+    Reader(tensor_header({int64_t(1) << 39, int64_t(1) << 39}, 0), "t.nnslim").tensor();
+  });
+  EXPECT_NE(msg.find("t.nnslim: tensor of shape [549755813888, 549755813888]... has 2^40 or more"),
+            std::string::npos)
+      << msg;
+  msg = error_of([&] { Reader(tensor_header({4, -1}, 0), "t.nnslim").tensor(); });
+  EXPECT_NE(msg.find("t.nnslim: tensor dimension 1 is -1"), std::string::npos) << msg;
+  // A dense 4 GiB tensor with no data, and a bitmask-encoded 2 TiB one (zero-filled before the
+  // data was looked at): refused for the bytes they lack, nothing allocated.
+  for (uint8_t enc : {0, 1, 2}) {
+    msg = error_of([&] {
+      Reader(tensor_header({int64_t(1) << 20, int64_t(1) << 19}, enc), "t.nnslim").tensor();
+    });
+    EXPECT_NE(msg.find("t.nnslim: tensor of shape [1048576, 524288] needs at least"),
+              std::string::npos)
+        << msg;
+  }
+  // A sparse tensor claiming more stored entries than the data left holds.
+  std::string bytes = tensor_header({1000}, 1);
+  Writer w;
+  w.u64(900);
+  bytes += w.bytes() + std::string(125 + 100, '\xff');
+  msg = error_of([&] { Reader(bytes, "t.nnslim").tensor(); });
+  EXPECT_NE(msg.find("claims 900 stored entries"), std::string::npos) << msg;
+}
+
+// A ~70-byte model file whose one weight asks for 2 TiB (and whose checksum is right).
+TEST(Serialize, SmallModelFileCannotAskForHugeTensors) {
+  testing::TempDir dir;
+  Writer w;
+  w.u64(0);  // metadata
+  w.u64(3);  // input shape
+  for (int64_t d : {1, 8, 8}) w.i64(d);
+  w.i64(2);  // next id
+  w.i64(1);  // output
+  w.u64(1);  // nodes
+  w.i64(1);
+  w.str("conv2d");
+  w.str("c");
+  w.u64(1);
+  w.i64(0);
+  for (int k = 0; k < 4; ++k) w.u64(0);  // kernel, stride, padding, dilation: empty lists
+  w.i64(1);
+  w.f64(1e-5);
+  w.f64(0.1);
+  w.f64(0);
+  w.u64(1);
+  w.str("weight");
+  std::string payload = w.bytes() + tensor_header({int64_t(1) << 20, int64_t(1) << 19, 1, 1}, 1);
+  const std::string path = dir.file("bomb.nnslim");
+  write_framed_file(path, "NNSLIMG", 2, payload);
+  std::string msg = error_of([&] { load_graph(path); });
+  EXPECT_NE(msg.find(path + ": tensor of shape [1048576, 524288, 1, 1] needs at least"),
+            std::string::npos)
+      << msg;
+}
+
 }  // namespace
 }  // namespace nnslim

@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
+
 namespace nnslim {
 namespace {
 
@@ -173,6 +176,46 @@ TEST(Shape, ErrorsNameTheNode) {
   int a = b.conv(b.input(), 2, 1, 1, 0, "a");
   int c = b.conv(b.input(), 3, 1, 1, 0, "c");
   expect_error_contains([&] { b.add({a, c}, "bad_add"); }, "node 'bad_add' (add): inputs must");
+}
+
+// Sizes a file can set are bounded (issue 31): absurd input shapes, paddings, dilations and
+// momenta are refused by name instead of overflowing the size arithmetic.
+TEST(Shape, AbsurdSizesAreRefused) {
+  Graph g = testing::tiny_convnet();
+  g.input_shape = {1, int64_t(1) << 30, int64_t(1) << 30};
+  expect_error_contains([&] { validate(g); },
+                        "graph input shape 1x1073741824x1073741824: every "
+                        "dimension must be in [1, 16777216]");
+  g.input_shape = {4096, 4096, 4096};
+  expect_error_contains([&] { validate(g); }, "has more than 2^32 entries");
+  g.input_shape = {1, -8, 8};
+  expect_error_contains([&] { validate(g); }, "every dimension must be in [1,");
+
+  g = testing::tiny_convnet();
+  g.find("conv1")->attrs.padding = {int64_t(1) << 40, 1};
+  expect_error_contains(
+      [&] { validate(g); },
+      "node 'conv1' (conv2d): padding must be two integers >= 0 and <= 65536, got "
+      "[1099511627776, 1]");
+  g = testing::tiny_convnet();
+  g.find("conv1")->attrs.dilation = {1, int64_t(1) << 62};
+  expect_error_contains([&] { validate(g); }, "node 'conv1' (conv2d): dilation must be two");
+  g = testing::tiny_convnet();
+  g.find("conv1")->attrs.groups = int64_t(1) << 40;
+  expect_error_contains([&] { validate(g); }, "node 'conv1' (conv2d): groups must be in");
+  g = testing::tiny_convnet();
+  g.find("pool")->attrs.kernel = {int64_t(1) << 50, 2};
+  expect_error_contains([&] { validate(g); }, "node 'pool' (maxpool2d): kernel must be two");
+  g = testing::tiny_convnet();
+  g.find("bn1")->attrs.momentum = std::nan("");
+  expect_error_contains([&] { validate(g); }, "node 'bn1' (batchnorm2d): momentum must be in");
+  g = testing::tiny_convnet();
+  g.find("bn1")->attrs.eps = std::numeric_limits<double>::infinity();
+  expect_error_contains([&] { validate(g); }, "node 'bn1' (batchnorm2d): eps must be finite");
+  // A padding that keeps every dimension in bounds but blows a value up past 2^32 entries.
+  g = testing::tiny_convnet();
+  g.find("conv1")->attrs.padding = {30000, 30000};
+  expect_error_contains([&] { validate(g); }, "node 'conv1' (conv2d): output ");
 }
 
 TEST(Cost, ConvAndLinearHandFormulas) {

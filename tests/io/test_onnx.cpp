@@ -720,6 +720,85 @@ TEST(OnnxImport, UnknownOpsetAndDoublyWrittenValuesAreRefused) {
 }
 #endif
 
+#ifdef NNSLIM_HAVE_ONNX
+// Nodes without the inputs or outputs their op needs are refused naming the node and op, before
+// anything reads them by position; negative Pads (cropping) are refused, not folded into a wrong
+// padding (issue 31).
+TEST(OnnxImport, MalformedNodesAndNegativePadsAreRefused) {
+  REQUIRE_ONNX();
+  auto bytes = export_onnx_bytes(build_model("lenet5", {1, 32, 32}, 10));
+  auto refused = [&](const std::function<void(onnx::ModelProto&)>& edit,
+                     const std::vector<std::string>& expect) {
+    onnx::ModelProto m;
+    ASSERT_TRUE(m.ParseFromString(bytes));
+    edit(m);
+    try {
+      import_onnx_bytes(m.SerializeAsString(), "bad.onnx");
+      ADD_FAILURE() << "accepted: " << expect[0];
+    } catch (const c10::Error& e) {
+      std::string msg = e.what_without_backtrace();
+      for (const auto& part : expect) EXPECT_NE(msg.find(part), std::string::npos) << msg;
+      EXPECT_NE(msg.find("bad.onnx"), std::string::npos) << msg;
+    }
+  };
+  auto first = [](onnx::ModelProto& m, const char* op) {
+    for (auto& n : *m.mutable_graph()->mutable_node())
+      if (n.op_type() == op) return &n;
+    throw std::runtime_error(std::string("no ") + op);
+  };
+  refused([&](onnx::ModelProto& m) { first(m, "Conv")->clear_output(); }, {"(Conv) has no output"});
+  refused([&](onnx::ModelProto& m) { first(m, "Relu")->clear_input(); },
+          {"(Relu) has 0 input(s); Relu needs at least 1"});
+  refused(
+      [&](onnx::ModelProto& m) {
+        auto* c = first(m, "Conv");
+        std::string x = c->input(0);
+        c->clear_input();
+        c->add_input(x);
+      },
+      {"(Conv) has 1 input(s); Conv needs at least 2"});
+  // Ops only the pattern fusion reads (GELU and LayerNorm pieces), without their inputs.
+  for (const char* op : {"Erf", "Sub", "Pow", "Div", "Sqrt", "ReduceMean"})
+    refused(
+        [&](onnx::ModelProto& m) {
+          auto* n = m.mutable_graph()->add_node();
+          n->set_op_type(op);
+          n->set_name(std::string("lonely_") + op);
+          n->add_output(std::string("out_") + op);
+        },
+        {std::string("node 'lonely_") + op + "' (" + op + ") has 0 input(s)"});
+  // Pad(-1) then Conv: a crop, which no conv padding expresses.
+  refused(
+      [&](onnx::ModelProto& m) {
+        auto* g = m.mutable_graph();
+        auto* t = g->add_initializer();
+        t->set_name("neg_pads");
+        t->set_data_type(onnx::TensorProto::INT64);
+        t->add_dims(8);
+        for (int64_t v : {0, 0, -1, -1, 0, 0, -1, -1}) t->add_int64_data(v);
+        auto* c = first(m, "Conv");
+        auto* pad = g->add_node();
+        pad->set_op_type("Pad");
+        pad->set_name("crop");
+        pad->add_input(c->input(0));
+        pad->add_input("neg_pads");
+        pad->add_output("cropped");
+        for (int i = g->node_size() - 1; i > 0; --i) g->mutable_node()->SwapElements(i, i - 1);
+        first(m, "Conv")->set_input(0, "cropped");
+      },
+      {"node 'crop' (Pad)", "negative pads (cropping) are not supported"});
+  refused(
+      [&](onnx::ModelProto& m) {
+        auto* c = first(m, "Conv");
+        for (auto& a : *c->mutable_attribute())
+          if (a.name() == "pads")
+            for (int i = 0; i < a.ints_size(); ++i) a.set_ints(i, -1);
+      },
+      {"(Conv)", "negative pads are not valid"});
+  EXPECT_NO_THROW(import_onnx_bytes(bytes, "good.onnx"));
+}
+#endif
+
 TEST(OnnxImport, InputShapeOverride) {
   REQUIRE_ONNX();
   torch::manual_seed(1);

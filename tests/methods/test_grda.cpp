@@ -5,6 +5,7 @@
 #include "nnslim/graph/serialize.h"
 #include "nnslim/methods/grda.h"
 #include "nnslim/methods/registry.h"
+#include "nnslim/train/checkpoint.h"
 #include "nnslim/train/compress.h"
 #include "nnslim/train/trainer.h"
 #include "support/fixtures.h"
@@ -250,6 +251,45 @@ TEST(Grda, ResumeEqualsUninterruptedRun) {
   EXPECT_TRUE(r.resumed_equals_full);
   EXPECT_TRUE(r.resumed_inside_epoch_equals_full);
   EXPECT_FALSE(r.without_optimizer_state_equals_full);
+}
+
+// A restored accumulator of another shape than its weight is refused naming the parameter; it
+// used to broadcast in add_ and resize the weight in sub_out (issue 31).
+TEST(Grda, RestoredAccumulatorIsShapeChecked) {
+  auto d = testing::tiny_data();
+  Graph g = testing::tiny_convnet(2);
+  testing::TempDir dir;
+  auto o = small_options(1);
+  o.out_dir = dir.path;
+  Trainer(g, o, {grda(0.1, 0.6)}).fit(d.train, nullptr);
+  Checkpoint ck = load_checkpoint(checkpoint_path(dir.path));
+  // The same number of tensors, each [2, ...its shape]: broadcastable into, not equal to, it.
+  std::vector<torch::Tensor> fakes;
+  for (const auto& p : ck.graph.parameters()) {
+    auto shape = p.sizes().vec();
+    shape.insert(shape.begin(), 2);
+    fakes.push_back(torch::zeros(shape).requires_grad_(true));
+  }
+  optim::GrdaOptimizer fake(fakes, optim::GrdaOptimizerOptions(0.1));
+  for (auto& f : fakes) f.mutable_grad() = torch::ones_like(f);
+  fake.step();
+  torch::serialize::OutputArchive out;
+  fake.save(out);
+  std::ostringstream os;
+  out.save_to(os);
+  ck.optimizer_state = os.str();
+  Graph again = ck.graph.clone();
+  o.epochs = 2;
+  try {
+    Trainer(again, o, {grda(0.1, 0.6)}).fit(d.train, nullptr, &ck);
+    ADD_FAILURE() << "a mis-shaped accumulator was accepted";
+  } catch (const c10::Error& e) {
+    std::string msg = e.what_without_backtrace();
+    EXPECT_NE(msg.find("optimizer state for parameter '" + ck.graph.named_parameters()[0].first +
+                       "' has a gRDA accumulator of shape [2, "),
+              std::string::npos)
+        << msg;
+  }
 }
 
 TEST(Grda, OptionsAreValidated) {

@@ -2,6 +2,7 @@
 // invariants, ADMM bookkeeping, masked retraining, the compact format and file, the sign-sum
 // kernel, the MAC counter, the p = u = 0 off-switch through the pipeline, and the CLI.
 #include "nnslim/core/json.h"
+#include "nnslim/graph/archive.h"
 #include "nnslim/graph/builder.h"
 #include "nnslim/graph/cost.h"
 #include "nnslim/graph/execute.h"
@@ -9,6 +10,7 @@
 #include "nnslim/methods/registry.h"
 #include "nnslim/methods/unify.h"
 #include "nnslim/models/zoo.h"
+#include "nnslim/train/checkpoint.h"
 #include "nnslim/train/compress.h"
 #include "support/fixtures.h"
 
@@ -315,6 +317,40 @@ TEST(UnifyRetrain, StructurePreservedAfterEveryStep) {
   }
 }
 
+// Masks restored from a checkpoint must have their weight's shape: a [1] mask would broadcast
+// and overwrite the whole weight (issue 31). The error names the layer.
+TEST(UnifyRetrain, RestoredMasksAreShapeChecked) {
+  auto d = testing::tiny_data({2, 8, 8}, 5);
+  Graph g = testing::fixture_all_ops(6);
+  Unify m{UnifyOptions{}};
+  FinalizeContext fctx{g};
+  m.finalize(fctx);
+  testing::TempDir dir;
+  auto opt = small_options(1);
+  opt.out_dir = dir.path;
+  Trainer(g, opt, {m.finetune_method()}).fit(d.train, nullptr);
+  Checkpoint ck = load_checkpoint(checkpoint_path(dir.path));
+  ASSERT_TRUE(ck.method_states.count("unify-retrain"));
+  Writer w;
+  w.u64(1);
+  w.str(m.frozen()[0].name);
+  w.tensor(torch::ones({1}, torch::kUInt8));
+  w.tensor(torch::zeros({1}));
+  ck.method_states["unify-retrain"] = w.bytes();
+  Graph again = ck.graph.clone();
+  opt.epochs = 2;
+  try {
+    Trainer(again, opt, {m.finetune_method()}).fit(d.train, nullptr, &ck);
+    ADD_FAILURE() << "mis-shaped masks were accepted";
+  } catch (const c10::Error& e) {
+    std::string msg = e.what_without_backtrace();
+    EXPECT_NE(msg.find("unify: checkpoint masks of layer '" + m.frozen()[0].name +
+                       "' have shapes [1] / [1], the weight is"),
+              std::string::npos)
+        << msg;
+  }
+}
+
 // §4.7 item 6: the sign-sum kernel equals the dense conv with the same weights; its multiply
 // count equals the §4.6 formula.
 TEST(UnifyKernel, MatchesDenseConvAndCountsMacs) {
@@ -444,6 +480,48 @@ TEST(UnifyFormat, EncodeDecodeIsBitExact) {
       EXPECT_THROW(decode_unified("XXXX" + bytes.substr(4), "t"), c10::Error);
     }
   }
+}
+
+// Sizes in a unified layer's header are checked before the partition allocates (issue 31): a
+// ~100-byte layer cannot make the reader build a per-entry partition of 2^32 entries.
+TEST(UnifyFormat, HeaderSizesAreCheckedBeforeAllocating) {
+  auto header = [](const std::vector<int64_t>& shape, const std::vector<int64_t>& block,
+                   uint64_t blocks) {
+    std::string s("UNF1", 4);
+    put_le<uint8_t>(s, static_cast<uint8_t>(torch::kFloat));
+    put_le<uint8_t>(s, static_cast<uint8_t>(shape.size()));
+    for (auto d : shape) put_le<int64_t>(s, d);
+    for (auto d : block) put_le<int64_t>(s, d);
+    put_le<uint64_t>(s, blocks);
+    for (int i = 0; i < 3; ++i) put_le<uint64_t>(s, 0);
+    return s;
+  };
+  auto error_of = [](const std::string& bytes, const std::vector<int64_t>* expected = nullptr) {
+    try {
+      decode_unified(bytes, "u.nnslim", expected);
+    } catch (const c10::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  const int64_t big = int64_t(1) << 30;
+  // One block of 2^32 entries, all pruned: 1 mask byte (the old reader allocated 4 GiB first).
+  std::string one_block = header({big, 4}, {big, 4, 1}, 1) + std::string(1, '\0');
+  std::string msg = error_of(one_block);
+  EXPECT_NE(msg.find("u.nnslim: unified layer has 2^32 or more entries"), std::string::npos) << msg;
+  // Fewer entries but a mask far longer than the data.
+  msg = error_of(header({1 << 20, 1 << 10}, {1, 1, 1}, uint64_t(1) << 30));
+  EXPECT_NE(msg.find("do not match its 0 bytes of data"), std::string::npos) << msg;
+  // A shape other than the weight's is refused before anything else.
+  const std::vector<int64_t> expected = {4, 4};
+  msg = error_of(header({1 << 20, 1 << 10}, {1, 1, 1}, uint64_t(1) << 30), &expected);
+  EXPECT_NE(
+      msg.find("u.nnslim: unified layer of shape [1048576, 1024] for a weight of shape [4, 4]"),
+      std::string::npos)
+      << msg;
+  // Zero and negative dimensions are named.
+  msg = error_of(header({4, 0}, {1, 1, 1}, 0));
+  EXPECT_NE(msg.find("unified layer dimension 1 is 0"), std::string::npos) << msg;
 }
 
 // Save/load round trip of the compact file; it is smaller than the ordinary file.

@@ -7,8 +7,8 @@
 
 #include <torch/types.h>
 
+#include <cstdint>
 #include <memory>
-
 #include <string>
 #include <vector>
 
@@ -82,6 +82,9 @@ Dataset take_first(const Dataset& d, int64_t n);
 std::pair<Dataset, Dataset> split_validation(const Dataset& d, int64_t n);
 
 // Reads a whole file (decompressing gzip if it starts with the gzip magic). Throws naming path.
-std::string read_file_maybe_gz(const std::string& path);
+// A gzip file that decompresses to more than `max_bytes` is refused (a "gzip bomb"; the gzip
+// trailer's size is only a hint and never trusted beyond it).
+constexpr uint64_t kMaxDecompressedBytes = uint64_t(4) << 30;  // 4 GiB; CIFAR-100 is 0.2 GB
+std::string read_file_maybe_gz(const std::string& path, uint64_t max_bytes = kMaxDecompressedBytes);
 
 }  // namespace nnslim

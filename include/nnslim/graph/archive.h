@@ -70,6 +70,7 @@ class Reader {
   const char* raw(uint64_t size);
   torch::Tensor tensor();  // a CPU tensor; sparse encodings are decoded to dense (tensor_data.cpp)
   bool done() const { return pos_ == bytes_.size(); }
+  uint64_t remaining() const { return bytes_.size() - pos_; }  // bytes not yet read
   uint32_t version() const { return version_; }
 
  private:

@@ -11,11 +11,17 @@
 #include "nnslim/graph/unified_layer.h"
 
 #include <string>
+#include <vector>
 
 namespace nnslim {
 
 std::string encode_unified(const UnifiedLayer& layer);
-// Checks every count and size; `what` names the source in errors.
-UnifiedLayer decode_unified(const std::string& bytes, const std::string& what);
+// Checks every count and size before allocating anything: the block mask and the stored values
+// the header announces must be in `bytes`, and the layer must have fewer than 2^32 entries.
+// With `expected_shape`, a layer of another shape is refused before it is unpacked (a file
+// cannot make its reader allocate more than the weight it already holds). `what` names the
+// source in errors.
+UnifiedLayer decode_unified(const std::string& bytes, const std::string& what,
+                            const std::vector<int64_t>* expected_shape = nullptr);
 
 }  // namespace nnslim

@@ -171,6 +171,7 @@ class UnifyRetrain : public Method {
 
  private:
   std::shared_ptr<std::vector<UnifyFrozenLayer>> frozen_;
+  const Graph* graph_ = nullptr;  // the graph being trained, from begin() (for load's checks)
 };
 
 // Registry entry (`nnslim compress --method unify`): options prune, unify, block, linear-block,
