@@ -188,6 +188,8 @@ std::vector<torch::Tensor> graph_buffers(const Graph& graph) {
 // result of evaluating the whole set in one process, up to float summation order.
 EvalResult evaluate_sharded(const Graph& graph, const Dataset& data, int64_t batch_size,
                             torch::Device device, dist::ProcessGroup& group) {
+  // Examples decoded from files (an image folder): every rank evaluates them all, identically.
+  if (data.source) return evaluate(graph, data, batch_size, device);
   Dataset share = data;
   const int64_t n = data.size(), r = group.rank(), w = group.world_size();
   share.images = data.images.slice(0, std::min(r, n), n, w).contiguous();
