@@ -115,6 +115,22 @@ RunOption text(const char* key, const char* metavar, const char* help, OptionGro
           [=](const RunSettings& s) { return std::string(field(s)); }};
 }
 
+// Text that must be one of `allowed` (refused by set(), naming the option and the choices).
+template <typename Get>
+RunOption one_of(const char* key, const char* metavar, const char* help, OptionGroup g, bool shapes,
+                 std::vector<std::string> allowed, Get field) {
+  RunOption o = text(key, metavar, help, g, shapes, field);
+  o.set = [=](RunSettings& s, const std::string& v) {
+    if (std::find(allowed.begin(), allowed.end(), v) == allowed.end()) {
+      std::string list;
+      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+      throw RequestError(std::string("--") + key + ": '" + v + "' is not one of " + list);
+    }
+    field(s) = v;
+  };
+  return o;
+}
+
 // A flag; `inverted` for the --no-X flags of a setting that is on by default.
 template <typename Get>
 RunOption flag(const char* key, const char* help, OptionGroup g, bool shapes, bool inverted,
@@ -168,11 +184,12 @@ std::vector<RunOption> make_table() {
           "S\n"
           "                            (default 224, or the model's input size)",
           G::kData, true, [](auto& s) -> auto& { return s.data.image_size; }),
-      text(
+      one_of(
           "normalize", "KIND",
           "imagefolder: imagenet (torchvision's mean/std, default) or dataset (computed on\n"
           "                            the training images)",
-          G::kTrainingData, true, [](auto& s) -> auto& { return s.data.normalize; }),
+          G::kTrainingData, true, {"imagenet", "dataset"},
+          [](auto& s) -> auto& { return s.data.normalize; }),
       integer(
           "workers", "N",
           "imagefolder: image decoding threads (0 = the cores training does not use, >= 1)",
@@ -260,17 +277,12 @@ std::vector<RunOption> make_table() {
       flag(
           "quiet", "print nothing while training", G::kRuntime, false, false,
           [](auto& s) -> auto& { return s.quiet; }),
-      RunOption{"dist-backend", "NAME",
-                "under torchrun (or srun, PyTorchJob): c10d backend gloo, nccl or auto (nccl on "
-                "CUDA where LibTorch has it, else gloo); one process ignores it",
-                G::kRuntime, false,
-                [](RunSettings& s, const std::string& v) {
-                  if (v != "auto" && v != "gloo" && v != "nccl")
-                    throw RequestError("--dist-backend: '" + v +
-                                       "' is not one of auto, gloo, nccl");
-                  s.dist_backend = v;
-                },
-                [](const RunSettings& s) { return s.dist_backend; }},
+      one_of(
+          "dist-backend", "NAME",
+          "under torchrun (or srun, PyTorchJob): c10d backend gloo, nccl or auto (nccl on "
+          "CUDA where LibTorch has it, else gloo); one process ignores it",
+          G::kRuntime, false, {"auto", "gloo", "nccl"},
+          [](auto& s) -> auto& { return s.dist_backend; }),
   };
   return t;
 }

@@ -159,6 +159,7 @@ TEST(RunSettings, EveryOptionRoundTripsThroughItsText) {
         o.is_flag()               ? "true"
         : o.key == "milestones"   ? "3,7"
         : o.key == "dist-backend" ? "gloo"
+        : o.key == "normalize"    ? "dataset"
         : o.key == "dataset" || o.key == "schedule" || o.key == "device" || o.key == "data-dir"
             ? "step"
             : "3";
