@@ -122,16 +122,6 @@ int free_port() {
   return port;
 }
 
-int run_shell(const std::string& cmd, std::string* output) {
-  FILE* p = ::popen(("( " + cmd + " ) 2>&1").c_str(), "r");
-  if (!p) return -1;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) output->append(buf.data(), n);
-  int status = ::pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 // `nnslim ARGS --out DIR` as W processes with the variables a launcher sets; rc of the last.
 int run_ranks(int world, const std::string& args, const std::string& dir, std::string* out) {
   const int port = free_port();
@@ -141,7 +131,7 @@ int run_ranks(int world, const std::string& args, const std::string& dir, std::s
         << " LOCAL_WORLD_SIZE=" << world << " MASTER_ADDR=127.0.0.1 MASTER_PORT=" << port << " "
         << NNSLIM_BINARY << " " << args << " --out " << dir << (r + 1 < world ? " & " : "; ");
   cmd << "rc=$?; wait; exit $rc";
-  return run_shell(cmd.str(), out);
+  return testing::run_command(cmd.str(), out);
 }
 
 double max_weight_diff(const std::string& a, const std::string& b) {
@@ -259,7 +249,7 @@ TEST(DataParallel, TorchrunLaunchesTheBinaryAsIs) {
                           "--tee 1 --master_port " +
                           std::to_string(free_port()) + " " + NNSLIM_BINARY + " " + args +
                           " --out " + tmp.file("two");
-  ASSERT_EQ(run_shell(cmd, &out), 0) << out;
+  ASSERT_EQ(testing::run_command(cmd, &out), 0) << out;
   EXPECT_LE(max_weight_diff(tmp.file("one/model.nnslim"), tmp.file("two/model.nnslim")), 1e-5)
       << out;
 }

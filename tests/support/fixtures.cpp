@@ -188,7 +188,11 @@ ResumeOutcome crash_and_resume(const std::function<std::vector<std::shared_ptr<M
 }
 
 int run_cli(const std::string& args, std::string* output) {
-  std::string cmd = std::string(NNSLIM_BINARY) + " " + args + " 2>&1";
+  return run_command(std::string(NNSLIM_BINARY) + " " + args, output);
+}
+
+int run_command(const std::string& command, std::string* output) {
+  std::string cmd = "( " + command + " ) 2>&1";
   FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) return -1;
   std::array<char, 4096> buf;

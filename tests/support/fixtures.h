@@ -71,5 +71,7 @@ ResumeOutcome crash_and_resume(const std::function<std::vector<std::shared_ptr<M
                                TrainOptions options);
 // Runs the nnslim binary with arguments; returns the exit code, captures stdout+stderr.
 int run_cli(const std::string& args, std::string* output = nullptr);
+// A shell command line; its exit code, stdout and stderr together in `output`.
+int run_command(const std::string& command, std::string* output = nullptr);
 
 }  // namespace nnslim::testing
